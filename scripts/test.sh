@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Idle OpenMP threads must not spin: two busy-waiting torch threads collapse on a shared 2-core machine.
+export OMP_WAIT_POLICY=PASSIVE
+exec .venv/bin/python -m pytest -q "$@"
