@@ -308,6 +308,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 continue
         raise fail()
     if origin is Literal:
+        if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
+            # YAML 1.1 reads off/on/no/yes as booleans: take them back as the words.
+            for word in (("off", "no", "false") if value is False else ("on", "yes", "true")):
+                if word in args:
+                    return word
         if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
             return value
         # YAML reads 2020 as int; accept "2020" for a Literal["2020"] and vice versa.
@@ -338,6 +343,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise fail()
     if tp is str:
         if isinstance(value, str):

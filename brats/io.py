@@ -388,12 +388,15 @@ def _header_for(geometry: Geometry, dtype: np.dtype) -> nib.Nifti1Header:
 def save_nifti(path: str | Path, data: np.ndarray, geometry: Geometry, dtype: np.dtype | str | None = None) -> Path:
     """Write ``data`` on the grid of ``geometry`` (same affine, sform/qform and codes), atomically.
 
-    ``data`` is ``(X, Y, Z)`` or ``(X, Y, Z, K)`` (e.g. one channel per class).
+    ``data`` is ``(X, Y, Z)`` or ``(X, Y, Z, K)`` (e.g. one channel per class). NIfTI-1 has no float16
+    datatype, so float16 data is written as float32.
     """
     path = Path(path)
     data = np.asarray(data)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
+    if data.dtype == np.float16:  # NIfTI-1 has no half-float datatype
+        data = data.astype(np.float32)
     if tuple(data.shape[:3]) != tuple(geometry.shape):
         raise CaseError(f"{path}: data shape {data.shape[:3]} does not match the input grid {geometry.shape}")
     hdr = _header_for(geometry, data.dtype)
