@@ -1,0 +1,426 @@
+"""Patch extraction (2D axial or 3D) from normalised cases into the HDF5 store (:mod:`brats.store`).
+
+``run_extract(cfg)`` is the ``brats extract`` / ``tools/extract_patches.py`` stage:
+
+1. discover the cases under ``data.root`` and check their files (headers, geometry, labels);
+2. split them by patient (:func:`brats.io.split_cases`) and write ``OUTPUT_DIR/splits.json``;
+3. normalise every train/val case (:func:`brats.preprocess.normalize`), cut windows of ``patches.size`` with
+   ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th axial slice), keep the
+   windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x that many brain-only
+   windows drawn with a generator seeded from ``seed`` and the case id; windows with no brain are never kept;
+4. write ``OUTPUT_DIR/patches/{train,val}.h5`` under temporary names, renamed only when both are complete.
+
+Cases are read and normalised by a process pool (``workers``); the parent writes them in case order, so the
+output does not depend on ``workers``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing as mp
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brats import __version__
+from brats.config import Config, config_to_yaml, save_config
+from brats.errors import BratsError
+from brats.io import (
+    Case,
+    atomic_path,
+    atomic_write_text,
+    discover_cases,
+    load_case,
+    load_seg,
+    split_cases,
+    validate_case,
+)
+from brats.preprocess import brain_mask, normalization_info, normalize, pad_to
+from brats.store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CasePatches", "window_starts", "window_grid", "select_windows", "extract_case", "run_extract"]
+
+
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Start indices of windows of ``size`` every ``stride`` along an axis of ``length``; the last window is
+    flush with the border (nnU-Net style), so every index is covered. ``length <= size`` gives ``[0]``.
+
+    Example:
+        >>> window_starts(240, 128, 64)
+        [0, 64, 112]
+    """
+    if size <= 0 or stride <= 0:
+        raise ValueError(f"size and stride must be positive, got {size}, {stride}")
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return starts
+
+
+def window_grid(
+    shape: tuple[int, int, int], cfg_patches: Any
+) -> tuple[list[np.ndarray], tuple[int, int, int]]:
+    """Window starts along X, Y, Z and the window extent ``(sx, sy, sz)`` for a volume of ``shape``.
+
+    2D: windows ``(H, W, 1)`` on every ``slice_stride``-th axial slice; 3D: windows ``patches.size``.
+    """
+    p = cfg_patches
+    if p.dim == 2:
+        ext = (int(p.size[0]), int(p.size[1]), 1)
+        strides = (int(p.stride[0]), int(p.stride[1]))
+        starts = [window_starts(shape[a], ext[a], strides[a]) for a in range(2)]
+        starts.append(list(range(0, shape[2], max(int(p.slice_stride), 1))))
+    else:
+        ext = tuple(int(s) for s in p.size)  # type: ignore[assignment]
+        starts = [window_starts(shape[a], ext[a], int(p.stride[a])) for a in range(3)]
+    return [np.asarray(s, dtype=np.int64) for s in starts], ext  # type: ignore[return-value]
+
+
+def _window_sums(mask: np.ndarray, starts: list[np.ndarray], ext: tuple[int, int, int]) -> np.ndarray:
+    """Number of True voxels of ``mask`` (X, Y, Z) in every window: ``(nx, ny, nz)`` int64 (summed-area table)."""
+    s = np.zeros(tuple(n + 1 for n in mask.shape), dtype=np.int64)
+    s[1:, 1:, 1:] = mask.astype(np.int32).cumsum(0).cumsum(1).cumsum(2)
+    x0, y0, z0 = starts[0][:, None, None], starts[1][None, :, None], starts[2][None, None, :]
+    x1, y1, z1 = x0 + ext[0], y0 + ext[1], z0 + ext[2]
+    return (
+        s[x1, y1, z1] - s[x0, y1, z1] - s[x1, y0, z1] - s[x1, y1, z0]
+        + s[x0, y0, z1] + s[x0, y1, z0] + s[x1, y0, z0] - s[x0, y0, z0]
+    )  # fmt: skip
+
+
+def _case_rng(seed: int, case_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(case_id.encode("utf-8"))])
+
+
+def select_windows(
+    seg: np.ndarray,
+    mask: np.ndarray,
+    starts: list[np.ndarray],
+    ext: tuple[int, int, int],
+    min_foreground: int,
+    background_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int, int]:
+    """The windows to keep.
+
+    Args:
+        seg: ``(X, Y, Z)`` source labels (tumour = any non-zero label).
+        mask: ``(X, Y, Z)`` bool brain mask.
+        starts, ext: from :func:`window_grid`.
+        min_foreground: tumour windows hold at least this many tumour voxels (and some brain).
+        background_fraction: brain-only windows (brain, no tumour) kept in addition, as a fraction of the
+            number of tumour windows (rounded to the nearest integer), drawn without replacement by ``rng``.
+
+    Returns:
+        ``(positions, n_tumour, n_background)``: ``positions`` is ``(n, 3)`` int64 ``(x, y, z)`` starts, sorted
+        by ``(z, x, y)``.
+    """
+    fg = _window_sums(seg > 0, starts, ext)
+    brain = _window_sums(mask, starts, ext)
+    # Flatten in (z, x, y) order: slice by slice for 2D.
+    fg = fg.transpose(2, 0, 1).reshape(-1)
+    brain = brain.transpose(2, 0, 1).reshape(-1)
+    zz, xx, yy = np.meshgrid(starts[2], starts[0], starts[1], indexing="ij")
+    pos = np.stack([xx.reshape(-1), yy.reshape(-1), zz.reshape(-1)], axis=1)
+    tumour = (fg >= min_foreground) & (brain > 0)
+    candidates = np.flatnonzero((fg == 0) & (brain > 0) & ~tumour)
+    n_tumour = int(tumour.sum())
+    n_bg = min(int(round(background_fraction * n_tumour)), candidates.size)
+    keep = tumour.copy()
+    if n_bg > 0:
+        keep[rng.choice(candidates, size=n_bg, replace=False)] = True
+    return pos[keep], n_tumour, n_bg
+
+
+@dataclass
+class CasePatches:
+    """The patches of one case: ``images`` ``(n, C, *patch)`` in the store dtype, ``labels`` ``(n, *patch)`` uint8
+    source labels, ``positions`` ``(n, 3)`` int32 ``(x, y, z)`` starts."""
+
+    case_id: str
+    images: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+    n_tumour: int
+    n_background: int
+
+
+def cut_patches(
+    volume: np.ndarray, seg: np.ndarray, positions: np.ndarray, ext: tuple[int, int, int], dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut windows at ``positions`` from ``volume`` ``(C, X, Y, Z)`` and ``seg`` ``(X, Y, Z)``.
+
+    Returns ``(images, labels)``: 2D ``(n, C, H, W)`` = ``volume[:, x:x+H, y:y+W, z]`` and ``(n, H, W)``;
+    3D ``(n, C, SX, SY, SZ)`` and ``(n, SX, SY, SZ)``.
+    """
+    win = ext[:2] if dim == 2 else ext
+    axes = tuple(range(len(win)))
+    vview = np.lib.stride_tricks.sliding_window_view(volume, win, axis=tuple(a + 1 for a in axes))
+    sview = np.lib.stride_tricks.sliding_window_view(seg, win, axis=axes)
+    x, y, z = positions[:, 0], positions[:, 1], positions[:, 2]
+    images = np.ascontiguousarray(np.moveaxis(vview[:, x, y, z], 0, 1))
+    labels = np.ascontiguousarray(sview[x, y, z])
+    return images, labels
+
+
+def extract_case(case: Case, cfg: Config) -> CasePatches:
+    """Load, normalise and cut the patches of one labelled case (pure function of ``case`` and ``cfg``).
+
+    Raises:
+        CaseError: a file is missing or unreadable (the message names it), or labels are unknown.
+    """
+    p = cfg.patches
+    image, _ = load_case(case, cfg.data.modalities)
+    seg = load_seg(case, check=True)
+    mask = brain_mask(image)
+    image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles, mask=mask)
+    image = image.astype(cfg.preprocess.dtype)
+    starts, ext = window_grid(image.shape[1:], p)  # type: ignore[arg-type]
+    need = tuple(max(s, e) for s, e in zip(image.shape[1:], ext))
+    image, seg, mask = pad_to(image, need), pad_to(seg, need), pad_to(mask, need)
+    positions, n_t, n_b = select_windows(
+        seg, mask, starts, ext, p.min_foreground, p.background_fraction, _case_rng(cfg.seed, case.case_id)
+    )
+    images, labels = cut_patches(image, seg, positions, ext, p.dim)
+    return CasePatches(case.case_id, images, labels, positions.astype(np.int32), n_t, n_b)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parallel map (ordered, bounded)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _task(kind: str, case: Case, cfg: Config) -> tuple[Any, str | None]:
+    """Run one task in a worker; a user-facing error is returned as text, not raised."""
+    try:
+        if kind == "extract":
+            return extract_case(case, cfg), None
+        problems = validate_case(
+            case, cfg.data.modalities, read_data=(kind == "read"), pattern=cfg.data.pattern
+        )
+        return None, "; ".join(f"{q.file}: {q.problem}" for q in problems) or None
+    except BratsError as exc:
+        return None, str(exc)
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A ``spawn`` process pool of ``workers`` processes (None for ``workers <= 1``: run in this process)."""
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ordered_map(fn: Callable, jobs: Iterable[tuple], pool: ProcessPoolExecutor | None) -> Iterator[Any]:
+    """``fn(*job)`` for each job, results in job order; computed by ``pool`` (if any) at most ``2 * workers``
+    jobs ahead of the consumer."""
+    if pool is None:
+        for job in jobs:
+            yield fn(*job)
+        return
+    ahead = 2 * pool._max_workers
+    pending: deque = deque()
+    it = iter(jobs)
+    try:
+        for job in it:
+            pending.append(pool.submit(fn, *job))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for job in it:
+                pending.append(pool.submit(fn, *job))
+                break
+            yield result
+    finally:  # on an error (or an early close) do not run the queued jobs
+        for fut in pending:
+            fut.cancel()
+
+
+def _progress(iterable: Iterable, total: int, desc: str, progress: bool) -> Iterable:
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="case")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The extract stage
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _fail_or_skip(errors: dict[str, str], cfg: Config, what: str) -> None:
+    if not errors:
+        return
+    listing = "; ".join(f"{cid}: {msg}" for cid, msg in errors.items())
+    if not cfg.data.skip_invalid:
+        raise BratsError(
+            f"{len(errors)} invalid case(s) {what} under {cfg.data.root} (set data.skip_invalid: true to skip "
+            f"them): {listing}"
+        )
+    log.warning("skipping %d invalid case(s): %s", len(errors), listing)
+
+
+def _write_stores(
+    cfg: Config,
+    splits: dict[str, list[str]],
+    results: Iterator[tuple[Any, str | None]],
+    paths: dict[str, Path],
+    attrs: dict[str, Any],
+    skipped: dict[str, str],
+    progress: bool,
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Consume the ordered task results (train cases, val cases, then test cases) into the two stores, renamed
+    into place only when both are complete. Updates ``skipped``; returns patch counts and the kept case ids."""
+    d, p = cfg.data, cfg.patches
+    patch = tuple(int(s) for s in p.size)
+    counts: dict[str, int] = {}
+    kept: dict[str, list[str]] = {}
+    with atomic_path(paths["train"]) as tmp_train, atomic_path(paths["val"]) as tmp_val:
+        for split, tmp in (("train", tmp_train), ("val", tmp_val)):
+            kept[split] = []
+            with StoreWriter(tmp, len(d.modalities), patch, cfg.preprocess.dtype, p.compression, attrs) as w:
+                for cid in _progress(splits[split], len(splits[split]), f"extract {split}", progress):
+                    res, err = next(results)
+                    if err:
+                        _fail_or_skip({cid: err}, cfg, "while reading")
+                        skipped[cid] = err
+                        continue
+                    w.add_case(cid, res.images, res.labels, res.positions)
+                    kept[split].append(cid)
+                    log.debug("%s: %d tumour + %d background patches", cid, res.n_tumour, res.n_background)
+                counts[split] = w.n
+        kept["test"] = []
+        for cid in splits["test"]:
+            _, err = next(results)
+            if err:
+                _fail_or_skip({cid: err}, cfg, "while reading")
+                skipped[cid] = err
+            else:
+                kept["test"].append(cid)
+        if not kept["train"]:
+            raise BratsError(f"{d.root}: every training case was skipped as invalid")
+    return counts, kept
+
+
+def store_attrs(cfg: Config, label_scheme: str) -> dict[str, Any]:
+    """The provenance attributes of a store made with ``cfg`` (see :data:`brats.store.ATTRS`)."""
+    p = cfg.patches
+    return {
+        "modalities": list(cfg.data.modalities),
+        "dim": int(p.dim),
+        "patch_size": [int(s) for s in p.size],
+        "stride": [int(s) for s in p.stride],
+        "slice_stride": int(p.slice_stride) if p.dim == 2 else 1,
+        "min_foreground": int(p.min_foreground),
+        "background_fraction": float(p.background_fraction),
+        "normalization": normalization_info(cfg.preprocess),
+        "label_scheme": label_scheme,
+        "config": config_to_yaml(cfg),
+        "version": __version__,
+    }
+
+
+def run_extract(cfg: Config, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Extract the train/val patch stores of ``cfg`` (the ``brats extract`` command).
+
+    Writes ``OUTPUT_DIR/splits.json``, ``OUTPUT_DIR/patches/{train,val}.h5`` and
+    ``OUTPUT_DIR/config_extract.yaml``. The stores are written under temporary names and renamed only when both
+    are complete, so a failure leaves any previous stores untouched.
+
+    Returns:
+        ``{"splits", "train", "val", "config"}`` paths and the counts ``train_cases``, ``val_cases``,
+        ``test_cases``, ``train_patches``, ``val_patches``, ``skipped``.
+
+    Raises:
+        BratsError: no case found; invalid cases (listed, with the file and the problem) unless
+            ``data.skip_invalid``; no labelled training case; mixed label schemes.
+    """
+    d = cfg.data
+    out_dir = Path(cfg.output_dir)
+    cases = discover_cases(d.root, d.naming, d.pattern)
+    by_id = {c.case_id: c for c in cases}
+    paths = {s: out_dir / "patches" / f"{s}.h5" for s in ("train", "val")}
+    with _worker_pool(max(int(workers), 1)) as pool:
+        # 1. Files, headers, geometry and labels of every case (voxel data is read in step 3).
+        results = _ordered_map(_task, [("check", c, cfg) for c in cases], pool)
+        errors = {
+            c.case_id: err
+            for c, (_, err) in zip(cases, _progress(results, len(cases), "check", progress))
+            if err
+        }
+        _fail_or_skip(errors, cfg, "found")
+        skipped = dict(errors)
+
+        # 2. Patient-level split.
+        valid = [c for c in cases if c.case_id not in errors]
+        try:
+            splits = split_cases(valid, d.train_fraction, d.val_fraction, d.split_seed, d.fold, d.n_folds)
+        except ValueError as exc:
+            raise BratsError(f"data.fold: {exc}") from exc
+        if not splits["train"]:
+            raise BratsError(f"{d.root}: no labelled case (with a *_seg file) for the training split")
+        schemes = sorted({by_id[c].label_scheme.name for c in splits["train"] + splits["val"]})
+        if len(schemes) > 1:
+            raise BratsError(
+                f"{d.root}: cases mix label schemes {schemes} (ET = 4 vs ET = 3); extract them apart"
+            )
+
+        # 3. Normalise and cut (the parent writes in case order); test cases are only read in full.
+        jobs = [("extract", by_id[c], cfg) for s in ("train", "val") for c in splits[s]]
+        jobs += [("read", by_id[c], cfg) for c in splits["test"]]
+        results = _ordered_map(_task, jobs, pool)
+        try:
+            counts, kept = _write_stores(
+                cfg, splits, results, paths, store_attrs(cfg, schemes[0]), skipped, progress
+            )
+        finally:
+            results.close()
+    # 4. Provenance (after the stores are in place).
+    naming = sorted({by_id[c].naming for s in kept.values() for c in s})
+    split_doc = {
+        **kept,
+        "naming": naming[0] if len(naming) == 1 else naming,
+        "label_scheme": schemes[0],
+        "root": str(d.root),
+        "split_seed": d.split_seed,
+        "train_fraction": d.train_fraction,
+        "val_fraction": d.val_fraction,
+        "fold": d.fold,
+        "n_folds": d.n_folds,
+        "skipped": [{"case": cid, "problem": msg} for cid, msg in sorted(skipped.items())],
+        "patches": counts,
+        "version": __version__,
+    }
+    splits_path = atomic_write_text(out_dir / "splits.json", json.dumps(split_doc, indent=2) + "\n")
+    config_path = save_config(cfg, out_dir / "config_extract.yaml")
+    return {
+        "splits": str(splits_path),
+        "train": str(paths["train"]),
+        "val": str(paths["val"]),
+        "config": str(config_path),
+        "train_cases": len(kept["train"]),
+        "val_cases": len(kept["val"]),
+        "test_cases": len(kept["test"]),
+        "train_patches": counts["train"],
+        "val_patches": counts["val"],
+        "skipped": len(skipped),
+    }

@@ -1,0 +1,159 @@
+"""Intensity normalisation per case and per modality inside the brain, and bounding-box helpers.
+
+These are pure functions of their inputs: extraction (:mod:`brats.patches`) and inference call the same
+:func:`normalize` with the ``preprocess`` section of the config (the checkpoint carries it), so a model sees
+identically normalised intensities at training and prediction time.
+
+The brain mask is the set of voxels where **any** modality is non-zero (BraTS volumes are skull-stripped
+with a zero background). Statistics are computed per modality over the whole brain mask; voxels outside it
+stay exactly 0.
+
+* ``zscore``: ``(v - mean) / std`` (population std, ``ddof=0``); a constant modality (std 0) becomes 0.
+* ``percentile``: ``clip((v - p_lo) / (p_hi - p_lo), 0, 1)`` with ``p_lo, p_hi`` the ``percentiles`` of the
+  brain voxels (numpy ``linear`` interpolation); ``p_hi == p_lo`` gives 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from brats.errors import BratsError
+
+__all__ = [
+    "METHODS",
+    "brain_mask",
+    "normalize",
+    "normalize_with",
+    "normalization_info",
+    "bounding_box",
+    "crop",
+    "pad_to",
+]
+
+METHODS = ("zscore", "percentile")
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """Voxels inside the brain: ``(X, Y, Z)`` bool, True where any channel of ``image`` ``(C, X, Y, Z)`` != 0."""
+    image = np.asarray(image)
+    if image.ndim < 2:
+        raise ValueError(f"brain_mask expects a channel-first image (C, X, Y, Z), got shape {image.shape}")
+    return np.any(image != 0, axis=0)
+
+
+def normalize(
+    image: np.ndarray,
+    method: str = "zscore",
+    percentiles: tuple[float, float] | list[float] = (0.5, 99.5),
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Normalise each modality of one case inside the brain.
+
+    Args:
+        image: ``(C, X, Y, Z)`` intensities (any real dtype).
+        method: ``"zscore"`` (mean 0, std 1 inside the brain) or ``"percentile"`` (the ``percentiles`` of the
+            brain voxels mapped to 0 and 1, clipped to [0, 1]).
+        percentiles: ``(low, high)`` in [0, 100] for ``percentile``.
+        mask: ``(X, Y, Z)`` bool brain mask; default :func:`brain_mask` of ``image``.
+
+    Returns:
+        ``(C, X, Y, Z)`` float32; voxels outside the mask are 0. A case with an empty mask is returned as zeros.
+
+    Example:
+        >>> img = np.zeros((1, 4, 1, 1), np.float32); img[0, :3, 0, 0] = [1, 2, 3]
+        >>> normalize(img)[0, :, 0, 0].round(4).tolist()
+        [-1.2247, 0.0, 1.2247, 0.0]
+    """
+    if method not in METHODS:
+        raise BratsError(f"Unknown normalization {method!r}; expected one of {', '.join(METHODS)}")
+    image = np.asarray(image)
+    if image.ndim != 4:
+        raise ValueError(f"normalize expects (C, X, Y, Z), got shape {image.shape}")
+    if mask is None:
+        mask = brain_mask(image)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape[1:]:
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[1:]}")
+    lo_p, hi_p = (float(p) for p in percentiles)
+    if method == "percentile" and not 0 <= lo_p < hi_p <= 100:
+        raise BratsError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(percentiles)}")
+    out = np.zeros(image.shape, dtype=np.float32)
+    if not mask.any():
+        return out
+    for c in range(image.shape[0]):
+        v = image[c][mask].astype(np.float64)
+        if method == "zscore":
+            mean = v.mean()
+            std = v.std()
+            w = (v - mean) / std if std > 0 else np.zeros_like(v)
+        else:
+            lo, hi = np.percentile(v, [lo_p, hi_p])
+            w = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(v)
+        out[c][mask] = w.astype(np.float32)
+    return out
+
+
+def normalize_with(image: np.ndarray, preprocess: Any) -> np.ndarray:
+    """:func:`normalize` with the settings of a config's ``preprocess`` section (a dataclass or a dict)."""
+    get = preprocess.get if isinstance(preprocess, dict) else lambda k, d=None: getattr(preprocess, k, d)
+    return normalize(
+        image, method=get("normalization", "zscore"), percentiles=get("percentiles", (0.5, 99.5))
+    )
+
+
+def normalization_info(preprocess: Any) -> dict[str, Any]:
+    """The normalisation settings as a JSON-able dict (stored in the patch store and the checkpoint)."""
+    get = preprocess.get if isinstance(preprocess, dict) else lambda k, d=None: getattr(preprocess, k, d)
+    return {
+        "method": get("normalization", "zscore"),
+        "percentiles": [float(p) for p in get("percentiles", (0.5, 99.5))],
+        "mask": "any modality != 0",
+        "scope": "per case, per modality",
+        "dtype": get("dtype", "float16"),
+    }
+
+
+def bounding_box(mask: np.ndarray, margin: int | tuple[int, ...] = 0) -> tuple[slice, ...]:
+    """The smallest box holding every True voxel of ``mask``, grown by ``margin`` and clipped to the array.
+
+    Returns:
+        One ``slice`` per axis of ``mask``; an empty mask gives the whole array.
+
+    Example:
+        >>> m = np.zeros((5, 6), bool); m[1:3, 2] = True
+        >>> bounding_box(m)
+        (slice(1, 3, None), slice(2, 3, None))
+    """
+    mask = np.asarray(mask, dtype=bool)
+    margins = (margin,) * mask.ndim if isinstance(margin, int) else tuple(margin)
+    if not mask.any():
+        return tuple(slice(0, s) for s in mask.shape)
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        lo = max(int(hit[0]) - margins[axis], 0)
+        hi = min(int(hit[-1]) + 1 + margins[axis], mask.shape[axis])
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+def crop(array: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """``array`` cropped to ``box`` on its **last** ``len(box)`` axes (so ``(C, X, Y, Z)`` takes a 3D box)."""
+    array = np.asarray(array)
+    lead = (slice(None),) * (array.ndim - len(box))
+    return array[lead + tuple(box)]
+
+
+def pad_to(array: np.ndarray, shape: tuple[int, ...], value: float = 0) -> np.ndarray:
+    """Pad the last ``len(shape)`` axes of ``array`` at their end up to at least ``shape`` (no cropping)."""
+    array = np.asarray(array)
+    k = len(shape)
+    spatial = array.shape[array.ndim - k :]
+    extra = [max(int(t) - int(s), 0) for s, t in zip(spatial, shape)]
+    if not any(extra):
+        return array
+    widths = [(0, 0)] * (array.ndim - k) + [(0, e) for e in extra]
+    return np.pad(array, widths, mode="constant", constant_values=value)
