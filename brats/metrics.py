@@ -7,7 +7,7 @@ The public face of two modules:
   :func:`overlap_scores`, :func:`dice_scores`, :func:`hd95`.
 * :mod:`brats.metrics_eval`: a cohort of NIfTI predictions against BraTS references:
   :func:`evaluate_case` (one case), :func:`run_evaluate` (writes ``cases.csv`` and ``summary.json``),
-  :func:`summarize`, :func:`format_summary`.
+  :func:`summarize`, :func:`format_summary`, :func:`report_rows`.
 
 Example (training-time validation)::
 
@@ -45,6 +45,7 @@ from brats.metrics_eval import (
     find_prediction,
     format_summary,
     load_prediction,
+    report_rows,
     run_evaluate,
     summarize,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "hd95",
     "load_prediction",
     "overlap_scores",
+    "report_rows",
     "run_evaluate",
     "structure_counts",
     "summarize",

@@ -45,6 +45,7 @@ __all__ = [
     "summarize",
     "run_evaluate",
     "format_summary",
+    "report_rows",
 ]
 
 MISSING_RULES: tuple[str, ...] = ("error", "zero")
@@ -333,6 +334,25 @@ def run_evaluate(
     )
     log.info("wrote %s and %s", files["cases_csv"], files["summary_json"])
     return summary
+
+
+def report_rows(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Table rows of a summary (from :func:`run_evaluate` or ``summary.json``), for reports.
+
+    Returns:
+        ``(mean_rows, pooled_rows)``, one dict per structure NCR, ED, ET, TC, WT: ``mean_rows`` hold ``name``,
+        ``n`` (cases with a Dice value) and the per-case means ``dice``, ``iou``, ``precision``, ``recall``,
+        ``specificity``, ``hd95`` (None for NCR and ED); ``pooled_rows`` hold ``name`` and the pooled ``dice``,
+        ``iou``, ``precision``, ``recall``, ``specificity``, ``accuracy``. Undefined values are None.
+    """
+    mean_rows, pooled_rows = [], []
+    for name in STRUCTURE_NAMES:
+        per, pooled = summary["per_case"][name], summary["pooled"][name]
+        row: dict[str, Any] = {"name": name, "n": per["dice"]["count"]}
+        row.update({m: per[m]["mean"] if m in per else None for m in (*OVERLAP_METRICS, "hd95")})
+        mean_rows.append(row)
+        pooled_rows.append({"name": name, **{m: pooled[m] for m in (*OVERLAP_METRICS, "accuracy")}})
+    return _json_safe(mean_rows), _json_safe(pooled_rows)
 
 
 def _num(value: float | None, width: int, digits: int = 3) -> str:

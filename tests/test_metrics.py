@@ -31,6 +31,7 @@ from brats.metrics import (
     format_summary,
     hd95,
     overlap_scores,
+    report_rows,
     run_evaluate,
     summarize,
 )
@@ -339,6 +340,10 @@ def test_summarize_mean_vs_pooled_by_hand():
     assert s["pooled"]["WT"]["accuracy"] == pytest.approx(10 / 12)
     # ET empty in both cases: Dice 1 and HD95 0 under the brats rule
     assert s["per_case"]["ET"]["dice"]["mean"] == 1.0 and s["per_case"]["ET"]["hd95"]["mean"] == 0.0
+    means, pooled = report_rows(s)
+    assert [r["name"] for r in means] == ["NCR", "ED", "ET", "TC", "WT"]
+    assert means[4]["dice"] == pytest.approx(0.5) and means[4]["n"] == 2 and means[0]["hd95"] is None
+    assert pooled[4]["dice"] == pytest.approx(0.8) and pooled[4]["accuracy"] == pytest.approx(10 / 12)
 
 
 def test_missing_predictions(tmp_path):
