@@ -1,0 +1,288 @@
+"""TorchIO transform pipelines built from the config (train / val / test), label remapping included.
+
+A pipeline is a callable on a :class:`brats.data.PatchDataset` sample ``{"image": float32 (C, H, W),
+"label": (H, W) source labels (0, 1, 2, 4 or 0, 1, 2, 3), "index": i}`` and returns the same dict with
+``"image"`` a float32 tensor ``(C, H, W)`` and ``"label"`` an int64 tensor ``(H, W)`` of *training classes*
+``0 background, 1 NCR, 2 ED, 3 ET``. Inside, a 2D patch is a TorchIO subject of shape ``(C, H, W, 1)``.
+
+The train pipeline reproduces the seed article's (each step configurable under ``augment``)::
+
+    CropOrPad(patch size)
+    OneOf{RandomFlip, RandomAffine, RandomAnisotropy, RandomElasticDeformation}   p = spatial_p, weights from config
+    RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
+    OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
+    RemapLabels(scheme.mapping)                                                    e.g. {0: 0, 1: 1, 2: 2, 4: 3}
+
+Validation and test use CropOrPad, RescaleIntensity and RemapLabels only. Label maps are resampled with
+nearest-neighbour interpolation; rotations pad images with 0 (the background of a normalised patch) and labels
+with 0. Randomness comes from ``torch``'s generator, so seeding torch (per worker, per epoch) reproduces it.
+
+:func:`rescale_batch` is the batched torch twin of the per-channel rescaling, used by inference on every window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torchio as tio
+
+from brats.config import AugmentConfig, Config
+from brats.errors import BratsError
+from brats.labels import LabelScheme, check_labels, get_scheme
+
+__all__ = [
+    "AugmentError",
+    "PatchTransform",
+    "ChannelwiseRescaleIntensity",
+    "nonzero_mask",
+    "spatial_transforms",
+    "intensity_transforms",
+    "build_transform",
+    "rescale_batch",
+]
+
+Split = Literal["train", "val", "test"]
+
+
+class AugmentError(BratsError, ValueError):
+    """A pipeline cannot be built from the config, or a sample does not fit it."""
+
+
+def nonzero_mask(tensor: torch.Tensor) -> torch.Tensor:
+    """The brain mask used for rescaling statistics: voxels that are not exactly 0 (bool, same shape)."""
+    return tensor != 0
+
+
+class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
+    """:class:`torchio.RescaleIntensity` applied to each channel on its own (statistics and mask per channel).
+
+    TorchIO pools all channels of an image; modalities have different intensity distributions, so each channel
+    gets its own percentiles here. A channel whose mask is empty, or whose clipped range is 0, is left unchanged
+    (TorchIO's rule).
+    """
+
+    def apply_normalization(self, subject: tio.Subject, image_name: str, mask: torch.Tensor) -> None:
+        image = subject.get_scalar_image(image_name)
+        data = image.data
+        channels = [
+            self.rescale(data[c : c + 1], mask[c : c + 1], f"{image_name}[{c}]").float()
+            for c in range(data.shape[0])
+        ]
+        image.set_data(torch.cat(channels, dim=0))
+
+
+def _check_prob(value: float, key: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise AugmentError(f"augment.{key} must be a probability in [0, 1], got {value}")
+    return value
+
+
+def spatial_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
+    """The enabled spatial transforms of the train pipeline, by config name (``flip``, ``affine``,
+    ``anisotropy``, ``elastic``), each built to apply whenever it is called (the OneOf draws among them).
+
+    All work on a 2D subject ``(C, H, W, 1)``: rotation only about the axis normal to the patch, no scaling,
+    displacement or downsampling along that axis. Labels use nearest-neighbour interpolation.
+    """
+    out: dict[str, tio.Transform] = {}
+    if aug.flip.enabled:
+        axes = tuple(int(a) for a in aug.flip.axes)
+        if not axes or any(a not in (0, 1) for a in axes):
+            raise AugmentError(f"augment.flip.axes must be a non-empty subset of [0, 1], got {list(axes)}")
+        out["flip"] = tio.RandomFlip(axes=axes, flip_probability=0.5)
+    if aug.affine.enabled:
+        d, s = float(aug.affine.degrees), float(aug.affine.scales)
+        if d < 0 or not 0 <= s < 1:
+            raise AugmentError(f"augment.affine needs degrees >= 0 and 0 <= scales < 1, got {d}, {s}")
+        out["affine"] = tio.RandomAffine(
+            scales=(1 - s, 1 + s, 1 - s, 1 + s, 1, 1),
+            degrees=(0, 0, 0, 0, -d, d),
+            translation=0,
+            image_interpolation="linear",
+            label_interpolation="nearest",
+            default_pad_value=0,
+            default_pad_label=0,
+        )
+    if aug.anisotropy.enabled:
+        lo, hi = (list(aug.anisotropy.downsampling) + [None])[:2]
+        if hi is None or not 1 <= lo <= hi:
+            raise AugmentError(
+                f"augment.anisotropy.downsampling must be [min, max] with 1 <= min <= max, "
+                f"got {aug.anisotropy.downsampling}"
+            )
+        # scalars_only: the label map is untouched (the transform only blurs intensities).
+        out["anisotropy"] = tio.RandomAnisotropy(axes=(0, 1), downsampling=(lo, hi), scalars_only=True)
+    if aug.elastic.enabled:
+        n = int(aug.elastic.num_control_points)
+        m = float(aug.elastic.max_displacement)
+        if n < 5 or m < 0:
+            raise AugmentError(
+                f"augment.elastic needs num_control_points >= 5 and max_displacement >= 0, got {n}, {m}"
+            )
+        out["elastic"] = tio.RandomElasticDeformation(
+            num_control_points=(n, n, 5),
+            max_displacement=(m, m, 0),
+            image_interpolation="linear",
+            label_interpolation="nearest",
+        )
+    return out
+
+
+def _weights(aug: AugmentConfig, names: Sequence[str]) -> list[float]:
+    weights = [float(getattr(aug, n).weight) for n in names]
+    if any(w < 0 for w in weights):
+        raise AugmentError(f"augment weights must be >= 0, got {dict(zip(names, weights))}")
+    return weights
+
+
+def intensity_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
+    """The enabled intensity transforms of the train pipeline (``noise``, ``bias_field``), by config name."""
+    out: dict[str, tio.Transform] = {}
+    if aug.noise.enabled:
+        out["noise"] = tio.RandomNoise(mean=0, std=(0, float(aug.noise.std)))
+    if aug.bias_field.enabled:
+        out["bias_field"] = tio.RandomBiasField(coefficients=float(aug.bias_field.coefficients), order=3)
+    return out
+
+
+def _one_of(transforms: dict[str, tio.Transform], aug: AugmentConfig, p: float) -> tio.Transform | None:
+    names = [n for n, w in zip(transforms, _weights(aug, list(transforms))) if w > 0]
+    if not names or p == 0:
+        return None
+    weights = _weights(aug, names)
+    return tio.OneOf({transforms[n]: w for n, w in zip(names, weights)}, p=p)
+
+
+class PatchTransform:
+    """A TorchIO pipeline applied to a 2D dataset sample (see the module doc). Picklable (DataLoader workers).
+
+    Args:
+        transform: a TorchIO transform for a subject with ``image`` ``(C, H, W, 1)`` and ``label`` ``(1, H, W, 1)``.
+        scheme: the source label scheme; labels outside it raise :class:`brats.labels.LabelError`.
+    """
+
+    def __init__(self, transform: tio.Transform, scheme: LabelScheme | str):
+        self.transform = transform
+        self.scheme = get_scheme(scheme)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        image = torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32)
+        label = np.asarray(sample["label"])
+        if image.ndim != 3 or label.shape != tuple(image.shape[1:]):
+            raise AugmentError(
+                f"sample {sample.get('index')}: expected image (C, H, W) and label (H, W), "
+                f"got {tuple(image.shape)} and {label.shape}"
+            )
+        check_labels(label, self.scheme, where=f"patch {sample.get('index')}")
+        subject = tio.Subject(
+            image=tio.ScalarImage(tensor=image.unsqueeze(-1)),
+            label=tio.LabelMap(tensor=torch.as_tensor(label.astype(np.int64))[None, ..., None]),
+        )
+        out = self.transform(subject)
+        result = dict(sample)
+        result["image"] = out["image"].data[..., 0].float().contiguous()
+        result["label"] = out["label"].data[0, ..., 0].long().contiguous()
+        return result
+
+    def __repr__(self) -> str:
+        return f"PatchTransform({self.transform!r}, scheme={self.scheme.name})"
+
+
+def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) -> PatchTransform:
+    """The pipeline of ``split`` (``"train"``, ``"val"`` or ``"test"``) from ``cfg.augment`` and ``cfg.patches``.
+
+    ``train`` adds the random spatial and intensity transforms when ``augment.enabled``; ``val`` and ``test``
+    only crop/pad, rescale and remap. ``label_scheme`` (``brats2021``/``brats2023`` or a
+    :class:`~brats.labels.LabelScheme`) gives the source labels, e.g. the store's ``label_scheme`` attribute.
+
+    Raises:
+        AugmentError: 3D patches, a bad split name, or an invalid augmentation parameter.
+    """
+    if split not in ("train", "val", "test"):
+        raise AugmentError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if cfg.patches.dim != 2:
+        raise AugmentError(f"3D augmentation is not supported yet (patches.dim={cfg.patches.dim})")
+    aug = cfg.augment
+    scheme = get_scheme(label_scheme)
+    steps: list[tio.Transform] = []
+    if aug.crop_or_pad:
+        h, w = cfg.patches.size
+        steps.append(tio.CropOrPad((int(h), int(w), 1), padding_mode=0))
+    random_on = split == "train" and aug.enabled
+    if random_on:
+        spatial = _one_of(spatial_transforms(aug), aug, _check_prob(aug.spatial_p, "spatial_p"))
+        if spatial is not None:
+            steps.append(spatial)
+    if aug.rescale.enabled:
+        r = aug.rescale
+        if len(r.out_min_max) != 2 or len(r.percentiles) != 2:
+            raise AugmentError(
+                f"augment.rescale.out_min_max and .percentiles need 2 values, got {r.out_min_max}, {r.percentiles}"
+            )
+        steps.append(
+            ChannelwiseRescaleIntensity(
+                out_min_max=tuple(r.out_min_max),
+                percentiles=tuple(r.percentiles),
+                masking_method=nonzero_mask,
+            )
+        )
+    if random_on:
+        intensity = _one_of(intensity_transforms(aug), aug, _check_prob(aug.intensity_p, "intensity_p"))
+        if intensity is not None:
+            steps.append(intensity)
+    steps.append(tio.RemapLabels(scheme.mapping))
+    return PatchTransform(tio.Compose(steps), scheme)
+
+
+def rescale_batch(
+    x: torch.Tensor,
+    out_min_max: Sequence[float] = (-1.0, 1.0),
+    percentiles: Sequence[float] = (0.5, 99.5),
+) -> torch.Tensor:
+    """Batched :class:`ChannelwiseRescaleIntensity`: rescale every sample and channel of ``x`` on its own.
+
+    For each ``(b, c)``: the percentiles (linear interpolation, as ``numpy.percentile``) of the non-zero
+    voxels are computed, the whole channel is clipped to them and mapped linearly onto ``out_min_max``. A
+    channel with no non-zero voxel, or with equal percentiles, is returned unchanged.
+
+    Args:
+        x: ``(B, C, *spatial)`` floating tensor (any device).
+        out_min_max: output range ``(min, max)``.
+        percentiles: input percentiles in [0, 100] mapped to ``out_min_max``.
+
+    Returns:
+        Tensor of the shape and dtype of ``x`` (computed in float32).
+    """
+    if x.ndim < 3:
+        raise AugmentError(f"rescale_batch expects (B, C, *spatial), got shape {tuple(x.shape)}")
+    out_min, out_max = (float(v) for v in out_min_max)
+    p_lo, p_hi = (float(v) / 100.0 for v in percentiles)
+    flat = x.reshape(x.shape[0] * x.shape[1], -1).float()
+    mask = nonzero_mask(flat)
+    n = mask.sum(dim=1)
+    ordered = torch.where(mask, flat, torch.full_like(flat, float("inf"))).sort(dim=1).values
+    last = (n - 1).clamp(min=0)
+
+    def quantile(q: float) -> torch.Tensor:
+        pos = last.to(torch.float64) * q
+        i0 = pos.floor().long()
+        i1 = torch.minimum(i0 + 1, last)
+        frac = (pos - i0).float()
+        a = ordered.gather(1, i0[:, None])[:, 0]
+        b = ordered.gather(1, i1[:, None])[:, 0]
+        a = torch.where(n > 0, a, torch.zeros_like(a))
+        b = torch.where(n > 0, b, torch.zeros_like(b))
+        return a + (b - a) * frac
+
+    lo, hi = quantile(p_lo), quantile(p_hi)
+    clipped = torch.maximum(torch.minimum(flat, hi[:, None]), lo[:, None])
+    in_min = clipped.amin(dim=1, keepdim=True)
+    in_range = clipped.amax(dim=1, keepdim=True) - in_min
+    valid = (n[:, None] > 0) & (in_range > 0)
+    scaled = (clipped - in_min) / torch.where(valid, in_range, torch.ones_like(in_range))
+    scaled = scaled * (out_max - out_min) + out_min
+    out = torch.where(valid, scaled, flat)
+    return out.reshape(x.shape).to(x.dtype)

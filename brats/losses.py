@@ -1,0 +1,77 @@
+"""Loss functions from the config: smp focal loss, optionally plus smp Dice loss.
+
+A loss maps logits ``(B, K, H, W)`` (any float dtype) and a target ``(B, H, W)`` int64 of training classes
+``0..K-1`` to a scalar float32 tensor. It is always computed in float32, outside autocast, so mixed precision
+never reaches the log/exp of the focal term.
+
+* ``focal``: ``smp.losses.FocalLoss(mode="multiclass", gamma)``: for each class ``c`` the binary focal loss
+  ``-(1 - p_t) ** gamma * log(p_t)`` of ``sigmoid(logit_c)`` against ``target == c``, averaged over pixels and
+  summed over classes.
+* ``focal_dice``: ``focal_weight * focal + dice_weight * smp.losses.DiceLoss(mode="multiclass")`` (soft Dice of
+  the softmax, ``1 - mean over classes present in the batch``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from brats.config import LossConfig
+from brats.errors import BratsError
+
+__all__ = ["LossError", "SegmentationLoss", "build_loss"]
+
+
+class LossError(BratsError, ValueError):
+    """The loss section of the config is invalid."""
+
+
+class SegmentationLoss(nn.Module):
+    """Weighted sum of smp focal and Dice losses, computed in float32 (see the module doc).
+
+    Args:
+        gamma: focal focusing parameter (0 gives the per-class binary cross-entropy).
+        focal_weight: weight of the focal term.
+        dice_weight: weight of the Dice term (0 = focal only; the Dice module is then not evaluated).
+    """
+
+    def __init__(self, gamma: float = 2.0, focal_weight: float = 1.0, dice_weight: float = 0.0):
+        super().__init__()
+        from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
+
+        self.focal_weight = float(focal_weight)
+        self.dice_weight = float(dice_weight)
+        self.focal = FocalLoss(mode="multiclass", gamma=gamma)
+        self.dice = DiceLoss(mode="multiclass", from_logits=True) if self.dice_weight else None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``logits`` ``(B, K, H, W)``, ``target`` ``(B, H, W)`` int64 classes -> scalar float32 loss."""
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits.float()
+            target = target.long()
+            loss = (
+                self.focal_weight * self.focal(logits, target) if self.focal_weight else logits.new_zeros(())
+            )
+            if self.dice is not None:
+                loss = loss + self.dice_weight * self.dice(logits, target)
+        return loss
+
+
+def build_loss(loss_cfg: LossConfig) -> SegmentationLoss:
+    """The loss of ``loss_cfg``: ``name`` ``focal`` or ``focal_dice``, ``gamma``, ``focal_weight``, ``dice_weight``.
+
+    Raises:
+        LossError: a negative gamma or weight, or both weights 0.
+    """
+    if loss_cfg.gamma < 0:
+        raise LossError(f"loss.gamma must be >= 0, got {loss_cfg.gamma}")
+    if loss_cfg.name == "focal":
+        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=1.0, dice_weight=0.0)
+    if loss_cfg.name == "focal_dice":
+        fw, dw = loss_cfg.focal_weight, loss_cfg.dice_weight
+        if fw < 0 or dw < 0 or fw + dw == 0:
+            raise LossError(
+                f"loss.focal_weight and loss.dice_weight must be >= 0 and not both 0, got {fw}, {dw}"
+            )
+        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=fw, dice_weight=dw)
+    raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice")

@@ -1,0 +1,386 @@
+"""The training engine: smp model, focal loss, Adam, ReduceLROnPlateau, AMP, checkpoints, resume, DDP.
+
+:func:`run_training` reads ``OUTPUT_DIR/patches/{train,val}.h5`` and writes under ``OUTPUT_DIR``:
+
+* ``config.yaml``: the resolved config;
+* ``metrics.csv`` and ``curves.png``: one row / point per epoch (:mod:`brats.train_log`);
+* ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best ``train.best_metric``), written
+  atomically, holding everything :func:`brats.model.model_from_checkpoint` and resuming need.
+
+Each epoch trains on the augmented train store (one pass, or ``train.steps_per_epoch`` batches), then scores
+the validation store (loss and Dice per training class), steps the scheduler on the validation loss and
+writes the logs and checkpoints. ``train.max_minutes`` stops after the epoch that exceeds it.
+
+Mixed precision (``train.amp``): ``auto`` = float16 autocast + GradScaler on CUDA, float32 on CPU; ``bf16``;
+``fp16``; ``off``. The loss is always computed in float32. Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is
+wrapped in DistributedDataParallel, each rank trains on its share of every epoch, validation counts are
+summed over ranks, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from brats import __version__
+from brats.augment import build_transform
+from brats.config import Config, config_to_dict, save_config
+from brats.data import PatchDataset, read_store_info
+from brats.labels import NUM_CLASSES, get_scheme
+from brats.losses import build_loss
+from brats.metrics import batch_class_counts, dice_scores
+from brats.model import CHECKPOINT_VERSION, build_model, load_checkpoint, save_checkpoint
+from brats.train_log import metric_mode, plot_curves, write_metrics_csv
+from brats.train_setup import (
+    Runtime,
+    TrainError,
+    epoch_seed,
+    init_distributed,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    train_loader,
+    val_loader,
+)
+
+__all__ = ["TrainError", "Trainer", "run_training"]
+
+log = logging.getLogger(__name__)
+
+
+def run_training(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` (see the module doc); ``resume`` continues from ``OUTPUT_DIR/checkpoints/last.pt``.
+
+    Returns:
+        ``output_dir``, ``metrics``, ``curves``, ``config``, ``last``, ``best`` (paths), ``epochs_run`` (in
+        this call), ``epoch`` (epochs completed in total), ``best_metric``, ``best_score``, ``stopped_early``
+        (the time budget ended the run), ``seconds``.
+
+    Raises:
+        TrainError: missing or inconsistent stores, missing checkpoint on resume, a non-finite loss.
+    """
+    trainer = Trainer(cfg, resume=resume, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
+
+
+class Trainer:
+    """One training run; :meth:`fit` runs the remaining epochs. See the module doc."""
+
+    def __init__(self, cfg: Config, resume: bool = False, progress: bool = False):
+        self.cfg, self.progress = cfg, progress
+        tc = cfg.train
+        out = Path(cfg.output_dir)
+        self.paths = {
+            "output_dir": out,
+            "metrics": out / "metrics.csv",
+            "curves": out / "curves.png",
+            "config": out / "config.yaml",
+            "last": out / "checkpoints" / "last.pt",
+            "best": out / "checkpoints" / "best.pt",
+        }
+        try:
+            self.best_mode = metric_mode(tc.best_metric)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+        if cfg.patches.dim != 2:
+            raise TrainError(f"3D training is not supported yet (patches.dim={cfg.patches.dim})")
+        if tc.num_threads:
+            torch.set_num_threads(int(tc.num_threads))
+        self.info = self._check_stores(out / "patches")
+        self.rt: Runtime = init_distributed(tc)
+        self.scheme = get_scheme(self.info["label_scheme"])
+        self.train_ds = PatchDataset(out / "patches" / "train.h5", build_transform(cfg, "train", self.scheme))
+        self.val_ds = PatchDataset(out / "patches" / "val.h5", build_transform(cfg, "val", self.scheme))
+        self.in_channels = len(self.info["modalities"])
+
+        seed_everything(cfg.seed)
+        self.model = build_model(cfg.model, self.in_channels, NUM_CLASSES, dim=cfg.patches.dim).to(
+            self.rt.device
+        )
+        if tc.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        sc = tc.scheduler
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=sc.factor, patience=sc.patience, min_lr=sc.min_lr
+        )
+        self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
+        self.loss_fn = build_loss(cfg.loss)
+        self.epoch = 0
+        self.best_score: float | None = None
+        self.history: list[dict[str, float]] = []
+        if resume:
+            self._restore(self.paths["last"])
+        self.net: nn.Module = self.model
+        if self.rt.distributed:
+            ids = [self.rt.device] if self.rt.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # -- set-up -----------------------------------------------------------------------------------------------
+
+    def _check_stores(self, folder: Path) -> dict[str, Any]:
+        cfg = self.cfg
+        for split in ("train", "val"):
+            if not (folder / f"{split}.h5").is_file():
+                raise TrainError(
+                    f"{folder / f'{split}.h5'} not found: run `brats extract --config CFG` first"
+                )
+        info = read_store_info(folder / "train.h5")
+        val = read_store_info(folder / "val.h5")
+        if int(val["n_patches"]) == 0:
+            raise TrainError(f"{folder / 'val.h5'} holds no patches; check data.val_fraction and re-extract")
+        for key in ("modalities", "label_scheme", "dim"):
+            if info.get(key) != val.get(key):
+                raise TrainError(f"train.h5 and val.h5 differ in {key}: {info.get(key)} vs {val.get(key)}")
+        if list(info["modalities"]) != list(cfg.data.modalities):
+            raise TrainError(
+                f"{folder / 'train.h5'} holds modalities {info['modalities']} but data.modalities is "
+                f"{cfg.data.modalities}; re-extract the patches or fix the config"
+            )
+        if int(info["dim"]) != cfg.patches.dim:
+            raise TrainError(
+                f"{folder / 'train.h5'} holds {info['dim']}D patches but patches.dim={cfg.patches.dim}"
+            )
+        method = (info.get("normalization") or {}).get("method")
+        if method is not None and method != cfg.preprocess.normalization:
+            raise TrainError(
+                f"{folder / 'train.h5'} was normalised with {method!r} but preprocess.normalization is "
+                f"{cfg.preprocess.normalization!r}; prediction would normalise differently: re-extract or fix the config"
+            )
+        size = list(cfg.patches.size) if cfg.augment.crop_or_pad else list(info["patch_size"])
+        k = 2**cfg.model.encoder_depth
+        if any(s % k for s in size):
+            fit = [max(k, round(s / k) * k) for s in size]
+            raise TrainError(
+                f"patch size {size} is not divisible by 2**model.encoder_depth = {k}; use patches.size {fit}"
+            )
+        return info
+
+    def _restore(self, path: Path) -> None:
+        if not path.is_file():
+            raise TrainError(f"--resume: no checkpoint at {path} (train without --resume first)")
+        ckpt = load_checkpoint(path, map_location=self.rt.device)
+        saved_model = ckpt["config"].get("model")
+        if saved_model != config_to_dict(self.cfg.model):
+            raise TrainError(
+                f"--resume: the model section differs from the checkpoint's ({saved_model} vs "
+                f"{config_to_dict(self.cfg.model)}); resume with the same model settings"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch = int(ckpt["epoch"])
+        self.best_score = ckpt.get("best_score")
+        if ckpt.get("best_metric", self.cfg.train.best_metric) != self.cfg.train.best_metric:
+            log.warning("train.best_metric changed since the checkpoint: the best score starts afresh")
+            self.best_score = None
+        self.history = [dict(r) for r in ckpt.get("history", [])][: self.epoch]
+        if "rng" in ckpt:
+            set_rng_state(ckpt["rng"])
+        log.info("resumed from %s after epoch %d", path, self.epoch)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dict of the current state (keys: :data:`brats.model.CHECKPOINT_KEYS` and more)."""
+        cfg = self.cfg
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "best_score": self.best_score,
+            "best_metric": cfg.train.best_metric,
+            "rng": rng_state(),
+            "config": config_to_dict(cfg),
+            "label_scheme": self.scheme.to_dict(),
+            "normalization": config_to_dict(cfg.preprocess),
+            "store_normalization": dict(self.info.get("normalization") or {}),
+            "modalities": list(self.info["modalities"]),
+            "patch_size": [int(s) for s in cfg.patches.size],
+            "dim": int(cfg.patches.dim),
+            "in_channels": self.in_channels,
+            "classes": NUM_CLASSES,
+            "history": [dict(r) for r in self.history],
+            "version": CHECKPOINT_VERSION,
+            "toolkit_version": __version__,
+        }
+
+    # -- loop -------------------------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Run epochs ``self.epoch + 1 .. train.epochs``; returns the summary of :func:`run_training`."""
+        cfg, tc, rt = self.cfg, self.cfg.train, self.rt
+        start = time.monotonic()
+        if rt.is_main:
+            save_config(cfg, self.paths["config"])
+        if self.epoch >= tc.epochs:
+            log.warning("nothing to do: %d epochs already completed (train.epochs=%d)", self.epoch, tc.epochs)
+        first, stopped = self.epoch, False
+        while self.epoch < tc.epochs and not stopped:
+            t0 = time.monotonic()
+            epoch = self.epoch
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            seed_everything(epoch_seed(cfg.seed, epoch, 0, rt.rank))
+            train_loss = self.train_epoch(epoch)
+            val = self.validate()
+            self.scheduler.step(val["val_loss"])
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                **val,
+                "lr": lr,
+                "seconds": time.monotonic() - t0,
+            }
+            self.history.append(row)
+            self.epoch = epoch + 1
+            improved = self._update_best(row[tc.best_metric])
+            if rt.is_main:
+                self._write(improved)
+            log.info(
+                "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice NCR %.3f ED %.3f ET %.3f, %.1f s",
+                self.epoch, tc.epochs, train_loss, val["val_loss"], val["val_dice_NCR"], val["val_dice_ED"],
+                val["val_dice_ET"], row["seconds"],
+            )  # fmt: skip
+            over = tc.max_minutes is not None and time.monotonic() - start > 60 * tc.max_minutes
+            stopped = self._agree(over) and self.epoch < tc.epochs
+            if stopped:
+                log.info("train.max_minutes=%s reached after epoch %d", tc.max_minutes, self.epoch)
+        if rt.distributed:
+            dist.barrier()
+        return {
+            **{k: str(v) for k, v in self.paths.items()},
+            "epochs_run": self.epoch - first,
+            "epoch": self.epoch,
+            "best_metric": tc.best_metric,
+            "best_score": self.best_score,
+            "stopped_early": stopped,
+            "seconds": round(time.monotonic() - start, 2),
+        }
+
+    def _autocast(self):
+        dtype = self.rt.amp_dtype
+        return torch.autocast(self.rt.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch["image"].to(self.rt.device, non_blocking=True)
+        if self.cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, batch["label"].to(self.rt.device, non_blocking=True)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch of training (0-based ``epoch``); returns the mean training loss over its patches."""
+        from tqdm.auto import tqdm
+
+        tc, rt = self.cfg.train, self.rt
+        loader, steps = train_loader(self.train_ds, tc, rt, self.cfg.seed, epoch)
+        self.net.train()
+        total = torch.zeros(2, dtype=torch.float64)
+        bar = tqdm(
+            total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (self.progress and rt.is_main)
+        )
+        for step, batch in enumerate(loader):
+            x, y = self._batch(batch)
+            with self._autocast():
+                logits = self.net(x)
+            loss = self.loss_fn(logits, y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainError(
+                    f"the training loss is {value} at epoch {epoch + 1}, step {step + 1}: lower train.lr, "
+                    "or set train.amp=off"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += torch.tensor([value * len(x), len(x)], dtype=torch.float64)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total[0] / total[1]:.4f}")
+            if tc.log_every and (step + 1) % tc.log_every == 0:
+                log.debug("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps, total[0] / total[1])
+        bar.close()
+        total = self._sum(total)
+        return float(total[0] / total[1])
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and per-class Dice (pooled counts, empty rule ``brats``) on the validation store."""
+        tc = self.cfg.train
+        self.model.eval()  # the bare model: ranks may run different numbers of batches
+        sums = torch.zeros(2, dtype=torch.float64)
+        counts = torch.zeros(NUM_CLASSES - 1, 3, dtype=torch.float64)
+        for i, batch in enumerate(val_loader(self.val_ds, tc, self.rt)):
+            if tc.val_max_batches is not None and i >= tc.val_max_batches:
+                break
+            x, y = self._batch(batch)
+            with self._autocast():
+                logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+            sums += torch.tensor([float(loss) * len(x), len(x)], dtype=torch.float64)
+            counts += torch.as_tensor(
+                batch_class_counts(logits.argmax(1).cpu(), y.cpu()), dtype=torch.float64
+            )
+        sums, counts = self._sum(sums), self._sum(counts)
+        dice = dice_scores(counts.numpy(), empty="brats")
+        out = {"val_loss": float(sums[0] / sums[1]) if sums[1] else math.nan}
+        out.update({f"val_dice_{k}": float(v) for k, v in dice.items()})
+        out["val_dice_mean"] = float(sum(dice.values()) / len(dice))
+        return out
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum a CPU float64 tensor over ranks (identity without DDP)."""
+        if not self.rt.distributed:
+            return t
+        buf = t.to(self.rt.device) if dist.get_backend() == "nccl" else t.clone()
+        dist.all_reduce(buf)
+        return buf.cpu()
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when rank 0 says so (so all ranks stop after the same epoch)."""
+        if not self.rt.distributed:
+            return flag
+        t = torch.tensor([float(flag)], dtype=torch.float64)
+        t = t.to(self.rt.device) if dist.get_backend() == "nccl" else t
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
+    def _update_best(self, score: float) -> bool:
+        if not math.isfinite(score):
+            return self.best_score is None
+        better = (
+            self.best_score is None
+            or (self.best_mode == "min" and score < self.best_score)
+            or (self.best_mode == "max" and score > self.best_score)
+        )
+        if better:
+            self.best_score = float(score)
+        return better
+
+    def _write(self, improved: bool) -> None:
+        ckpt = self.checkpoint()
+        save_checkpoint(ckpt, self.paths["last"])
+        if improved:
+            save_checkpoint(ckpt, self.paths["best"])
+        write_metrics_csv(self.history, self.paths["metrics"])
+        plot_curves(self.history, self.paths["curves"])
+
+    def close(self) -> None:
+        """Release the stores' file handles and leave the process group this trainer joined."""
+        self.train_ds.close()
+        self.val_ds.close()
+        if self.rt.owns_group and dist.is_initialized():
+            dist.destroy_process_group()

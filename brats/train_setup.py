@@ -1,0 +1,274 @@
+"""Runtime set-up of training: device and mixed precision, seeding, RNG state, distributed processes, loaders.
+
+Determinism: every epoch ``e`` starts from seeds derived from ``(seed, e)`` only (:func:`epoch_seed`): the
+global torch / NumPy / Python generators (augmentation in the main process), the sampler's permutation and
+the DataLoader workers' base seed. So an epoch does not depend on what ran before it apart from the model and
+optimiser state, and "train 2 epochs, resume for 2 more" equals "train 4 epochs" exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+
+from brats.config import TrainConfig
+from brats.errors import BratsError
+
+__all__ = [
+    "TrainError",
+    "Runtime",
+    "resolve_device",
+    "resolve_amp",
+    "epoch_seed",
+    "seed_everything",
+    "rng_state",
+    "set_rng_state",
+    "init_distributed",
+    "train_loader",
+    "val_loader",
+]
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(BratsError, RuntimeError):
+    """Training cannot start or continue (bad settings, missing store or checkpoint)."""
+
+
+@dataclass
+class Runtime:
+    """Where and how training runs.
+
+    Attributes:
+        device: the torch device of this process.
+        amp_dtype: autocast dtype (``torch.float16`` / ``torch.bfloat16``) or ``None`` (float32).
+        use_scaler: whether a GradScaler scales the loss (float16 on CUDA).
+        rank, world_size, local_rank: distributed position (0, 1, 0 without torchrun).
+        owns_group: this call initialised the process group (and destroys it at the end).
+    """
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    use_scaler: bool
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``cuda`` under torchrun ->
+    ``cuda:<local_rank>``. Raises :class:`TrainError` for CUDA requested on a machine without it."""
+    name = str(name)
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise TrainError(f"train.device: invalid device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError(f"train.device is {name!r} but CUDA is not available; use train.device=cpu")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """Mixed-precision rule -> ``(autocast dtype or None, use GradScaler)``.
+
+    ``auto``: float16 + GradScaler on CUDA, off (float32) on CPU. ``fp16``: float16 + GradScaler (CUDA only).
+    ``bf16``: bfloat16 autocast without scaler (on a CPU without bf16 instructions this is many times slower
+    than float32: a warning says so). ``off``: float32.
+    """
+    if amp == "off":
+        return None, False
+    if amp == "auto":
+        return (torch.float16, True) if device.type == "cuda" else (None, False)
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise TrainError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=off (or bf16)")
+        return torch.float16, True
+    if amp == "bf16":
+        if device.type == "cpu" and not _cpu_has_bf16():
+            log.warning("train.amp=bf16 on a CPU without bf16 instructions is much slower than float32")
+        return torch.bfloat16, False
+    raise TrainError(f"train.amp must be auto, fp16, bf16 or off, got {amp!r}")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - private API may move
+        return False
+
+
+def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
+    """A 63-bit seed derived from ``(seed, epoch, *stream)`` (NumPy ``SeedSequence``)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), *[int(s) for s in stream]])
+    return int(state.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), NumPy's global generator and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states as tensors and plain values (loadable with ``weights_only``)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    s = state["numpy"]
+    np.random.set_state(
+        (
+            s["bit_generator"],
+            s["keys"].numpy().astype(np.uint32),
+            s["pos"],
+            s["has_gauss"],
+            s["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def init_distributed(train_cfg: TrainConfig) -> Runtime:
+    """The :class:`Runtime` of this process; under ``torchrun`` (``WORLD_SIZE`` > 1) joins the process group
+    (``nccl`` on CUDA, ``gloo`` on CPU) unless one is already initialised."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    device = resolve_device(train_cfg.device, local_rank if world > 1 else 0)
+    amp_dtype, use_scaler = resolve_amp(train_cfg.amp, device)
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        owns = True
+        log.info("rank %d/%d joined the %s process group", rank, world, backend)
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    return Runtime(device, amp_dtype, use_scaler, rank, world, local_rank, owns)
+
+
+def _worker_init(worker_id: int) -> None:
+    """Seed NumPy and ``random`` in a DataLoader worker from its torch seed (itself from the loader's generator)."""
+    seed = torch.initial_seed()
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class _CycleDistributedSampler(Sampler[int]):
+    """A :class:`~torch.utils.data.DistributedSampler` drawn for ``num_samples`` indices per replica, passing
+    over the data as many times as needed (each pass a new permutation, the same on every rank)."""
+
+    def __init__(self, dataset: Dataset, num_samples: int, rank: int, world: int, seed: int, epoch: int):
+        self.dataset, self.num_samples = dataset, int(num_samples)
+        self.rank, self.world, self.seed, self.epoch = rank, world, seed, epoch
+
+    def __iter__(self) -> Iterator[int]:
+        out: list[int] = []
+        passes = 0
+        while len(out) < self.num_samples:
+            s = DistributedSampler(self.dataset, self.world, self.rank, shuffle=True, seed=self.seed)
+            s.set_epoch(epoch_seed(self.seed, self.epoch, passes) % 2**31)
+            out.extend(iter(s))
+            passes += 1
+        return iter(out[: self.num_samples])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def train_loader(
+    dataset: Dataset, train_cfg: TrainConfig, rt: Runtime, seed: int, epoch: int
+) -> tuple[DataLoader, int]:
+    """The shuffled training loader of ``epoch`` and its number of steps.
+
+    One pass over the data per epoch (split across ranks by a ``DistributedSampler``), or exactly
+    ``train.steps_per_epoch`` batches (passing over the data several times if needed). The permutation and
+    the workers' seeds depend only on ``(seed, epoch)``.
+    """
+    n = len(dataset)
+    if n == 0:
+        raise TrainError("the training store holds no patches")
+    bs = int(train_cfg.batch_size)
+    if bs < 1:
+        raise TrainError(f"train.batch_size must be >= 1, got {bs}")
+    steps = train_cfg.steps_per_epoch
+    gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 1))
+    sampler: Sampler[int]
+    if rt.distributed:
+        per_rank = steps * bs if steps else -(-n // rt.world_size)
+        sampler = _CycleDistributedSampler(dataset, per_rank, rt.rank, rt.world_size, seed, epoch)
+    else:
+        sampler = RandomSampler(dataset, num_samples=steps * bs if steps else n, generator=gen)
+    loader = DataLoader(
+        dataset,
+        batch_size=bs,
+        sampler=sampler,
+        num_workers=int(train_cfg.num_workers),
+        pin_memory=bool(train_cfg.pin_memory) and rt.device.type == "cuda",
+        worker_init_fn=_worker_init,
+        generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)),
+        drop_last=False,
+    )
+    return loader, len(loader)
+
+
+def val_loader(dataset: Dataset, train_cfg: TrainConfig, rt: Runtime) -> DataLoader:
+    """The validation loader: in order; under DDP rank ``r`` takes patches ``r, r + world, ...`` (no padding,
+    so the summed counts over ranks cover every patch exactly once)."""
+    from torch.utils.data import Subset
+
+    if rt.distributed:
+        dataset = Subset(dataset, list(range(rt.rank, len(dataset), rt.world_size)))
+    return DataLoader(
+        dataset,
+        batch_size=int(train_cfg.batch_size),
+        shuffle=False,
+        num_workers=int(train_cfg.num_workers),
+        pin_memory=bool(train_cfg.pin_memory) and rt.device.type == "cuda",
+        worker_init_fn=_worker_init,
+    )
