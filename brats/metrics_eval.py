@@ -18,6 +18,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from brats import __version__
 from brats.io import AFFINE_TOL, Case, atomic_write_text, discover_cases, load_geometry, load_seg
 from brats.labels import to_classes
 from brats.metrics_core import (
@@ -326,6 +327,7 @@ def run_evaluate(
         unmatched_predictions=unmatched,
         no_reference=no_ref,
         hd95_max_mm=BRATS_HD95_MAX,
+        version=__version__,
         files=files,
     )
     atomic_write_text(files["cases_csv"], _cases_csv(rows))
@@ -399,4 +401,4 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("left out as NaN (empty masks): " + ", ".join(nan_notes))
     if "files" in summary:
         lines.append(f"wrote {summary['files']['cases_csv']} and {summary['files']['summary_json']}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())
