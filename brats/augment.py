@@ -22,6 +22,7 @@ with 0. Randomness comes from ``torch``'s generator, so seeding torch (per worke
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -67,10 +68,14 @@ class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
     def apply_normalization(self, subject: tio.Subject, image_name: str, mask: torch.Tensor) -> None:
         image = subject.get_scalar_image(image_name)
         data = image.data
-        channels = [
-            self.rescale(data[c : c + 1], mask[c : c + 1], f"{image_name}[{c}]").float()
-            for c in range(data.shape[0])
-        ]
+        with (
+            warnings.catch_warnings()
+        ):  # an empty or constant channel is left unchanged: documented, not news
+            warnings.simplefilter("ignore", RuntimeWarning)
+            channels = [
+                self.rescale(data[c : c + 1], mask[c : c + 1], f"{image_name}[{c}]").float()
+                for c in range(data.shape[0])
+            ]
         image.set_data(torch.cat(channels, dim=0))
 
 

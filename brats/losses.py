@@ -5,10 +5,11 @@ A loss maps logits ``(B, K, H, W)`` (any float dtype) and a target ``(B, H, W)``
 never reaches the log/exp of the focal term.
 
 * ``focal``: ``smp.losses.FocalLoss(mode="multiclass", gamma)``: for each class ``c`` the binary focal loss
-  ``-(1 - p_t) ** gamma * log(p_t)`` of ``sigmoid(logit_c)`` against ``target == c``, averaged over pixels and
-  summed over classes.
+  ``-(1 - p_t) ** gamma * log(p_t)`` of ``sigmoid(logit_c)`` against ``target == c``, averaged over pixels, then
+  averaged over the ``K`` classes.
 * ``focal_dice``: ``focal_weight * focal + dice_weight * smp.losses.DiceLoss(mode="multiclass")`` (soft Dice of
-  the softmax, ``1 - mean over classes present in the batch``).
+  the softmax: ``1 - Dice`` of each class over the whole batch, 0 for a class absent from the target,
+  averaged over the ``K`` classes).
 """
 
 from __future__ import annotations

@@ -158,9 +158,33 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
         model = cls(**kwargs)
     except (ValueError, KeyError, TypeError, AssertionError) as exc:
         raise ModelError(f"Cannot build {cls.__name__} with encoder {model_cfg.encoder!r}: {exc}") from exc
+    _check_output_size(model, cls.__name__, model_cfg, in_channels)
     if model_cfg.weights_path:
         _load_weights(model, Path(model_cfg.weights_path))
     return model
+
+
+def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_channels: int) -> None:
+    """One small forward pass: the logits must have the input's height and width."""
+    size = max(64, 2 ** (model_cfg.encoder_depth + 1))
+    state = torch.random.get_rng_state()
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, in_channels, size, size))
+    except Exception as exc:  # noqa: BLE001 - any failure means this combination does not work
+        raise ModelError(
+            f"{arch} with encoder {model_cfg.encoder!r} and encoder_depth {model_cfg.encoder_depth} "
+            f"fails on a {size}x{size} input: {exc}"
+        ) from exc
+    finally:
+        model.train()
+        torch.random.set_rng_state(state)
+    if tuple(out.shape[-2:]) != (size, size):
+        raise ModelError(
+            f"{arch} with encoder_depth {model_cfg.encoder_depth} maps a {size}x{size} input to "
+            f"{tuple(out.shape[-2:])} logits; use another model.encoder_depth (5 is smp's default)"
+        )
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:

@@ -1,0 +1,180 @@
+"""Model factory, checkpoints and losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from brats.config import Config, LossConfig, ModelConfig, config_to_dict
+from brats.losses import LossError, build_loss
+from brats.model import (
+    ModelError,
+    build_model,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    valid_architectures,
+)
+
+torch.set_num_threads(1)
+
+TINY = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
+
+
+def tiny_cfg(**kw) -> ModelConfig:
+    return ModelConfig(**{**TINY, **kw})
+
+
+def test_build_unet_shapes():
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(), in_channels=3, classes=4)
+    assert type(model).__name__ == "Unet"
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 4, 32, 32) and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("arch", ["UnetPlusPlus", "Linknet"])
+def test_other_architectures_by_name(arch):
+    model = build_model(tiny_cfg(arch=arch, encoder_depth=3), in_channels=4, classes=4)
+    assert model(torch.randn(1, 4, 32, 32)).shape == (1, 4, 32, 32)
+
+
+def test_output_size_is_checked():
+    # smp's FPN upsamples its stride-4 output by 4: with encoder_depth 3 the logits come out 4x too large
+    with pytest.raises(ModelError, match=r"FPN with encoder_depth 3 maps a 64x64 input to \(256, 256\)"):
+        build_model(tiny_cfg(arch="fpn"), 4)
+    model = build_model(ModelConfig(arch="FPN", encoder="resnet18"), 4)
+    assert model(torch.randn(1, 4, 64, 64)).shape == (1, 4, 64, 64)
+
+
+def test_errors_list_valid_values():
+    with pytest.raises(ModelError, match=r"did you mean 'Unet'\?.*UnetPlusPlus"):
+        build_model(tiny_cfg(arch="Unett"), 4)
+    assert "Unet" in valid_architectures() and "FPN" in valid_architectures()
+    with pytest.raises(ModelError, match=r"Unknown model.encoder 'resnet19'.*resnet18.*valid encoders:"):
+        build_model(tiny_cfg(encoder="resnet19"), 4)
+    with pytest.raises(ModelError, match=r"one value per encoder stage.*\[32, 16, 8\]"):
+        build_model(tiny_cfg(decoder_channels=[64, 32, 16, 8]), 4)
+    with pytest.raises(ModelError, match="3D models are not supported yet"):
+        build_model(tiny_cfg(), 4, dim=3)
+
+
+def test_no_download_by_default():
+    assert ModelConfig().encoder_weights is None
+
+
+def test_weights_path_whole_model_and_encoder(tmp_path):
+    torch.manual_seed(1)
+    source = build_model(tiny_cfg(), 4)
+    torch.save(source.state_dict(), tmp_path / "model.pt")
+    torch.save(source.encoder.state_dict(), tmp_path / "encoder.pt")
+    torch.manual_seed(2)
+    whole = build_model(tiny_cfg(weights_path=str(tmp_path / "model.pt")), 4)
+    for k, v in source.state_dict().items():
+        assert torch.equal(whole.state_dict()[k], v), k
+    torch.manual_seed(2)
+    enc = build_model(tiny_cfg(weights_path=str(tmp_path / "encoder.pt")), 4)
+    assert all(torch.equal(enc.encoder.state_dict()[k], v) for k, v in source.encoder.state_dict().items())
+    w_src, w_enc = source.decoder.state_dict(), enc.decoder.state_dict()
+    assert not all(torch.equal(w_enc[k], v) for k, v in w_src.items())  # decoder stays freshly initialised
+    with pytest.raises(ModelError, match="not found"):
+        build_model(tiny_cfg(weights_path=str(tmp_path / "missing.pt")), 4)
+    torch.save({"foo": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="does not match the model"):
+        build_model(tiny_cfg(weights_path=str(tmp_path / "other.pt")), 4)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    cfg = Config()
+    cfg.model = tiny_cfg(weights_path=str(tmp_path / "gone.pt"))  # not needed (nor read) when loading
+    cfg.data.modalities = ["t1ce", "flair"]
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg(), 2).eval()
+    ckpt = {
+        "model": model.state_dict(),
+        "config": config_to_dict(cfg),
+        "label_scheme": {"name": "brats2021", "source_labels": [0, 1, 2, 4]},
+        "in_channels": 2,
+        "classes": 4,
+        "dim": 2,
+        "epoch": 3,
+        "version": 1,
+    }
+    path = save_checkpoint(ckpt, tmp_path / "ck" / "best.pt")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]  # no temporary file left
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and loaded["label_scheme"]["source_labels"] == [0, 1, 2, 4]
+    rebuilt, ck = model_from_checkpoint(path)
+    assert not rebuilt.training and ck["config"]["data"]["modalities"] == ["t1ce", "flair"]
+    x = torch.randn(1, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(ModelError, match="Cannot read"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "dict.pt")
+    with pytest.raises(ModelError, match="not a brats checkpoint"):
+        load_checkpoint(tmp_path / "dict.pt")
+
+
+# -- losses -----------------------------------------------------------------------------------------------------
+
+LN2 = math.log(2)
+
+
+@pytest.mark.parametrize(
+    "logit, gamma, expected",
+    [
+        # zero logits: sigmoid 0.5 for every class, p_t = 0.5: each class gives (0.5 ** gamma) * ln 2,
+        # and smp averages the 4 per-class losses
+        (0.0, 2.0, 0.25 * LN2),
+        (0.0, 0.0, LN2),
+        # logits +2 for the target class, -2 elsewhere: p_t = sigmoid(2) = 0.880797 for every class:
+        # (1 - 0.880797) ** 2 * -ln(0.880797) = 0.0018035628
+        (2.0, 2.0, 0.0018035628),
+    ],
+)
+def test_focal_loss_hand_computed(logit, gamma, expected):
+    target = torch.tensor([[[0, 1], [2, 3]]])  # (1, 2, 2)
+    logits = torch.full((1, 4, 2, 2), -logit)
+    logits.scatter_(1, target[:, None], logit)
+    loss = build_loss(LossConfig(name="focal", gamma=gamma))(logits, target)
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dice_term_hand_computed():
+    # zero logits -> softmax 0.25 everywhere. Target: 2 pixels of class 0, 2 of class 1.
+    # class 0: intersection 0.5, cardinality 1 + 2 -> Dice 1/3, loss 2/3; class 1 the same;
+    # classes 2, 3 are absent -> 0. Mean over 4 classes: 1/3.
+    target = torch.tensor([[[0, 0], [1, 1]]])
+    logits = torch.zeros(1, 4, 2, 2)
+    cfg = LossConfig(name="focal_dice", gamma=2.0, focal_weight=0.0, dice_weight=1.0)
+    assert float(build_loss(cfg)(logits, target)) == pytest.approx(1 / 3, rel=1e-5)
+    cfg = LossConfig(name="focal_dice", gamma=2.0, focal_weight=0.5, dice_weight=2.0)
+    assert float(build_loss(cfg)(logits, target)) == pytest.approx(0.5 * 0.25 * LN2 + 2 / 3, rel=1e-5)
+
+
+def test_loss_is_float32_under_autocast():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8).bfloat16()
+    target = torch.randint(0, 4, (2, 8, 8))
+    fn = build_loss(LossConfig(name="focal_dice"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fn(logits, target)
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(float(fn(logits.float(), target)), rel=1e-6)
+
+
+def test_loss_config_errors():
+    with pytest.raises(LossError, match="gamma"):
+        build_loss(LossConfig(gamma=-1))
+    with pytest.raises(LossError, match="not both 0"):
+        build_loss(LossConfig(name="focal_dice", focal_weight=0, dice_weight=0))
