@@ -1,0 +1,283 @@
+"""Predict whole cases from a checkpoint and write NIfTI segmentations on the input grid.
+
+``brats predict`` / ``tools/predict.py`` call :func:`run_predict`. The checkpoint alone says which modalities in
+which order, how to normalise, the patch size, the per-window intensity rescale and the label scheme; the
+``predict`` section of its config gives the defaults of overlap, blending, TTA, batch size and post-processing.
+
+For each case (:func:`predict_case`):
+
+1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.io.load_case`;
+2. normalise per modality inside the brain (:func:`brats.preprocess.normalize`, the training settings), rounded
+   through the training storage dtype (float16 by default) so the model sees the values it was trained on;
+3. sliding-window probabilities (:func:`brats.sliding.predict_volume`, re-exported here);
+4. argmax to training classes, post-processing (:mod:`brats.postprocess`), mapping back to the case's source
+   labels (ET = 4 for 2020/2021 naming, 3 for 2023);
+5. ``OUTPUT/<case_id>.nii.gz`` (uint8) and optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``
+   probabilities before post-processing, rounded to float16 precision and stored as float32 because NIfTI-1
+   has no float16 datatype), both written atomically with the first modality's header.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brats.io import Case, CaseError, load_case, resolve_cases, save_nifti, save_seg
+from brats.labels import LabelScheme, get_scheme, to_source
+from brats.sliding import BLEND_MODES, InferenceError, predict_volume
+
+__all__ = [
+    "PredictSettings",
+    "InferenceError",
+    "predict_volume",
+    "resolve_device",
+    "load_predictor",
+    "predict_case",
+    "run_predict",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictSettings:
+    """Everything :func:`predict_case` needs besides the model (built by :func:`load_predictor`).
+
+    Attributes:
+        modalities: input channels in order, e.g. ``["t1", "t1ce", "t2", "flair"]``.
+        patch_size: training patch, ``[H, W]`` (2D) or ``[X, Y, Z]`` (3D).
+        normalization: ``zscore`` or ``percentile``; ``percentiles`` for the latter.
+        storage_dtype: dtype the training patches were stored in (values are rounded through it).
+        overlap, blend, tta, batch_size: sliding-window settings.
+        multiple: window sizes are multiples of it (``2 ** encoder_depth``).
+        window_fn: per-window-batch transform (the training rescale), or None.
+        min_component, et_min_voxels: post-processing thresholds (0 = off).
+        postprocess: apply them.
+        label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
+    """
+
+    modalities: list[str]
+    patch_size: list[int]
+    normalization: str = "zscore"
+    percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+    storage_dtype: str = "float16"
+    overlap: float = 0.5
+    blend: str = "gaussian"
+    tta: bool = False
+    batch_size: int = 16
+    multiple: int = 32
+    window_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    min_component: int = 0
+    et_min_voxels: int = 0
+    postprocess: bool = True
+    label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
+    naming: str = "auto"
+    pattern: str | None = None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(device)`` (checked to exist)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InferenceError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def load_predictor(
+    checkpoint: str | Path,
+    device: str | torch.device = "auto",
+    overlap: float | None = None,
+    blend: str | None = None,
+    tta: bool | None = None,
+    batch_size: int | None = None,
+    postprocess: bool = True,
+) -> tuple[torch.nn.Module, PredictSettings]:
+    """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
+
+    ``None`` arguments take the checkpoint config's ``predict`` section.
+    """
+    from brats.config import config_from_dict
+    from brats.model import model_from_checkpoint
+
+    dev = resolve_device(device)
+    model, ckpt = model_from_checkpoint(checkpoint, dev)
+    cfg = config_from_dict(ckpt["config"], source=f"checkpoint {checkpoint}")
+    pc = cfg.predict
+    norm: dict[str, Any] = dict(ckpt.get("normalization") or {})
+    method = norm.get("method", norm.get("normalization", cfg.preprocess.normalization))
+    scheme = ckpt.get("label_scheme")
+    scheme = get_scheme(scheme["name"] if isinstance(scheme, dict) else scheme or "brats2021")
+    dim = int(ckpt.get("dim", cfg.patches.dim))
+    settings = PredictSettings(
+        modalities=list(ckpt.get("modalities", cfg.data.modalities)),
+        patch_size=[int(p) for p in ckpt.get("patch_size", cfg.patches.size)],
+        normalization=str(method),
+        percentiles=[float(p) for p in norm.get("percentiles", cfg.preprocess.percentiles)],
+        storage_dtype=str(norm.get("dtype", cfg.preprocess.dtype)),
+        overlap=float(pc.overlap if overlap is None else overlap),
+        blend=str(pc.blend if blend is None else blend),
+        tta=bool(pc.tta if tta is None else tta),
+        batch_size=int(pc.batch_size if batch_size is None else batch_size),
+        multiple=2 ** int(cfg.model.encoder_depth),
+        min_component=int(pc.postprocess.min_component),
+        et_min_voxels=int(pc.postprocess.et_min_voxels),
+        postprocess=bool(postprocess),
+        label_scheme=scheme,
+        naming="custom" if cfg.data.naming == "custom" else "auto",
+        pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
+    )
+    if len(settings.patch_size) != dim:
+        raise InferenceError(f"{checkpoint}: patch_size {settings.patch_size} does not fit dim={dim}")
+    if not 0 <= settings.overlap < 1:
+        raise InferenceError(f"overlap must be in [0, 1), got {settings.overlap}")
+    if settings.blend not in BLEND_MODES:
+        raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {settings.blend!r}")
+    if settings.batch_size < 1:
+        raise InferenceError(f"batch size must be at least 1, got {settings.batch_size}")
+    rescale = cfg.augment.rescale
+    if rescale.enabled:
+        from brats.augment import rescale_batch
+
+        settings.window_fn = functools.partial(
+            rescale_batch, out_min_max=list(rescale.out_min_max), percentiles=list(rescale.percentiles)
+        )
+    model.to(memory_format=torch.channels_last if dim == 2 else torch.channels_last_3d)
+    return model, settings
+
+
+def _case_error(case: Case, exc: Exception) -> CaseError:
+    msg = str(exc)
+    return CaseError(msg if case.case_id in msg else f"case {case.case_id}: {msg}")
+
+
+def predict_case(
+    model: torch.nn.Module,
+    case: Case,
+    settings: PredictSettings,
+    output_dir: str | Path,
+    probabilities: bool = False,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
+
+    Returns:
+        ``{"case", "seg", "prob" (path or None), "seconds", "postprocess" (stats or None),
+        "labels" (source labels present)}``.
+
+    Raises:
+        CaseError: a modality is missing or unreadable, or the modalities' geometry disagrees (the message
+            names the case and the files).
+    """
+    from brats.postprocess import postprocess
+    from brats.preprocess import normalize
+
+    t0 = time.perf_counter()
+    output_dir = Path(output_dir)
+    try:
+        image, geometry = load_case(case, settings.modalities)
+    except CaseError as exc:
+        raise _case_error(case, exc) from exc
+    image = normalize(image, settings.normalization, settings.percentiles)
+    image = image.astype(settings.storage_dtype, copy=False).astype(np.float32, copy=False)
+    prob = predict_volume(
+        model,
+        image,
+        settings.patch_size,
+        overlap=settings.overlap,
+        blend=settings.blend,
+        batch_size=settings.batch_size,
+        tta=settings.tta,
+        window_fn=settings.window_fn,
+        device=device,
+        multiple=settings.multiple,
+    )
+    classes = prob.argmax(axis=0).astype(np.uint8)
+    stats = None
+    if settings.postprocess:
+        classes, stats = postprocess(classes, settings.min_component, settings.et_min_voxels)
+    scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
+    labels = to_source(classes, scheme)
+    seg_path = save_seg(output_dir / f"{case.case_id}.nii.gz", labels, geometry)
+    prob_path = None
+    if probabilities:
+        prob_path = save_nifti(
+            output_dir / f"{case.case_id}_prob.nii.gz", np.moveaxis(prob, 0, -1), geometry, np.float16
+        )
+    seconds = time.perf_counter() - t0
+    log.info("%s: %.1f s, post-processing %s", case.case_id, seconds, stats)
+    return {
+        "case": case.case_id,
+        "seg": seg_path,
+        "prob": prob_path,
+        "seconds": seconds,
+        "postprocess": stats,
+        "labels": sorted(int(v) for v in np.unique(labels)),
+    }
+
+
+def run_predict(
+    checkpoint: str | Path,
+    input_path: str | Path,
+    output_dir: str | Path,
+    overlap: float | None = None,
+    blend: str | None = None,
+    tta: bool | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    probabilities: bool = False,
+    shard: tuple[int, int] | None = None,
+    postprocess: bool = True,
+    progress: bool = True,
+) -> list[Path]:
+    """Predict every case under ``input_path`` and write ``output_dir/<case_id>.nii.gz``.
+
+    Args:
+        checkpoint: a checkpoint written by training (``best.pt`` / ``last.pt``).
+        input_path: a case folder, a folder of cases, or a text file listing case folders (one per line).
+        output_dir: output folder (created).
+        overlap, blend, tta, batch_size: sliding-window settings; None = the checkpoint config's ``predict``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        probabilities: also write ``<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``, float16 values in float32).
+        shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
+        postprocess: apply ``predict.postprocess`` (small components, ET rule).
+        progress: show a progress bar over cases.
+
+    Returns:
+        The segmentation paths written, in case order.
+    """
+    if shard is not None:
+        i, n = shard
+        if n < 1 or not 0 <= i < n:
+            raise InferenceError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    model, settings = load_predictor(checkpoint, device, overlap, blend, tta, batch_size, postprocess)
+    cases = resolve_cases(input_path, settings.naming, settings.pattern)
+    if shard is not None:
+        cases = cases[shard[0] :: shard[1]]
+    log.info(
+        "predicting %d case(s): overlap %s, %s blending, tta %s, batch %d",
+        len(cases),
+        settings.overlap,
+        settings.blend,
+        settings.tta,
+        settings.batch_size,
+    )
+    from tqdm.auto import tqdm
+
+    paths: list[Path] = []
+    for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
+        result = predict_case(model, case, settings, output_dir, probabilities)
+        paths.append(result["seg"])
+    return paths

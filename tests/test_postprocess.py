@@ -1,0 +1,140 @@
+"""Post-processing: small-component removal (26-connectivity) and the nnU-Net BraTS ET rule, hand-computed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from brats.postprocess import postprocess, remove_small_components, suppress_small_et, tumour_components
+
+
+def _volume() -> np.ndarray:
+    """A 6x6x3 class map with four tumour components (26-connectivity):
+
+    * A: 8 voxels, a 2x2x2 cube of ED (2) with one ET (3) voxel, at x,y in 0..1, z in 0..1;
+    * B: 2 voxels touching only at a corner: (4, 0, 0) = 1 and (5, 1, 1) = 3;
+    * C: 1 voxel, (0, 5, 2) = 2;
+    * D: 3 voxels in a row, (3..5, 4, 2) = 1.
+    """
+    c = np.zeros((6, 6, 3), np.uint8)
+    c[0:2, 0:2, 0:2] = 2
+    c[1, 1, 1] = 3
+    c[4, 0, 0] = 1
+    c[5, 1, 1] = 3
+    c[0, 5, 2] = 2
+    c[3:6, 4, 2] = 1
+    return c
+
+
+def test_components_are_26_connected():
+    labels, sizes = tumour_components(_volume())
+    assert sorted(sizes[1:].tolist()) == [1, 2, 3, 8]
+    assert sizes[0] == 6 * 6 * 3 - 14
+    # The corner-touching pair is one component.
+    assert labels[4, 0, 0] == labels[5, 1, 1] != 0
+
+
+@pytest.mark.parametrize(
+    "min_voxels, kept",
+    [
+        (0, {"A", "B", "C", "D"}),
+        (1, {"A", "B", "C", "D"}),
+        (2, {"A", "B", "D"}),
+        (3, {"A", "D"}),
+        (4, {"A"}),
+        (8, {"A"}),
+        (9, set()),
+    ],
+)
+def test_remove_small_components_hand_computed(min_voxels, kept):
+    c = _volume()
+    expected = np.zeros_like(c)
+    if "A" in kept:
+        expected[0:2, 0:2, 0:2] = 2
+        expected[1, 1, 1] = 3
+    if "B" in kept:
+        expected[4, 0, 0] = 1
+        expected[5, 1, 1] = 3
+    if "C" in kept:
+        expected[0, 5, 2] = 2
+    if "D" in kept:
+        expected[3:6, 4, 2] = 1
+    before = c.copy()
+    out = remove_small_components(c, min_voxels)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(c, before)  # the input is not modified
+
+
+def _reference_remove(classes: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Reference: loop over the components of scipy's labelling one by one."""
+    out = classes.copy()
+    labels, n = ndimage.label(classes > 0, structure=np.ones((3, 3, 3)))
+    for i in range(1, n + 1):
+        comp = labels == i
+        if comp.sum() < min_voxels:
+            out[comp] = 0
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_remove_small_components_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    c = (rng.random((20, 18, 9)) < 0.12) * rng.integers(1, 4, (20, 18, 9))
+    c = c.astype(np.uint8)
+    for min_voxels in (2, 5, 20):
+        np.testing.assert_array_equal(
+            remove_small_components(c, min_voxels), _reference_remove(c, min_voxels)
+        )
+
+
+@pytest.mark.parametrize(
+    "n_et, threshold, relabelled",
+    [(5, 10, True), (9, 10, True), (10, 10, False), (11, 10, False), (5, 0, False), (0, 10, False)],
+)
+def test_et_rule(n_et, threshold, relabelled):
+    c = np.zeros((4, 4, 4), np.uint8)
+    c[0] = 2
+    c.reshape(-1)[16 : 16 + n_et] = 3
+    out = suppress_small_et(c, threshold)
+    expected = c.copy()
+    if relabelled:
+        expected[c == 3] = 1
+    np.testing.assert_array_equal(out, expected)
+    assert (out == 3).sum() == (0 if relabelled else n_et)
+
+
+def test_postprocess_removes_components_before_the_et_rule():
+    c = _volume()  # ET voxels: one in A (8 voxels), one in B (2 voxels)
+    out, stats = postprocess(c, min_component=3, et_min_voxels=2)
+    # B and C go first, which leaves 1 ET voxel (in A) < 2: relabelled NCR.
+    expected = np.zeros_like(c)
+    expected[0:2, 0:2, 0:2] = 2
+    expected[1, 1, 1] = 1
+    expected[3:6, 4, 2] = 1
+    np.testing.assert_array_equal(out, expected)
+    assert stats == {
+        "components": 4,
+        "components_removed": 2,
+        "voxels_removed": 3,
+        "et_voxels": 1,
+        "et_relabelled": True,
+    }
+
+
+def test_postprocess_off_is_identity():
+    c = _volume()
+    out, stats = postprocess(c, 0, 0)
+    np.testing.assert_array_equal(out, c)
+    assert stats["components_removed"] == 0 and stats["et_relabelled"] is False
+
+
+def test_empty_and_bad_inputs():
+    empty = np.zeros((3, 3, 3), np.uint8)
+    np.testing.assert_array_equal(remove_small_components(empty, 10), empty)
+    assert postprocess(empty, 10, 10)[1]["components"] == 0
+    with pytest.raises(ValueError, match="integer"):
+        remove_small_components(np.zeros((2, 2, 2), np.float32), 3)
+    with pytest.raises(ValueError, match=r"\(X, Y, Z\)"):
+        suppress_small_et(np.zeros((2, 2), np.uint8), 3)
