@@ -57,7 +57,9 @@ def montage(path: Path, seed: int, index: int | None, shape=None) -> dict:
     indices = [index] if index is not None else range(50)
     for i in indices:
         case = simulate_case(seed, i, shape)
-        if index is not None or min((case.seg == 1).mean(), (case.seg == 4).mean()) > 4000 / 240 / 240 / 155:
+        cm3 = np.prod(np.abs(np.diag(case.affine)[:3])) / 1000.0
+        ncr, ed, et = ((case.seg == lab).sum() * cm3 for lab in (1, 2, 4))
+        if index is not None or (ncr >= 8 and et >= 4 and ed >= 20):
             break
     seg = case.seg
     z = int(np.argmax((seg > 0).sum(axis=(0, 1))))
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--montage", type=Path, help="write the montage PNG here instead of timing")
     p.add_argument(
-        "--index", type=int, help="case shown by --montage (default: the first with > 4 cm3 of NCR and of ET)"
+        "--index", type=int, help="case shown by --montage (default: the first with >= 8 cm3 NCR, 4 cm3 ET, 20 cm3 edema)"
     )
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="grid of the montage case")
     args = p.parse_args(argv)

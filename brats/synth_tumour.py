@@ -98,8 +98,8 @@ def _draw_one(
     aff = output_affine(shape)
     centre = np.linalg.solve(aff[:3, :3], world - aff[:3, 3])
     rim = rng.uniform(2.5, 7.0)
-    if enhancing and rng.random() < 0.08:
-        rim = core  # solid enhancing tumour without necrosis
+    if enhancing and core < 18.0 and rng.random() < 0.25:
+        rim = core  # solid enhancing tumour without necrosis (smaller tumours only)
     elong = tuple(float(e) for e in np.exp(rng.normal(0.0, 0.15, size=3)))
     angles = tuple(float(a) for a in rng.uniform(-math.pi, math.pi, size=3))
     offset = tuple(float(o) for o in rng.normal(0.0, 0.15 * core, size=3))
