@@ -123,7 +123,8 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
 
     Returns:
         The model in training mode, mapping ``(B, in_channels, H, W)`` to logits ``(B, classes, H, W)``;
-        ``H`` and ``W`` must be divisible by ``2 ** encoder_depth``.
+        ``H`` and ``W`` must be divisible by ``2 ** encoder_depth``. Parameters the network never uses (smp
+        keeps encoder stages beyond ``encoder_depth``) have ``requires_grad=False``.
 
     Raises:
         ModelError: unknown architecture or encoder (the message lists the valid ones), inconsistent
@@ -165,13 +166,19 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
 
 
 def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_channels: int) -> None:
-    """One small forward pass: the logits must have the input's height and width."""
+    """One small forward and backward pass: the logits must have the input's height and width, and
+    parameters that never receive a gradient are frozen (``requires_grad=False``).
+
+    smp keeps every stage of an encoder even when ``encoder_depth`` uses fewer (a resnet18 at depth 3 carries
+    an unused ``layer3`` and ``layer4``); such parameters would break DistributedDataParallel's gradient
+    reduction and waste optimiser work.
+    """
     size = max(64, 2 ** (model_cfg.encoder_depth + 1))
     state = torch.random.get_rng_state()
-    model.eval()
+    model.eval()  # no change to BatchNorm running statistics
     try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, in_channels, size, size))
+        out = model(torch.zeros(1, in_channels, size, size))
+        out.float().square().mean().backward()
     except Exception as exc:  # noqa: BLE001 - any failure means this combination does not work
         raise ModelError(
             f"{arch} with encoder {model_cfg.encoder!r} and encoder_depth {model_cfg.encoder_depth} "
@@ -180,6 +187,14 @@ def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_c
     finally:
         model.train()
         torch.random.set_rng_state(state)
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for p in model.parameters():
+        p.grad = None
+    for name, p in model.named_parameters():
+        if name in unused:
+            p.requires_grad_(False)
+    if unused:
+        log.debug("%d parameters are not used by %s (frozen): %s", len(unused), arch, unused[:4])
     if tuple(out.shape[-2:]) != (size, size):
         raise ModelError(
             f"{arch} with encoder_depth {model_cfg.encoder_depth} maps a {size}x{size} input to "

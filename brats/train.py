@@ -109,7 +109,9 @@ class Trainer:
         )
         if tc.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            [p for p in self.model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay
+        )
         sc = tc.scheduler
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=sc.factor, patience=sc.patience, min_lr=sc.min_lr
@@ -160,7 +162,7 @@ class Trainer:
         size = list(cfg.patches.size) if cfg.augment.crop_or_pad else list(info["patch_size"])
         k = 2**cfg.model.encoder_depth
         if any(s % k for s in size):
-            fit = [max(k, round(s / k) * k) for s in size]
+            fit = [-(-s // k) * k for s in size]
             raise TrainError(
                 f"patch size {size} is not divisible by 2**model.encoder_depth = {k}; use patches.size {fit}"
             )
@@ -311,6 +313,7 @@ class Trainer:
             if tc.log_every and (step + 1) % tc.log_every == 0:
                 log.debug("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps, total[0] / total[1])
         bar.close()
+        self._sync_buffers()
         total = self._sum(total)
         return float(total[0] / total[1])
 
@@ -348,6 +351,16 @@ class Trainer:
         buf = t.to(self.rt.device) if dist.get_backend() == "nccl" else t.clone()
         dist.all_reduce(buf)
         return buf.cpu()
+
+    def _sync_buffers(self) -> None:
+        """Average floating-point buffers (BatchNorm running statistics) over ranks, so every rank, and the
+        checkpoint, holds the same model state (DDP itself only broadcasts rank 0's before each forward)."""
+        if not self.rt.distributed:
+            return
+        for buf in self.model.buffers():
+            if buf.is_floating_point():
+                dist.all_reduce(buf)
+                buf.div_(self.rt.world_size)
 
     def _agree(self, flag: bool) -> bool:
         """True on every rank when rank 0 says so (so all ranks stop after the same epoch)."""

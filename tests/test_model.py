@@ -178,3 +178,13 @@ def test_loss_config_errors():
         build_loss(LossConfig(gamma=-1))
     with pytest.raises(LossError, match="not both 0"):
         build_loss(LossConfig(name="focal_dice", focal_weight=0, dice_weight=0))
+
+
+def test_unused_encoder_stages_are_frozen():
+    # smp keeps resnet18's layer3 and layer4 at encoder_depth 3; they get no gradient (and would stall DDP)
+    model = build_model(tiny_cfg(), 4)
+    frozen = {n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"layer3", "layer4"}
+    assert all(p.grad is None for p in model.parameters())
+    full = build_model(ModelConfig(encoder="resnet18"), 4)
+    assert all(p.requires_grad for p in full.parameters())

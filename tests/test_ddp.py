@@ -1,0 +1,100 @@
+"""DistributedDataParallel: two CPU processes (gloo), one training step, identical weights on both ranks."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+
+from brats.config import config_from_dict
+from brats.model import load_checkpoint
+from brats.preprocess import normalization_info
+from brats.store import StoreWriter
+from brats.train_log import read_metrics_csv
+
+SIZE = 32
+
+
+def _store(path: Path, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(n, 4, SIZE, SIZE)).astype(np.float32)
+    labels = rng.choice(np.array([0, 1, 2, 4], np.uint8), size=(n, SIZE, SIZE), p=[0.7, 0.1, 0.1, 0.1])
+    attrs = {
+        "modalities": ["t1", "t1ce", "t2", "flair"],
+        "dim": 2,
+        "patch_size": [SIZE, SIZE],
+        "normalization": normalization_info(config_from_dict({}).preprocess),
+        "label_scheme": "brats2021",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with StoreWriter(path, 4, (SIZE, SIZE), attrs=attrs) as w:
+        w.add_case("case0", images, labels, np.zeros((n, 3), np.int32))
+
+
+def _config(out: Path) -> dict:
+    return {
+        "output_dir": str(out),
+        "seed": 1,
+        "patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]},
+        "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]},
+        "augment": {"elastic": {"num_control_points": 5, "max_displacement": 3.0}},
+        "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "device": "cpu"},
+    }
+
+
+def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
+    """One rank: the same environment torchrun sets, then the normal training entry point."""
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(world),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
+    torch.set_num_threads(1)
+    from brats.train import Trainer
+
+    trainer = Trainer(config_from_dict(cfg_dict))
+    try:
+        assert trainer.rt.world_size == world and trainer.rt.rank == rank
+        initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        result = trainer.fit()
+        torch.save(
+            {"initial": initial, "final": trainer.model.state_dict(), "result": result},
+            Path(out) / f"rank{rank}.pt",
+        )
+    finally:
+        trainer.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
+    run = tmp_path / "run"
+    _store(run / "patches" / "train.h5", 8, 0)
+    _store(run / "patches" / "val.h5", 3, 1)  # odd: ranks validate 2 and 1 patches
+    mp.spawn(_worker, args=(2, _free_port(), _config(run), str(tmp_path)), nprocs=2, join=True)
+
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    assert r0["result"]["epoch"] == r1["result"]["epoch"] == 1
+    for key, value in r0["final"].items():
+        assert torch.equal(value, r1["final"][key]), key
+    assert any(not torch.equal(r0["initial"][k], r0["final"][k]) for k in r0["final"])  # a step was taken
+    # rank 0 wrote the run; its checkpoint holds the same weights
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    for key, value in ckpt["model"].items():
+        assert torch.equal(value, r0["final"][key]), key
+    rows = read_metrics_csv(run / "metrics.csv")
+    assert len(rows) == 1 and np.isfinite(rows[0]["val_loss"])

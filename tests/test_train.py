@@ -1,0 +1,259 @@
+"""Training engine on tiny HDF5 stores: outputs, resume == uninterrupted, overfitting, budgets, errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brats.cli import main as cli_main
+from brats.config import config_from_dict, config_to_yaml
+from brats.model import CHECKPOINT_KEYS, load_checkpoint, model_from_checkpoint
+from brats.preprocess import normalization_info
+from brats.store import StoreWriter
+from brats.train import Trainer, TrainError, run_training
+from brats.train_log import METRIC_COLUMNS, read_metrics_csv
+from brats.train_setup import Runtime, resolve_amp, resolve_device, train_loader
+
+torch.set_num_threads(1)
+
+SIZE = 32
+MODEL = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
+
+
+def make_patches(n: int, seed: int, et: int = 4, channels: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` patches (C, 32, 32) with a disc tumour (ED ring, ET, NCR core) whose intensity depends on the class."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    brain = np.hypot(xx - SIZE / 2, yy - SIZE / 2) < SIZE * 0.45
+    images = np.zeros((n, channels, SIZE, SIZE), np.float32)
+    labels = np.zeros((n, SIZE, SIZE), np.uint8)
+    for i in range(n):
+        cx, cy = rng.integers(11, SIZE - 11, 2)
+        d = np.hypot(xx - cx, yy - cy)
+        r = rng.uniform(5, 8)
+        cls = np.select([d < 0.3 * r, d < 0.6 * r, d < r], [1, 3, 2], 0) * brain
+        labels[i] = np.where(cls == 3, et, cls)
+        for c in range(channels):
+            images[i, c] = (rng.normal(0, 0.2, (SIZE, SIZE)) + 0.5 + cls * (0.4 + 0.3 * c)) * brain
+    return images, labels
+
+
+def write_store(path: Path, images: np.ndarray, labels: np.ndarray, et: int = 4, modalities=None) -> Path:
+    modalities = modalities or ["t1", "t1ce", "t2", "flair"]
+    attrs = {
+        "modalities": modalities,
+        "dim": 2,
+        "patch_size": [SIZE, SIZE],
+        "stride": [SIZE, SIZE],
+        "slice_stride": 1,
+        "normalization": normalization_info(config_from_dict({}).preprocess),
+        "label_scheme": "brats2021" if et == 4 else "brats2023",
+        "config": "",
+        "version": "test",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with StoreWriter(path, images.shape[1], (SIZE, SIZE), attrs=attrs) as w:
+        w.add_case("case0", images, labels, np.zeros((len(images), 3), np.int32))
+    return path
+
+
+def make_run(out: Path, n_train: int = 12, n_val: int = 4, et: int = 4) -> Path:
+    write_store(out / "patches" / "train.h5", *make_patches(n_train, 0, et), et=et)
+    write_store(out / "patches" / "val.h5", *make_patches(n_val, 1, et), et=et)
+    return out
+
+
+def tiny_config(out: Path, **train):
+    return config_from_dict(
+        {
+            "output_dir": str(out),
+            "seed": 3,
+            "patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]},
+            "model": MODEL,
+            # elastic grid suited to 32-voxel patches
+            "augment": {"elastic": {"num_control_points": 5, "max_displacement": 3.0}},
+            "train": {"epochs": 2, "batch_size": 4, "num_workers": 0, **train},
+        }
+    )
+
+
+def state_of(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_run_writes_outputs_then_resumes_from_the_cli(tmp_path):
+    out = make_run(tmp_path / "run")
+    cfg = tiny_config(out, steps_per_epoch=2)
+    result = run_training(cfg, progress=False)
+    assert result["epochs_run"] == 2 and result["epoch"] == 2 and not result["stopped_early"]
+    for name in ("metrics.csv", "curves.png", "config.yaml", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]  # no temp files
+    rows = read_metrics_csv(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert list(rows[0]) == list(METRIC_COLUMNS)
+    assert all(math.isfinite(r["train_loss"]) and 0 <= r["val_dice_mean"] <= 1 for r in rows)
+    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert set(CHECKPOINT_KEYS) <= set(ckpt)
+    assert ckpt["epoch"] == 2 and ckpt["label_scheme"] == {"name": "brats2021", "source_labels": [0, 1, 2, 4]}
+    assert ckpt["modalities"] == ["t1", "t1ce", "t2", "flair"] and ckpt["in_channels"] == 4
+    assert ckpt["normalization"]["normalization"] == "zscore" and ckpt["patch_size"] == [SIZE, SIZE]
+    model, _ = model_from_checkpoint(out / "checkpoints" / "best.pt")
+    assert model(torch.zeros(1, 4, SIZE, SIZE)).shape == (1, 4, SIZE, SIZE)
+
+    # `brats train --resume` with one more epoch runs exactly one epoch
+    (tmp_path / "cfg.yaml").write_text(config_to_yaml(cfg))
+    args = ["train", "--config", str(tmp_path / "cfg.yaml"), "--set", "train.epochs=3", "--resume"]
+    assert cli_main(args) == 0
+    assert [r["epoch"] for r in read_metrics_csv(out / "metrics.csv")] == [1, 2, 3]
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 3
+    # resuming a finished run does nothing
+    again = run_training(tiny_config(out, steps_per_epoch=2, epochs=3), resume=True, progress=False)
+    assert again["epochs_run"] == 0 and len(read_metrics_csv(out / "metrics.csv")) == 3
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    """2 epochs, then --resume for 2 more == 4 epochs in one go (CPU, augmentation on)."""
+    a = make_run(tmp_path / "a")
+    b = make_run(tmp_path / "b")
+    run_training(tiny_config(a, epochs=4, steps_per_epoch=2), progress=False)
+    run_training(tiny_config(b, epochs=2, steps_per_epoch=2), progress=False)
+    mid = state_of(b / "checkpoints" / "last.pt")
+    run_training(tiny_config(b, epochs=4, steps_per_epoch=2), resume=True, progress=False)
+    sa, sb = state_of(a / "checkpoints" / "last.pt"), state_of(b / "checkpoints" / "last.pt")
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-5, msg=key)
+    assert any(not torch.equal(mid[k], sb[k]) for k in mid)  # the resumed epochs did train
+    ra, rb = read_metrics_csv(a / "metrics.csv"), read_metrics_csv(b / "metrics.csv")
+    for x, y in zip(ra, rb):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-5)
+        assert x["val_loss"] == pytest.approx(y["val_loss"], abs=1e-5)
+
+
+def test_overfits_two_patches(tmp_path):
+    images, labels = make_patches(2, 5)
+    out = tmp_path / "fit"
+    write_store(out / "patches" / "train.h5", images, labels)
+    write_store(out / "patches" / "val.h5", images, labels)
+    cfg = tiny_config(out, batch_size=2, steps_per_epoch=10, lr=3e-3)
+    cfg.augment.enabled = False
+    trainer = Trainer(cfg)
+    try:
+        before = trainer.validate()
+        losses = [trainer.train_epoch(e) for e in range(8)]
+        after = trainer.validate()
+    finally:
+        trainer.close()
+    assert after["val_loss"] < before["val_loss"] / 10, (before, after)
+    assert losses[-1] < losses[0] / 5, losses
+    assert after["val_dice_ED"] > 0.8, after  # the largest class is learnt first
+
+
+class Oracle(torch.nn.Module):
+    """Logits that put the class read from channel 0 (intensity == class) first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cls = x[:, 0].round().long().clamp(0, 3)
+        return torch.nn.functional.one_hot(cls, 4).permute(0, 3, 1, 2).float() * 20 - 10
+
+
+def test_validation_dice_of_a_perfect_model_is_one(tmp_path):
+    _, labels = make_patches(5, 2, et=3)
+    images = np.repeat(labels[:, None].astype(np.float32), 4, axis=1)  # brats2023: class == source label
+    out = tmp_path / "oracle"
+    write_store(out / "patches" / "train.h5", images, labels, et=3)
+    write_store(out / "patches" / "val.h5", images, labels, et=3)
+    cfg = tiny_config(out, batch_size=2, channels_last=False)
+    cfg.augment.rescale.enabled = False
+    trainer = Trainer(cfg)
+    try:
+        trainer.model = Oracle()
+        val = trainer.validate()
+    finally:
+        trainer.close()
+    assert val["val_dice_NCR"] == val["val_dice_ED"] == val["val_dice_ET"] == val["val_dice_mean"] == 1.0
+    assert val["val_loss"] < 1e-3
+
+
+def test_time_budget_stops_after_the_epoch_and_best_by_dice(tmp_path):
+    out = make_run(tmp_path / "budget")
+    cfg = tiny_config(out, epochs=5, steps_per_epoch=1, max_minutes=0.0, best_metric="val_dice_mean")
+    result = run_training(cfg, progress=False)
+    assert result["stopped_early"] and result["epoch"] == 1
+    assert len(read_metrics_csv(out / "metrics.csv")) == 1
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert best["best_metric"] == "val_dice_mean"
+    assert best["best_score"] == pytest.approx(
+        read_metrics_csv(out / "metrics.csv")[0]["val_dice_mean"], abs=1e-6
+    )
+
+
+def test_bf16_autocast_step_on_cpu(tmp_path):
+    out = make_run(tmp_path / "bf16", n_train=4, n_val=2, et=3)
+    result = run_training(tiny_config(out, epochs=1, steps_per_epoch=1, amp="bf16"), progress=False)
+    assert math.isfinite(read_metrics_csv(out / "metrics.csv")[0]["train_loss"])
+    assert result["epoch"] == 1
+
+
+def test_train_loader_steps_and_epoch_permutations(tmp_path):
+    out = make_run(tmp_path / "loader", n_train=6)
+    from brats.data import PatchDataset
+
+    ds = PatchDataset(out / "patches" / "train.h5")
+    cfg = tiny_config(out, steps_per_epoch=5, batch_size=4)
+    rt = Runtime(torch.device("cpu"), None, False)
+
+    def order(epoch):
+        loader, steps = train_loader(ds, cfg.train, rt, seed=0, epoch=epoch)
+        return steps, [int(i) for b in loader for i in b["index"]]
+
+    steps, first = order(0)
+    assert steps == 5 and len(first) == 20  # several passes over the 6 patches
+    assert sorted(first[:6]) == list(range(6))  # each pass is a permutation
+    assert order(0)[1] == first and order(1)[1] != first
+    ds.close()
+
+
+def test_amp_and_device_rules():
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) == (None, False)
+    assert resolve_amp("off", cpu) == (None, False)
+    assert resolve_amp("bf16", cpu) == (torch.bfloat16, False)
+    assert resolve_amp("auto", torch.device("cuda")) == (torch.float16, True)
+    with pytest.raises(TrainError, match="fp16 needs a CUDA device"):
+        resolve_amp("fp16", cpu)
+    assert resolve_device("cpu") == cpu
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == cpu
+        with pytest.raises(TrainError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(TrainError, match=r"train.h5 not found: run `brats extract"):
+        run_training(tiny_config(tmp_path / "empty"), progress=False)
+    out = make_run(tmp_path / "run", n_train=4, n_val=2)
+    with pytest.raises(TrainError, match="no checkpoint"):
+        run_training(tiny_config(out), resume=True, progress=False)
+    with pytest.raises(TrainError, match="best_metric"):
+        run_training(tiny_config(out, best_metric="dice"), progress=False)
+    cfg = tiny_config(out)
+    cfg.data.modalities = ["t1ce", "flair"]
+    with pytest.raises(TrainError, match=r"modalities \['t1', 't1ce', 't2', 'flair'\] but data.modalities"):
+        run_training(cfg, progress=False)
+    cfg = tiny_config(out)
+    cfg.patches.size = [36, 36]
+    with pytest.raises(
+        TrainError, match=r"not divisible by 2\*\*model.encoder_depth = 8; use patches.size \[40, 40\]"
+    ):
+        run_training(cfg, progress=False)
+    run_training(tiny_config(out, epochs=1, steps_per_epoch=1), progress=False)
+    changed = tiny_config(out, epochs=2, steps_per_epoch=1)
+    changed.model.decoder_channels = [64, 32, 16]
+    with pytest.raises(TrainError, match="model section differs"):
+        run_training(changed, resume=True, progress=False)
