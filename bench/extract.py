@@ -122,6 +122,10 @@ def main() -> int:
         "cases": args.cases,
     }
     out["shape"] = args.shape
+    out["cpu_count"] = os.cpu_count()
+    out["load_avg_1min_at_start"] = round(
+        os.getloadavg()[0], 2
+    )  # other work on the machine skews the figures
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = tmp / "cases"

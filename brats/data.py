@@ -65,6 +65,7 @@ class PatchDataset(Dataset):
                 raise IndexError(f"{self.path}: indices {bad[:5].tolist()} out of range for {n} patches")
         self._file = None
         self._pid: int | None = None
+        self._images = self._labels = None
         self._case_index: np.ndarray | None = None
         self._position: np.ndarray | None = None
 
@@ -76,19 +77,20 @@ class PatchDataset(Dataset):
             # A handle inherited through fork is not used (nor closed) here; each process opens its own.
             self._file = open_store(self.path)
             self._pid = pid
+            self._images = self._file["images"]
+            self._labels = self._file["labels"]
         return self._file
 
     def close(self) -> None:
         """Close this process's handle (it reopens on the next access)."""
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
-        self._file = None
+        self._file = self._images = self._labels = None
         self._pid = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_file"] = None
-        state["_pid"] = None
+        state.update(_file=None, _pid=None, _images=None, _labels=None)
         return state
 
     def __del__(self) -> None:  # pragma: no cover - best effort
@@ -111,9 +113,9 @@ class PatchDataset(Dataset):
             raise IndexError(f"index {i} out of range for {len(self)} patches")
         i = int(i) % len(self)
         j = int(self.indices[i])
-        f = self._h5()
-        image = torch.from_numpy(np.asarray(f["images"][j], dtype=np.float32))
-        label = torch.from_numpy(np.asarray(f["labels"][j], dtype=np.int64))
+        self._h5()
+        image = torch.from_numpy(np.asarray(self._images[j], dtype=np.float32))
+        label = torch.from_numpy(np.asarray(self._labels[j], dtype=np.int64))
         sample = {"image": image, "label": label, "index": i}
         if self.transform is not None:
             return self.transform(sample)

@@ -228,14 +228,15 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ordered_map(fn: Callable, jobs: Iterable[tuple], pool: ProcessPoolExecutor | None) -> Iterator[Any]:
-    """``fn(*job)`` for each job, results in job order; computed by ``pool`` (if any) at most ``2 * workers``
-    jobs ahead of the consumer."""
+def _ordered_map(
+    fn: Callable, jobs: Iterable[tuple], pool: ProcessPoolExecutor | None, ahead: int = 4
+) -> Iterator[Any]:
+    """``fn(*job)`` for each job, results in job order; computed by ``pool`` (if any) at most ``ahead`` jobs
+    ahead of the consumer (bounding the memory held by finished results)."""
     if pool is None:
         for job in jobs:
             yield fn(*job)
         return
-    ahead = 2 * pool._max_workers
     pending: deque = deque()
     it = iter(jobs)
     try:
@@ -359,9 +360,10 @@ def run_extract(cfg: Config, workers: int = 1, progress: bool = True) -> dict[st
     cases = discover_cases(d.root, d.naming, d.pattern)
     by_id = {c.case_id: c for c in cases}
     paths = {s: out_dir / "patches" / f"{s}.h5" for s in ("train", "val")}
-    with _worker_pool(max(int(workers), 1)) as pool:
+    workers = max(int(workers), 1)
+    with _worker_pool(workers) as pool:
         # 1. Files, headers, geometry and labels of every case (voxel data is read in step 3).
-        results = _ordered_map(_task, [("check", c, cfg) for c in cases], pool)
+        results = _ordered_map(_task, [("check", c, cfg) for c in cases], pool, 4 * workers)
         errors = {
             c.case_id: err
             for c, (_, err) in zip(cases, _progress(results, len(cases), "check", progress))
@@ -387,7 +389,7 @@ def run_extract(cfg: Config, workers: int = 1, progress: bool = True) -> dict[st
         # 3. Normalise and cut (the parent writes in case order); test cases are only read in full.
         jobs = [("extract", by_id[c], cfg) for s in ("train", "val") for c in splits[s]]
         jobs += [("read", by_id[c], cfg) for c in splits["test"]]
-        results = _ordered_map(_task, jobs, pool)
+        results = _ordered_map(_task, jobs, pool, 2 * workers)
         try:
             counts, kept = _write_stores(
                 cfg, splits, results, paths, store_attrs(cfg, schemes[0]), skipped, progress
