@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ __all__ = [
     "output_affine",
     "smooth_noise",
     "random_pose",
+    "rotation",
+    "upsample",
     "warp_anatomy",
 ]
 
@@ -186,7 +189,8 @@ class Pose:
         return (tworld - self.tmpl_centre) @ np.linalg.inv(self.matrix).T + self.out_centre
 
 
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
+def rotation(ax: float, ay: float, az: float) -> np.ndarray:
+    """3x3 rotation by ``ax``, ``ay``, ``az`` radians about x, then y, then z."""
     cx, sx, cy, sy, cz, sz = (
         math.cos(ax),
         math.sin(ax),
@@ -202,12 +206,12 @@ def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
 
 
 def random_pose(rng: np.random.Generator, template: Template) -> Pose:
-    """Scale 0.86-0.96 (the MNI brain is larger than the SRI24 one), +-3 % per axis, rotation up to ~8 degrees,
+    """Scale 0.86-0.95 (the MNI brain is larger than the SRI24 one), +-3 % per axis, rotation up to ~8 degrees,
     shift up to 5 mm; the brain's bottom lands a few mm above the first axial slice."""
     base = rng.uniform(0.86, 0.95)
     scale = base * rng.uniform(0.97, 1.03, size=3)
     angles = np.deg2rad(rng.uniform(-1, 1, size=3) * np.array([8.0, 4.0, 6.0]))
-    matrix = _rotation(*angles) @ np.diag(1.0 / scale)
+    matrix = rotation(*angles) @ np.diag(1.0 / scale)
     fov_centre = np.array([-(FOV_MM[0] - 1) / 2, (FOV_MM[1] - 1) / 2, (FOV_MM[2] - 1) / 2])
     shift = np.array([rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(-5, 1)])
     tmpl_centre = template.affine[:3, :3] @ template.centre_vox + template.affine[:3, 3]
@@ -228,7 +232,7 @@ def warp_anatomy(
     rng: np.random.Generator,
     shape: tuple[int, int, int],
     pose: Pose,
-    masses: list[MassEffect] = (),  # type: ignore[assignment]
+    masses: Sequence[MassEffect] = (),
     deform_mm: float = 2.5,
 ) -> Anatomy:
     """Sample the template's tissue maps on the output grid under ``pose``, a random smooth deformation

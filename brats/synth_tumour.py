@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from brats.synth_anatomy import Anatomy, MassEffect, Pose, Template, output_affine, smooth_noise
-from brats.synth_anatomy import _rotation as rotation
+from brats.synth_anatomy import Anatomy, MassEffect, Pose, Template, output_affine, rotation, smooth_noise
 
 __all__ = ["TumourSpec", "TumourMaps", "case_role", "draw_tumours", "paint_tumours"]
 
