@@ -250,7 +250,8 @@ class Trainer:
             improved = self._update_best(row[tc.best_metric])
             if rt.is_main:
                 self._write(improved)
-            log.info(
+            log.log(
+                logging.INFO if rt.is_main else logging.DEBUG,
                 "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice NCR %.3f ED %.3f ET %.3f, %.1f s",
                 self.epoch, tc.epochs, train_loss, val["val_loss"], val["val_dice_NCR"], val["val_dice_ED"],
                 val["val_dice_ET"], row["seconds"],

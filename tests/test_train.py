@@ -257,3 +257,23 @@ def test_errors_name_the_problem(tmp_path):
     changed.model.decoder_channels = [64, 32, 16]
     with pytest.raises(TrainError, match="model section differs"):
         run_training(changed, resume=True, progress=False)
+
+
+def test_docs_list_every_training_key_with_its_default():
+    import re
+
+    import yaml
+
+    from brats.config import iter_config_fields
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    rows = dict(re.findall(r"^\| `([\w.]+)` \| [^|]+ \| `([^`]*)` \|", text, re.M))
+    for dotted, _, default, _, is_section in iter_config_fields():
+        if is_section or dotted.split(".")[0] not in ("model", "loss", "augment", "train"):
+            continue
+        assert dotted in rows, f"docs/training.md does not list {dotted}"
+        expected = "null" if default is None else yaml.safe_dump(default, default_flow_style=True).strip()
+        expected = expected.removesuffix("\n...").removesuffix("...").strip()
+        assert rows[dotted] == expected, (
+            f"docs/training.md: default of {dotted} is {expected}, not {rows[dotted]}"
+        )

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Training throughput of a config's model on this machine: patches/s for NCHW vs channels_last and
+float32 vs bfloat16 autocast, plus the cost of the train augmentation pipeline. Prints JSON.
+
+One training step = forward, loss (the config's, in float32), backward, Adam step, on random patches of the
+config's size and channels (batch ``train.batch_size``). The first ``--warmup`` steps of every variant are
+left out (oneDNN builds its kernels then). Run it on a quiet machine; figures vary by about 15 %.
+
+    OMP_NUM_THREADS=2 python bench/train.py --config configs/demo.yaml
+    python bench/train.py --config configs/demo.yaml --steps 3 --no-bf16   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from brats.augment import build_transform
+from brats.config import load_config
+from brats.losses import build_loss
+from brats.model import build_model
+
+
+def train_steps(cfg, channels_last: bool, amp: torch.dtype | None, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    c, (h, w), bs = len(cfg.data.modalities), cfg.patches.size, cfg.train.batch_size
+    model = build_model(cfg.model, c, 4)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
+    loss_fn = build_loss(cfg.loss)
+    x = torch.randn(bs, c, h, w).contiguous(memory_format=fmt)
+    y = torch.randint(0, 4, (bs, h, w))
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+            logits = model(x)
+        loss = loss_fn(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    s = float(np.median(times))
+    return {
+        "memory_format": "channels_last" if channels_last else "NCHW",
+        "amp": "bf16" if amp is not None else "fp32",
+        "batch_size": bs,
+        "steps": steps,
+        "s_per_step": round(s, 3),
+        "patches_per_s": round(bs / s, 2),
+    }
+
+
+def augment_rate(cfg, n: int) -> dict:
+    """Patches/s of the train pipeline (one process) on random (C, H, W) patches with a tumour."""
+    torch.manual_seed(0)
+    c, (h, w) = len(cfg.data.modalities), cfg.patches.size
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(c, h, w)).astype(np.float32)
+    image[:, : h // 8] = 0  # some background
+    label = np.zeros((h, w), np.uint8)
+    label[h // 3 : h // 2, w // 3 : w // 2] = 2
+    transform = build_transform(cfg, "train", "brats2021")
+    sample = {"image": image, "label": label, "index": 0}
+    transform(sample)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        transform(sample)
+    return {"patches": n, "patches_per_s": round(n / (time.perf_counter() - t0), 1)}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per float32 variant")
+    p.add_argument("--bf16-steps", type=int, default=2, help="timed steps per bf16 variant (it is slow)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16 variants")
+    p.add_argument("--augment", type=int, default=40, help="patches for the augmentation figure (0 = skip)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS/torch)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.set)
+    try:
+        bf16_native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001
+        bf16_native = False
+    results = []
+    for amp in [None] + ([] if args.no_bf16 else [torch.bfloat16]):
+        for cl in (False, True):
+            results.append(train_steps(cfg, cl, amp, args.bf16_steps if amp else args.steps, args.warmup))
+    out = {
+        "bench": "train",
+        "config": args.config,
+        "overrides": args.set,
+        "model": f"{cfg.model.arch}/{cfg.model.encoder} depth {cfg.model.encoder_depth}",
+        "loss": cfg.loss.name,
+        "patch": [len(cfg.data.modalities), *cfg.patches.size],
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "bf16_instructions": bf16_native,
+            "torch": torch.__version__,
+        },
+        "train_step": results,
+    }
+    fp32 = {r["memory_format"]: r["patches_per_s"] for r in results if r["amp"] == "fp32"}
+    out["channels_last_speedup"] = round(fp32["channels_last"] / fp32["NCHW"], 2)
+    bf = {r["memory_format"]: r["patches_per_s"] for r in results if r["amp"] == "bf16"}
+    if bf:
+        out["bf16_vs_fp32_channels_last"] = round(bf["channels_last"] / fp32["channels_last"], 3)
+    if args.augment:
+        out["augment_train_pipeline"] = augment_rate(cfg, args.augment)
+    print(json.dumps(out))  # one line: bench/run_all.py reads the last JSON line
+
+
+if __name__ == "__main__":
+    main()
