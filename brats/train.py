@@ -32,7 +32,7 @@ from torch import nn
 from brats import __version__
 from brats.augment import build_transform
 from brats.config import Config, config_to_dict, save_config
-from brats.data import PatchDataset, read_store_info
+from brats.data import PatchDataset
 from brats.labels import NUM_CLASSES, get_scheme
 from brats.losses import build_loss
 from brats.metrics import batch_class_counts, dice_scores
@@ -41,6 +41,7 @@ from brats.train_log import metric_mode, plot_curves, write_metrics_csv
 from brats.train_setup import (
     Runtime,
     TrainError,
+    check_stores,
     epoch_seed,
     init_distributed,
     rng_state,
@@ -96,7 +97,7 @@ class Trainer:
             raise TrainError(f"3D training is not supported yet (patches.dim={cfg.patches.dim})")
         if tc.num_threads:
             torch.set_num_threads(int(tc.num_threads))
-        self.info = self._check_stores(out / "patches")
+        self.info = check_stores(cfg, out / "patches")
         self.rt: Runtime = init_distributed(tc)
         self.scheme = get_scheme(self.info["label_scheme"])
         self.train_ds = PatchDataset(out / "patches" / "train.h5", build_transform(cfg, "train", self.scheme))
@@ -129,44 +130,6 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     # -- set-up -----------------------------------------------------------------------------------------------
-
-    def _check_stores(self, folder: Path) -> dict[str, Any]:
-        cfg = self.cfg
-        for split in ("train", "val"):
-            if not (folder / f"{split}.h5").is_file():
-                raise TrainError(
-                    f"{folder / f'{split}.h5'} not found: run `brats extract --config CFG` first"
-                )
-        info = read_store_info(folder / "train.h5")
-        val = read_store_info(folder / "val.h5")
-        if int(val["n_patches"]) == 0:
-            raise TrainError(f"{folder / 'val.h5'} holds no patches; check data.val_fraction and re-extract")
-        for key in ("modalities", "label_scheme", "dim"):
-            if info.get(key) != val.get(key):
-                raise TrainError(f"train.h5 and val.h5 differ in {key}: {info.get(key)} vs {val.get(key)}")
-        if list(info["modalities"]) != list(cfg.data.modalities):
-            raise TrainError(
-                f"{folder / 'train.h5'} holds modalities {info['modalities']} but data.modalities is "
-                f"{cfg.data.modalities}; re-extract the patches or fix the config"
-            )
-        if int(info["dim"]) != cfg.patches.dim:
-            raise TrainError(
-                f"{folder / 'train.h5'} holds {info['dim']}D patches but patches.dim={cfg.patches.dim}"
-            )
-        method = (info.get("normalization") or {}).get("method")
-        if method is not None and method != cfg.preprocess.normalization:
-            raise TrainError(
-                f"{folder / 'train.h5'} was normalised with {method!r} but preprocess.normalization is "
-                f"{cfg.preprocess.normalization!r}; prediction would normalise differently: re-extract or fix the config"
-            )
-        size = list(cfg.patches.size) if cfg.augment.crop_or_pad else list(info["patch_size"])
-        k = 2**cfg.model.encoder_depth
-        if any(s % k for s in size):
-            fit = [-(-s // k) * k for s in size]
-            raise TrainError(
-                f"patch size {size} is not divisible by 2**model.encoder_depth = {k}; use patches.size {fit}"
-            )
-        return info
 
     def _restore(self, path: Path) -> None:
         if not path.is_file():

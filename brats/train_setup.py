@@ -13,6 +13,7 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
-from brats.config import TrainConfig
+from brats.config import Config, TrainConfig
+from brats.data import read_store_info
 from brats.errors import BratsError
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "init_distributed",
+    "check_stores",
     "train_loader",
     "val_loader",
 ]
@@ -272,3 +275,45 @@ def val_loader(dataset: Dataset, train_cfg: TrainConfig, rt: Runtime) -> DataLoa
         pin_memory=bool(train_cfg.pin_memory) and rt.device.type == "cuda",
         worker_init_fn=_worker_init,
     )
+
+
+def check_stores(cfg: Config, folder: Path) -> dict[str, Any]:
+    """Check ``folder/{train,val}.h5`` against each other and the config; return the train store's info.
+
+    Raises:
+        TrainError: a missing store, an empty validation store, or a store that does not match the config
+            (modalities, dimension, normalisation) or the model (patch size not divisible by ``2 ** depth``).
+    """
+    for split in ("train", "val"):
+        if not (folder / f"{split}.h5").is_file():
+            raise TrainError(f"{folder / f'{split}.h5'} not found: run `brats extract --config CFG` first")
+    info = read_store_info(folder / "train.h5")
+    val = read_store_info(folder / "val.h5")
+    if int(val["n_patches"]) == 0:
+        raise TrainError(f"{folder / 'val.h5'} holds no patches; check data.val_fraction and re-extract")
+    for key in ("modalities", "label_scheme", "dim"):
+        if info.get(key) != val.get(key):
+            raise TrainError(f"train.h5 and val.h5 differ in {key}: {info.get(key)} vs {val.get(key)}")
+    if list(info["modalities"]) != list(cfg.data.modalities):
+        raise TrainError(
+            f"{folder / 'train.h5'} holds modalities {info['modalities']} but data.modalities is "
+            f"{cfg.data.modalities}; re-extract the patches or fix the config"
+        )
+    if int(info["dim"]) != cfg.patches.dim:
+        raise TrainError(
+            f"{folder / 'train.h5'} holds {info['dim']}D patches but patches.dim={cfg.patches.dim}"
+        )
+    method = (info.get("normalization") or {}).get("method")
+    if method is not None and method != cfg.preprocess.normalization:
+        raise TrainError(
+            f"{folder / 'train.h5'} was normalised with {method!r} but preprocess.normalization is "
+            f"{cfg.preprocess.normalization!r}; prediction would normalise differently: re-extract or fix the config"
+        )
+    size = list(cfg.patches.size) if cfg.augment.crop_or_pad else list(info["patch_size"])
+    k = 2**cfg.model.encoder_depth
+    if any(s % k for s in size):
+        fit = [-(-s // k) * k for s in size]
+        raise TrainError(
+            f"patch size {size} is not divisible by 2**model.encoder_depth = {k}; use patches.size {fit}"
+        )
+    return info
