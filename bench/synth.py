@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--montage", type=Path, help="write the montage PNG here instead of timing")
     p.add_argument(
-        "--index", type=int, help="case shown by --montage (default: the first with >= 8 cm3 NCR, 4 cm3 ET, 20 cm3 edema)"
+        "--index",
+        type=int,
+        help="case shown by --montage (default: the first with >= 8 cm3 NCR, 4 cm3 ET, 20 cm3 edema)",
     )
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="grid of the montage case")
     args = p.parse_args(argv)

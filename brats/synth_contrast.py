@@ -24,8 +24,8 @@ CONTRAST: dict[str, dict[str, float]] = {
     #          WM    GM    CSF   edema necrosis ET    NET
     "t1": dict(wm=1.00, gm=0.78, csf=0.32, ed=0.80, ncr=0.42, et=0.80, net=0.62),
     "t1ce": dict(wm=1.00, gm=0.80, csf=0.33, ed=0.84, ncr=0.40, et=2.20, net=0.64),
-    "t2": dict(wm=0.55, gm=0.78, csf=1.70, ed=1.20, ncr=1.55, et=1.00, net=1.35),
-    "flair": dict(wm=0.60, gm=0.80, csf=0.22, ed=1.25, ncr=0.75, et=1.05, net=1.10),
+    "t2": dict(wm=0.55, gm=0.78, csf=1.70, ed=1.30, ncr=1.55, et=1.00, net=1.35),
+    "flair": dict(wm=0.60, gm=0.80, csf=0.22, ed=1.35, ncr=0.75, et=1.05, net=1.10),
 }
 #: Part of the normal tissue signal that survives inside edema (edema is water added to tissue, not a new tissue).
 EDEMA_KEEP = 0.25
@@ -51,7 +51,7 @@ def draw_contrast(rng: np.random.Generator) -> dict[str, ContrastParams]:
             offset=float(rng.uniform(0.0, 0.12)),
             scale=float(rng.uniform(250.0, 1000.0)),
             noise=float(rng.uniform(0.015, 0.035)),
-            bias_std=float(rng.uniform(0.04, 0.10)),
+            bias_std=float(rng.uniform(0.03, 0.08)),
         )
     return out
 
