@@ -228,3 +228,14 @@ def test_validate_human_output_and_truncated_file(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [p["file"].split("/")[-1] for p in out["problems"]] == ["BraTS-GLI-00000-000-t1c.nii.gz"]
     assert "cannot read" in out["problems"][0]["problem"]
+
+
+def test_atomic_path_gives_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    with atomic_path(tmp_path / "x.txt") as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o666 & ~umask
