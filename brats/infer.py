@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from brats.io import Case, CaseError, load_case, resolve_cases, save_nifti, save_seg
+from brats.io import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.labels import LabelScheme, get_scheme, to_source
 from brats.sliding import BLEND_MODES, InferenceError, predict_volume
 
@@ -40,6 +40,7 @@ __all__ = [
     "predict_volume",
     "resolve_device",
     "load_predictor",
+    "predict_probabilities",
     "predict_case",
     "run_predict",
 ]
@@ -163,29 +164,20 @@ def _case_error(case: Case, exc: Exception) -> CaseError:
     return CaseError(msg if case.case_id in msg else f"case {case.case_id}: {msg}")
 
 
-def predict_case(
-    model: torch.nn.Module,
-    case: Case,
-    settings: PredictSettings,
-    output_dir: str | Path,
-    probabilities: bool = False,
-    device: str | torch.device | None = None,
-) -> dict[str, Any]:
-    """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
+def predict_probabilities(
+    model: torch.nn.Module, case: Case, settings: PredictSettings, device: str | torch.device | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """Load, normalise and predict one case (no post-processing, nothing written).
 
     Returns:
-        ``{"case", "seg", "prob" (path or None), "seconds", "postprocess" (stats or None),
-        "labels" (source labels present)}``.
+        ``(prob, geometry)``: ``(K, X, Y, Z)`` float32 class probabilities and the grid of the first modality.
 
     Raises:
         CaseError: a modality is missing or unreadable, or the modalities' geometry disagrees (the message
             names the case and the files).
     """
-    from brats.postprocess import postprocess
     from brats.preprocess import normalize
 
-    t0 = time.perf_counter()
-    output_dir = Path(output_dir)
     try:
         image, geometry = load_case(case, settings.modalities)
     except CaseError as exc:
@@ -204,6 +196,31 @@ def predict_case(
         device=device,
         multiple=settings.multiple,
     )
+    return prob, geometry
+
+
+def predict_case(
+    model: torch.nn.Module,
+    case: Case,
+    settings: PredictSettings,
+    output_dir: str | Path,
+    probabilities: bool = False,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
+
+    Returns:
+        ``{"case", "seg", "prob" (path or None), "seconds", "postprocess" (stats or None),
+        "labels" (source labels present)}``.
+
+    Raises:
+        CaseError: see :func:`predict_probabilities`.
+    """
+    from brats.postprocess import postprocess
+
+    t0 = time.perf_counter()
+    output_dir = Path(output_dir)
+    prob, geometry = predict_probabilities(model, case, settings, device)
     classes = prob.argmax(axis=0).astype(np.uint8)
     stats = None
     if settings.postprocess:
