@@ -9,7 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+
+# Idle OpenMP threads should sleep, not spin: with spinning threads, torch on a 2-core machine slows down
+# several-fold as soon as another busy process shares it (see docs/performance.md). Must precede importing torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 from brats import __version__

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 __all__ = ["run_demo", "DEMO_CONFIG", "demo_config"]
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-DEFAULT_CASES = 20
-DEFAULT_MINUTES = 8.0
+DEFAULT_CASES = 24
+DEFAULT_MINUTES = 6.0
 N_FIGURES = 3
 
 

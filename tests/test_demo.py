@@ -1,0 +1,46 @@
+"""End to end: the demo at a tiny size (4 small cases, 3 training steps) writes every artefact."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+
+from brats.cli import main
+
+
+def test_demo_tiny_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "--output-dir", str(out), "--cases", "4", "--shape", "64", "64", "40", "--max-steps", "3"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "report.html" in printed and "itksnap" in printed
+
+    splits = json.loads((out / "splits.json").read_text())
+    for path in [
+        "patches/train.h5",
+        "patches/val.h5",
+        "config.yaml",
+        "metrics.csv",
+        "curves.png",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "evaluation/cases.csv",
+        "evaluation/summary.json",
+        "report.html",
+        "demo.json",
+    ]:
+        assert (out / path).is_file(), path
+    html = (out / "report.html").read_text()
+    assert splits["test"], "the tiny demo must keep a test case"
+    for cid in splits["test"]:
+        pred = out / "predictions" / f"{cid}.nii.gz"
+        ref = nib.load(next((out / "cases" / cid).glob("*_flair.nii.gz")))
+        img = nib.load(pred)
+        assert img.shape == ref.shape and np.array_equal(img.affine, ref.affine)
+        assert set(np.unique(np.asarray(img.dataobj))) <= {0, 1, 2, 4}
+        assert cid in html
+        assert (out / "figures" / f"{cid}.png").is_file()
+    assert html.count("data:image/png;base64,") >= 1 + len(splits["test"])  # curves + overlays
+    for name in ("WT", "TC", "ET", "NCR", "ED"):
+        assert f">{name}<" in html
+    assert "http://" not in html and "https://" not in html  # renders offline
