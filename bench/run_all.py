@@ -60,7 +60,9 @@ def run_one(name: str, extra: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
+    parser.add_argument(
+        "--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES)
+    )
     parser.add_argument("--out", default=None, help="also write the JSON to this file")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n]

@@ -15,7 +15,6 @@ import sys
 # Idle OpenMP threads should sleep, not spin: with spinning threads, torch on a 2-core machine slows down
 # several-fold as soon as another busy process shares it (see docs/performance.md). Must precede importing torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from pathlib import Path
 
 from brats import __version__
 from brats.errors import BratsError
@@ -29,7 +28,9 @@ log = logging.getLogger("brats")
 
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--config", "-c", required=required, help="experiment config (YAML), e.g. configs/demo.yaml")
+    p.add_argument(
+        "--config", "-c", required=required, help="experiment config (YAML), e.g. configs/demo.yaml"
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -214,12 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and that labels belong to the naming's scheme. Exits 0 only when there is no problem.",
     )
     p.add_argument("root", help="folder of case folders (or one case folder)")
-    p.add_argument("--json", action="store_true", help='print one JSON object {"scheme", "cases", "problems"}')
+    p.add_argument(
+        "--json", action="store_true", help='print one JSON object {"scheme", "cases", "problems"}'
+    )
     p.add_argument(
         "--naming", default="auto", choices=["auto", "2020", "2021", "2023", "custom"], help="naming scheme"
     )
     p.add_argument("--pattern", help="file pattern for --naming custom, e.g. '{case}_{modality}.nii.gz'")
-    p.add_argument("--quick", action="store_true", help="read headers and segmentations only (not image data)")
+    p.add_argument(
+        "--quick", action="store_true", help="read headers and segmentations only (not image data)"
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -264,16 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
         "convention, on exactly the input's grid.",
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt or last.pt)")
-    p.add_argument("--input", required=True, help="a case folder, a folder of cases, or a text file of case folders")
+    p.add_argument(
+        "--input", required=True, help="a case folder, a folder of cases, or a text file of case folders"
+    )
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overlap", type=float, default=None, help="window overlap in [0, 1) (default 0.5)")
-    p.add_argument("--blend", choices=["gaussian", "constant"], default=None, help="blending (default gaussian)")
+    p.add_argument(
+        "--blend", choices=["gaussian", "constant"], default=None, help="blending (default gaussian)"
+    )
     p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz (float16)")
     p.add_argument("--shard", default=None, metavar="I/N", help="predict every N-th case starting at I")
-    p.add_argument("--no-postprocess", action="store_true", help="skip small-component removal and the ET rule")
+    p.add_argument(
+        "--no-postprocess", action="store_true", help="skip small-component removal and the ET rule"
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -283,9 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pred", required=True, help="folder of <case_id>.nii.gz predictions")
     p.add_argument("--ref", required=True, help="folder of reference cases (any BraTS naming)")
-    p.add_argument("--out", default=None, help="output folder for cases.csv and summary.json (default: --pred)")
     p.add_argument(
-        "--empty", choices=["brats", "nan"], default="brats", help="rule for empty masks (see docs/metrics.md)"
+        "--out", default=None, help="output folder for cases.csv and summary.json (default: --pred)"
+    )
+    p.add_argument(
+        "--empty",
+        choices=["brats", "nan"],
+        default="brats",
+        help="rule for empty masks (see docs/metrics.md)",
     )
     p.add_argument(
         "--missing", choices=["error", "zero"], default="error", help="a missing prediction: error or empty"
@@ -302,18 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=None, help="number of synthetic cases")
     p.add_argument("--minutes", type=float, default=None, help="training time budget in minutes")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="volume shape (tests use small ones)")
+    p.add_argument(
+        "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="volume shape (tests use small ones)"
+    )
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps (tests)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("config-reference", help="print the config reference (Markdown) generated from the code")
+    p = sub.add_parser(
+        "config-reference", help="print the config reference (Markdown) generated from the code"
+    )
     p.set_defaults(func=cmd_config_reference)
     return parser
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -67,7 +67,7 @@ class DataConfig:
     naming: Literal["auto", "2020", "2021", "2023", "custom"] = _f(
         "auto", "Naming scheme of the case files; `auto` detects 2020, 2021 or 2023 naming."
     )
-    pattern: Optional[str] = _f(
+    pattern: str | None = _f(
         None,
         "For `naming: custom`: file pattern relative to a case folder, with `{case}` and `{modality}` "
         "placeholders, e.g. `{case}_{modality}.nii.gz`. Modality names are those of `modalities` plus `seg`.",
@@ -78,9 +78,11 @@ class DataConfig:
         "The same order is used in the HDF5 store, the model input and the docs.",
     )
     train_fraction: float = _f(0.7, "Fraction of patients in the training split.")
-    val_fraction: float = _f(0.15, "Fraction of patients in the validation split (the rest is the test split).")
+    val_fraction: float = _f(
+        0.15, "Fraction of patients in the validation split (the rest is the test split)."
+    )
     split_seed: int = _f(0, "Seed of the patient-level split.")
-    fold: Optional[int] = _f(
+    fold: int | None = _f(
         None, "k-fold mode: use fold `fold` (0-based) of `n_folds` as validation, the rest as training."
     )
     n_folds: int = _f(5, "Number of folds in k-fold mode.")
@@ -110,7 +112,7 @@ class PatchConfig:
         "Keep in addition this fraction of brain-only patches (relative to the number of tumour patches "
         "of the case). Patches with no brain at all are never kept.",
     )
-    compression: Optional[Literal["lzf", "gzip"]] = _f(
+    compression: Literal["lzf", "gzip"] | None = _f(
         None, "HDF5 compression of the store (null = none; fastest random reads)."
     )
 
@@ -165,12 +167,16 @@ class BiasFieldConfig(TransformConfig):
 class AugmentConfig:
     enabled: bool = _f(True, "Apply the training augmentations (false: only crop/pad, rescale and remap).")
     crop_or_pad: bool = _f(True, "Crop or pad every patch to the patch size.")
-    spatial_p: float = _f(0.95, "Probability of applying one spatial transform (OneOf flip/affine/anisotropy/elastic).")
+    spatial_p: float = _f(
+        0.95, "Probability of applying one spatial transform (OneOf flip/affine/anisotropy/elastic)."
+    )
     flip: FlipConfig = _f(FlipConfig(), "Random flips.")
     affine: AffineConfig = _f(AffineConfig(), "Random rotation and scaling.")
     anisotropy: AnisotropyConfig = _f(AnisotropyConfig(enabled=False), "Random anisotropic downsampling.")
     elastic: ElasticConfig = _f(ElasticConfig(), "Random elastic deformation.")
-    rescale: RescaleConfig = _f(RescaleConfig(), "Percentile intensity rescaling (also at validation and test).")
+    rescale: RescaleConfig = _f(
+        RescaleConfig(), "Percentile intensity rescaling (also at validation and test)."
+    )
     intensity_p: float = _f(0.95, "Probability of applying one intensity transform (OneOf noise/bias field).")
     noise: NoiseConfig = _f(NoiseConfig(), "Random Gaussian noise.")
     bias_field: BiasFieldConfig = _f(BiasFieldConfig(), "Random smooth bias field.")
@@ -182,10 +188,10 @@ class ModelConfig:
     encoder: str = _f("resnet34", "Encoder name (resnet18, resnet34, efficientnet-b0, mobilenet_v2, ...).")
     encoder_depth: int = _f(5, "Number of encoder stages.")
     decoder_channels: list[int] = _f([256, 128, 64, 32, 16], "Decoder channels, one per encoder stage.")
-    encoder_weights: Optional[str] = _f(
+    encoder_weights: str | None = _f(
         None, "Pretrained encoder weights by smp name (downloads; off by default). Prefer `weights_path`."
     )
-    weights_path: Optional[str] = _f(None, "Local file of weights (a state dict) loaded into the model.")
+    weights_path: str | None = _f(None, "Local file of weights (a state dict) loaded into the model.")
 
 
 @dataclass
@@ -199,23 +205,27 @@ class LossConfig:
 @dataclass
 class SchedulerConfig:
     factor: float = _f(0.5, "ReduceLROnPlateau: multiply the learning rate by this factor on a plateau.")
-    patience: int = _f(3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing.")
+    patience: int = _f(
+        3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing."
+    )
     min_lr: float = _f(1e-6, "ReduceLROnPlateau: lower bound of the learning rate.")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = _f(20, "Number of epochs.")
-    steps_per_epoch: Optional[int] = _f(
+    steps_per_epoch: int | None = _f(
         None, "Training batches per epoch (null = one pass over the training store)."
     )
-    max_minutes: Optional[float] = _f(
+    max_minutes: float | None = _f(
         None, "Stop training after this many minutes (checked after every epoch); null = no limit."
     )
     batch_size: int = _f(16, "Patches per batch.")
     lr: float = _f(1e-3, "Adam learning rate.")
     weight_decay: float = _f(1e-5, "Adam weight decay.")
-    scheduler: SchedulerConfig = _f(SchedulerConfig(), "Learning-rate schedule (ReduceLROnPlateau on val loss).")
+    scheduler: SchedulerConfig = _f(
+        SchedulerConfig(), "Learning-rate schedule (ReduceLROnPlateau on val loss)."
+    )
     num_workers: int = _f(0, "DataLoader worker processes.")
     pin_memory: bool = _f(False, "DataLoader pin_memory (useful on CUDA).")
     amp: Literal["auto", "fp16", "bf16", "off"] = _f(
@@ -223,22 +233,25 @@ class TrainConfig:
     )
     device: str = _f("auto", "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.")
     channels_last: bool = _f(True, "Use channels_last memory format (faster convolutions on CPU).")
-    num_threads: Optional[int] = _f(None, "torch CPU threads (null = torch default).")
+    num_threads: int | None = _f(None, "torch CPU threads (null = torch default).")
     best_metric: str = _f(
-        "val_loss", "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
-        "such as `val_dice_mean` (higher is better)."
+        "val_loss",
+        "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
+        "such as `val_dice_mean` (higher is better).",
     )
-    val_max_batches: Optional[int] = _f(None, "Cap on validation batches per epoch (null = whole store).")
+    val_max_batches: int | None = _f(None, "Cap on validation batches per epoch (null = whole store).")
     log_every: int = _f(10, "Log the running training loss every n steps.")
 
 
 @dataclass
 class PostprocessConfig:
     min_component: int = _f(
-        200, "Remove connected tumour components (WT, 26-connectivity) smaller than this many voxels (0 = off)."
+        200,
+        "Remove connected tumour components (WT, 26-connectivity) smaller than this many voxels (0 = off).",
     )
     et_min_voxels: int = _f(
-        0, "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off)."
+        0,
+        "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off).",
     )
 
 
@@ -310,7 +323,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin is Literal:
         if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
             # YAML 1.1 reads off/on/no/yes as booleans: take them back as the words.
-            for word in (("off", "no", "false") if value is False else ("on", "yes", "true")):
+            for word in ("off", "no", "false") if value is False else ("on", "yes", "true"):
                 if word in args:
                     return word
         if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
@@ -327,7 +340,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise fail()
-        return [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)] if args else list(value)
+        return (
+            [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)] if args else list(value)
+        )
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise fail()
@@ -392,7 +407,9 @@ def _check(cfg: Config, source: str) -> None:
             f"got size={p.size}, stride={p.stride}"
         )
     if any(s <= 0 for s in p.size + p.stride):
-        raise ConfigError(f"{source}: patches.size and patches.stride must be positive, got {p.size}, {p.stride}")
+        raise ConfigError(
+            f"{source}: patches.size and patches.stride must be positive, got {p.size}, {p.stride}"
+        )
     d = cfg.data
     if not d.modalities:
         raise ConfigError(f"{source}: data.modalities must name at least one modality")
@@ -400,7 +417,9 @@ def _check(cfg: Config, source: str) -> None:
     bad = [m for m in d.modalities if m not in known]
     if bad:
         raise ConfigError(f"{source}: data.modalities has unknown modality {bad}; known: t1, t1ce, t2, flair")
-    if not (0 <= d.train_fraction <= 1 and 0 <= d.val_fraction <= 1 and d.train_fraction + d.val_fraction <= 1):
+    if not (
+        0 <= d.train_fraction <= 1 and 0 <= d.val_fraction <= 1 and d.train_fraction + d.val_fraction <= 1
+    ):
         raise ConfigError(
             f"{source}: data.train_fraction + data.val_fraction must be within [0, 1], "
             f"got {d.train_fraction} + {d.val_fraction}"
@@ -490,24 +509,13 @@ def save_config(cfg: Config, path: str | Path) -> Path:
 
 def iter_config_fields(cls: type = Config, prefix: str = ""):
     """Yield ``(dotted_key, type_name, default, doc, is_section)`` for every key of the config tree."""
-    hints = typing.get_type_hints(cls)
-    default_obj = cls()
-    for f in dataclasses.fields(cls):
-        dotted = f"{prefix}.{f.name}" if prefix else f.name
-        tp = hints[f.name]
-        doc = f.metadata.get("doc", "")
-        value = getattr(default_obj, f.name)
-        if dataclasses.is_dataclass(tp):
-            yield dotted, "section", None, doc, True
-            yield from _iter_with_defaults(tp, dotted, value)
-        else:
-            yield dotted, _type_name(tp), value, doc, False
+    yield from _iter_with_defaults(cls, prefix, cls())
 
 
 def _iter_with_defaults(cls: type, prefix: str, obj: Any):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        dotted = f"{prefix}.{f.name}"
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints[f.name]
         doc = f.metadata.get("doc", "")
         value = getattr(obj, f.name)

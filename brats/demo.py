@@ -118,8 +118,15 @@ def run_demo(
 
     say(f"[1/6] synthesising {n_cases} cases -> {cfg.data.root}")
     t = time.perf_counter()
-    generate_cohort(cfg.data.root, n_cases=n_cases, seed=seed, naming="2021", workers=workers, shape=shape,
-                    progress=progress)
+    generate_cohort(
+        cfg.data.root,
+        n_cases=n_cases,
+        seed=seed,
+        naming="2021",
+        workers=workers,
+        shape=shape,
+        progress=progress,
+    )
     clock.lap("synthesise", t)
 
     say(f"[2/6] extracting patches -> {out / 'patches'}")
@@ -127,7 +134,9 @@ def run_demo(
     run_extract(cfg, workers=workers, progress=progress)
     clock.lap("extract", t)
 
-    say(f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes} min) -> {out / 'checkpoints'}")
+    say(
+        f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes} min) -> {out / 'checkpoints'}"
+    )
     t = time.perf_counter()
     run_training(cfg, resume=False, progress=progress)
     clock.lap("train", t)
@@ -141,13 +150,16 @@ def run_demo(
 
     say(f"[4/6] predicting {len(test_ids)} test cases -> {out / 'predictions'}")
     t = time.perf_counter()
-    run_predict(checkpoint=checkpoint, input_path=test_root, output_dir=out / "predictions", progress=progress)
+    run_predict(
+        checkpoint=checkpoint, input_path=test_root, output_dir=out / "predictions", progress=progress
+    )
     clock.lap("predict", t)
 
     say(f"[5/6] evaluating -> {out / 'evaluation'}")
     t = time.perf_counter()
-    summary = run_evaluate(pred_dir=out / "predictions", ref_root=test_root, out_dir=out / "evaluation",
-                           progress=progress)
+    summary = run_evaluate(
+        pred_dir=out / "predictions", ref_root=test_root, out_dir=out / "evaluation", progress=progress
+    )
     clock.lap("evaluate", t)
 
     say(f"[6/6] writing the report -> {out / 'report.html'}")
@@ -167,7 +179,9 @@ def run_demo(
         ref = to_classes(load_seg(case), case.label_scheme)
         import nibabel as nib
 
-        pred = to_classes(np.asarray(nib.load(out / "predictions" / f"{cid}.nii.gz").dataobj), case.label_scheme)
+        pred = to_classes(
+            np.asarray(nib.load(out / "predictions" / f"{cid}.nii.gz").dataobj), case.label_scheme
+        )
         png = overlay_figure(img[0], img[1], ref, pred, figures_dir / f"{cid}.png", title=cid)
         figures.append((cid, png))
     summary_rows, pooled_rows = _summary_rows(summary)
@@ -180,11 +194,20 @@ def run_demo(
         itk = f"itksnap -g {flair} -s {out / 'predictions' / (example + '.nii.gz')}"
     facts = [
         ("command", f"<code>brats demo --output-dir {out}</code>"),
-        ("cases", f"{n_cases} synthetic ({len(splits['train'])} train, {len(splits['val'])} val, "
-                  f"{len(splits['test'])} test)"),
-        ("model", f"{cfg.model.arch} / {cfg.model.encoder}, {len(cfg.data.modalities)} channels "
-                  f"({', '.join(cfg.data.modalities)}), patches {cfg.patches.size}"),
-        ("time per stage (s)", ", ".join(f"{k} {v}" for k, v in clock.stages.items()) + f"; total {clock.total}"),
+        (
+            "cases",
+            f"{n_cases} synthetic ({len(splits['train'])} train, {len(splits['val'])} val, "
+            f"{len(splits['test'])} test)",
+        ),
+        (
+            "model",
+            f"{cfg.model.arch} / {cfg.model.encoder}, {len(cfg.data.modalities)} channels "
+            f"({', '.join(cfg.data.modalities)}), patches {cfg.patches.size}",
+        ),
+        (
+            "time per stage (s)",
+            ", ".join(f"{k} {v}" for k, v in clock.stages.items()) + f"; total {clock.total}",
+        ),
         ("machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"),
         ("toolkit", f"brats {__version__}"),
     ]

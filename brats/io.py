@@ -17,15 +17,14 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import nibabel as nib
 import numpy as np
 
 from brats.errors import BratsError
-
 from brats.labels import LabelScheme, scheme_for_naming
 
 log = logging.getLogger(__name__)
@@ -244,9 +243,14 @@ def discover_cases(root: str | Path, naming: str = "auto", pattern: str | None =
         if naming == "auto":
             found = _detect_naming(folder)
         elif naming == "custom":
-            found = "custom" if any(
-                (folder / pattern.format(case=folder.name, modality=m)).is_file() for m in (*MODALITIES, "seg")
-            ) else None
+            found = (
+                "custom"
+                if any(
+                    (folder / pattern.format(case=folder.name, modality=m)).is_file()
+                    for m in (*MODALITIES, "seg")
+                )
+                else None
+            )
         else:
             found = naming if _detect_naming(folder) is not None else None
         if found is None:
@@ -323,7 +327,9 @@ def _geometry_mismatch(a: Geometry, b: Geometry) -> str | None:
     return None
 
 
-def load_case(case: Case, modalities: list[str] | tuple[str, ...] = MODALITIES) -> tuple[np.ndarray, Geometry]:
+def load_case(
+    case: Case, modalities: list[str] | tuple[str, ...] = MODALITIES
+) -> tuple[np.ndarray, Geometry]:
     """Load the modalities of a case.
 
     Returns:
@@ -388,7 +394,9 @@ def _header_for(geometry: Geometry, dtype: np.dtype) -> nib.Nifti1Header:
     return hdr
 
 
-def save_nifti(path: str | Path, data: np.ndarray, geometry: Geometry, dtype: np.dtype | str | None = None) -> Path:
+def save_nifti(
+    path: str | Path, data: np.ndarray, geometry: Geometry, dtype: np.dtype | str | None = None
+) -> Path:
     """Write ``data`` on the grid of ``geometry`` (same affine, sform/qform and codes), atomically.
 
     ``data`` is ``(X, Y, Z)`` or ``(X, Y, Z, K)`` (e.g. one channel per class). NIfTI-1 has no float16
@@ -544,7 +552,7 @@ def split_cases(
             raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
         val_p = set(order[fold::n_folds])
         train_p = set(order) - val_p
-        test_p: set[str] = set()
+
     else:
         n = len(order)
         n_train = int(round(train_fraction * n))
@@ -556,7 +564,7 @@ def split_cases(
             n_val = min(n_val, n - n_train)
         train_p = set(order[:n_train])
         val_p = set(order[n_train : n_train + n_val])
-        test_p = set(order[n_train + n_val :])
+
     out: dict[str, list[str]] = {"train": [], "val": [], "test": list(unlabelled)}
     for c in labelled:
         p = patient_id(c.case_id)

@@ -82,12 +82,16 @@ def overlay_figure(
 
     centre = tumour_center(ref if ref is not None else pred, fallback=pred)
     ref_ = ref if ref is not None else np.zeros_like(pred)
-    columns = [("FLAIR", flair, ref_, "reference"), ("FLAIR", flair, pred, "prediction"),
-               ("T1ce", t1ce, ref_, "reference"), ("T1ce", t1ce, pred, "prediction")]
+    columns = [
+        ("FLAIR", flair, ref_, "reference"),
+        ("FLAIR", flair, pred, "prediction"),
+        ("T1ce", t1ce, ref_, "reference"),
+        ("T1ce", t1ce, pred, "prediction"),
+    ]
     fig, axes = plt.subplots(3, 4, figsize=(12, 9.6), facecolor="black")
     for col, (name, img, lab, kind) in enumerate(columns):
         nz = img[img != 0]
-        vmin, vmax = (np.percentile(nz, [0.5, 99.5]) if nz.size else (0.0, 1.0))
+        vmin, vmax = np.percentile(nz, [0.5, 99.5]) if nz.size else (0.0, 1.0)
         img_views, lab_views = _views(img, centre), _views(lab, centre)
         for row, view in enumerate(("axial", "coronal", "sagittal")):
             ax = axes[row, col]
@@ -117,7 +121,9 @@ def read_cases_csv(path: str | Path) -> list[dict[str, str]]:
 
 def _img_tag(png: Path, alt: str) -> str:
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" title="{html.escape(png.name)}">'
+    return (
+        f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" title="{html.escape(png.name)}">'
+    )
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -169,7 +175,8 @@ def write_report(
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "<p class='sub'>Synthetic cohort, test split; every figure below was computed by this run.</p>",
-        "<table>" + "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{v}</td></tr>" for k, v in facts)
+        "<table>"
+        + "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{v}</td></tr>" for k, v in facts)
         + "</table>",
         "<h2>Test metrics (mean over cases)</h2>",
         "<p>Per-case scores averaged over the test cases, BraTS empty-mask rule (see <code>docs/metrics.md</code>). "
@@ -183,17 +190,21 @@ def write_report(
             f"<td>{_fmt(r.get('hd95'), 2)}</td><td>{_fmt(r.get('precision'))}</td><td>{_fmt(r.get('recall'))}</td>"
             f"<td>{_fmt(r.get('n'), 0)}</td></tr>"
         )
-    parts.append("</table><h2>Pooled over all test voxels (the seed article's \"micro\" figures)</h2>")
-    parts.append("<table><tr><th class='l'>class / region</th><th>Dice</th><th>IoU</th><th>precision</th><th>recall</th></tr>")
+    parts.append('</table><h2>Pooled over all test voxels (the seed article\'s "micro" figures)</h2>')
+    parts.append(
+        "<table><tr><th class='l'>class / region</th><th>Dice</th><th>IoU</th><th>precision</th><th>recall</th></tr>"
+    )
     for r in pooled_rows:
         parts.append(
             f"<tr><td class='l'>{html.escape(r['name'])}</td><td>{_fmt(r.get('dice'))}</td><td>{_fmt(r.get('iou'))}</td>"
             f"<td>{_fmt(r.get('precision'))}</td><td>{_fmt(r.get('recall'))}</td></tr>"
         )
     parts.append("</table><h2>Per case</h2>")
-    cols = [f"{n}_{m}" for n in ("WT", "TC", "ET") for m in ("dice", "hd95")] + [
-        f"{n}_dice" for n in ("NCR", "ED")
-    ] + [f"{n}_iou" for n in ("NCR", "ED", "ET")]
+    cols = (
+        [f"{n}_{m}" for n in ("WT", "TC", "ET") for m in ("dice", "hd95")]
+        + [f"{n}_dice" for n in ("NCR", "ED")]
+        + [f"{n}_iou" for n in ("NCR", "ED", "ET")]
+    )
     parts.append("<table><tr><th class='l'>case</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>")
     for row in case_rows:
         cells = "".join(f"<td>{_fmt(row.get(c), 2 if c.endswith('hd95') else 3)}</td>" for c in cols)

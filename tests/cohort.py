@@ -55,6 +55,8 @@ def make_case(
         c = [s // 2 for s in shape]
         lab[c[0] - 4 : c[0] + 4, c[1] - 4 : c[1] + 4, c[2] - 2 : c[2] + 2] = 2
         lab[c[0] - 2 : c[0] + 2, c[1] - 2 : c[1] + 2, c[2] - 1 : c[2] + 1] = 1
-        lab[c[0] - 2, c[1] - 2 : c[1] + 2, c[2] - 1 : c[2] + 1] = et if et is not None else (3 if naming == "2023" else 4)
+        lab[c[0] - 2, c[1] - 2 : c[1] + 2, c[2] - 1 : c[2] + 1] = (
+            et if et is not None else (3 if naming == "2023" else 4)
+        )
         write_nifti(folder / f"{cid}{sep}seg.nii.gz", lab, aff)
     return folder

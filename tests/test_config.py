@@ -102,7 +102,16 @@ def test_config_reference_in_docs_is_current():
 
 def test_print_config_cli(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--config", str(ROOT / "configs" / "demo.yaml"), "--set", "train.lr=0.5", "--print-config"])
+        main(
+            [
+                "train",
+                "--config",
+                str(ROOT / "configs" / "demo.yaml"),
+                "--set",
+                "train.lr=0.5",
+                "--print-config",
+            ]
+        )
     assert exc.value.code == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["train"]["lr"] == 0.5

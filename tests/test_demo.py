@@ -10,7 +10,9 @@ from brats.cli import main
 
 def test_demo_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--output-dir", str(out), "--cases", "4", "--shape", "64", "64", "40", "--max-steps", "3"])
+    code = main(
+        ["demo", "--output-dir", str(out), "--cases", "4", "--shape", "64", "64", "40", "--max-steps", "3"]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "report.html" in printed and "itksnap" in printed

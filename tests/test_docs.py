@@ -43,9 +43,16 @@ def test_doc_example_runs(doc, block):
             assert (ROOT / path).exists(), f"{doc.name}: example names {path}, which does not exist"
         return
     proc = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block], cwd=ROOT, env=_env(), text=True, capture_output=True, timeout=240
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=ROOT,
+        env=_env(),
+        text=True,
+        capture_output=True,
+        timeout=240,
     )
-    assert proc.returncode == 0, f"{doc.name} example failed:\n{block}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{doc.name} example failed:\n{block}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    )
 
 
 def test_readme_test_command_is_what_ci_runs():

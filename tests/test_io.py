@@ -185,8 +185,11 @@ def test_validate_reports_exactly_the_four_problems(tmp_path, capsys):
     # 1: no FLAIR
     (tmp_path / "BraTS2021_00001" / "BraTS2021_00001_flair.nii.gz").unlink()
     # 2: seg of another shape
-    write_nifti(tmp_path / "BraTS2021_00002" / "BraTS2021_00002_seg.nii.gz", np.zeros((12, 12, 5), np.uint8),
-                nib.load(tmp_path / "BraTS2021_00002" / "BraTS2021_00002_t1.nii.gz").affine)
+    write_nifti(
+        tmp_path / "BraTS2021_00002" / "BraTS2021_00002_seg.nii.gz",
+        np.zeros((12, 12, 5), np.uint8),
+        nib.load(tmp_path / "BraTS2021_00002" / "BraTS2021_00002_t1.nii.gz").affine,
+    )
     # 3: T2 affine shifted by 2 mm
     f = tmp_path / "BraTS2021_00003" / "BraTS2021_00003_t2.nii.gz"
     img = nib.load(f)
