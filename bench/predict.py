@@ -180,6 +180,18 @@ def sweep_postprocess(
         hit = np.unique(labels[(ref > 0) & (labels > 0)])
         return len(sizes) - 1, len(sizes) - 1 - len(hit)
 
+    detail = []
+    for case, pred, ref in zip(cases, preds, refs):
+        b, sp = blobs(pred, ref)
+        detail.append(
+            {
+                "case": case.case_id,
+                "ref_et_voxels": int((ref == 3).sum()),
+                "pred_et_voxels": int((pred == 3).sum()),
+                "blobs": b,
+                "spurious_blobs": sp,
+            }
+        )
     rows = []
     for mc in min_components:
         for et in et_thresholds:
@@ -201,7 +213,7 @@ def sweep_postprocess(
             row["spurious_blobs_per_case"] = round(float(np.mean(n_spurious)), 1)
             rows.append(row)
     best = max(rows, key=lambda r: (r["dice_mean"], -r["min_component"], -r["et_min_voxels"]))
-    return {"checkpoint": str(checkpoint), "cases": [c.case_id for c in cases], "rows": rows, "best": best}
+    return {"checkpoint": str(checkpoint), "cases": detail, "rows": rows, "best": best}
 
 
 def main() -> int:

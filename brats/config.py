@@ -250,8 +250,9 @@ class PostprocessConfig:
         "Remove connected tumour components (WT, 26-connectivity) smaller than this many voxels (0 = off).",
     )
     et_min_voxels: int = _f(
-        0,
-        "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off).",
+        500,
+        "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off; "
+        "500 chosen on validation cases, see docs/predict.md).",
     )
 
 
