@@ -44,16 +44,29 @@ def machine() -> dict:
     }
 
 
+def _last_json(text: str) -> dict | None:
+    """The last JSON object printed (one line or indented over several)."""
+    decoder = json.JSONDecoder()
+    starts = [i for i, ch in enumerate(text) if ch == "{" and (i == 0 or text[i - 1] == "\n")]
+    for i in reversed(starts):
+        try:
+            obj, _ = decoder.raw_decode(text[i:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
 def run_one(name: str, extra: list[str]) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *extra], capture_output=True, text=True)
     seconds = round(time.perf_counter() - t0, 1)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"], "seconds": seconds}
-    lines = [line for line in proc.stdout.strip().splitlines() if line.strip().startswith("{")]
-    if not lines:
+    result = _last_json(proc.stdout)
+    if result is None:
         return {"error": "printed no JSON", "seconds": seconds}
-    result = json.loads(lines[-1])
     result.setdefault("bench_seconds", seconds)
     return result
 
