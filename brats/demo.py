@@ -26,7 +26,7 @@ __all__ = ["run_demo", "DEMO_CONFIG", "demo_config"]
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 DEFAULT_CASES = 24
-DEFAULT_MINUTES = 6.0
+DEFAULT_MINUTES = 7.0
 N_FIGURES = 3
 
 
