@@ -13,6 +13,7 @@ import platform
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from brats import __version__
@@ -82,13 +83,6 @@ def _link_cases(case_dirs: list[Path], folder: Path) -> Path:
     return folder
 
 
-def _summary_rows(summary: dict) -> tuple[list[dict], list[dict]]:
-    """Per-case means and pooled figures per class/region, from ``summary.json``."""
-    from brats.metrics import report_rows
-
-    return report_rows(summary)
-
-
 def run_demo(
     output_dir: str | Path = "runs/demo",
     n_cases: int | None = None,
@@ -101,7 +95,7 @@ def run_demo(
 ) -> dict:
     """Run the demo and return a dict of its artefacts and figures (also printed)."""
     from brats.infer import run_predict
-    from brats.metrics import run_evaluate
+    from brats.metrics import report_rows, run_evaluate
     from brats.patches import run_extract
     from brats.report import overlay_figure, read_cases_csv, write_report
     from brats.synth import generate_cohort
@@ -166,25 +160,21 @@ def run_demo(
     t = time.perf_counter()
     figures_dir = out / "figures"
     figures_dir.mkdir(exist_ok=True)
-    volumes = []
+    refs = {}
     for cid in test_ids:
         case = all_cases[cid]
-        ref = to_classes(load_seg(case), case.label_scheme)
-        volumes.append((int((ref > 0).sum()), cid))
-    chosen = [cid for _, cid in sorted(volumes, key=lambda v: (-v[0], v[1]))[:N_FIGURES]]
+        refs[cid] = to_classes(load_seg(case), case.label_scheme)
+    chosen = sorted(test_ids, key=lambda cid: (-int((refs[cid] > 0).sum()), cid))[:N_FIGURES]
     figures = []
     for cid in chosen:
         case = all_cases[cid]
         img, _ = load_case(case, ["flair", "t1ce"])
-        ref = to_classes(load_seg(case), case.label_scheme)
-        import nibabel as nib
-
         pred = to_classes(
             np.asarray(nib.load(out / "predictions" / f"{cid}.nii.gz").dataobj), case.label_scheme
         )
-        png = overlay_figure(img[0], img[1], ref, pred, figures_dir / f"{cid}.png", title=cid)
+        png = overlay_figure(img[0], img[1], refs[cid], pred, figures_dir / f"{cid}.png", title=cid)
         figures.append((cid, png))
-    summary_rows, pooled_rows = _summary_rows(summary)
+    summary_rows, pooled_rows = report_rows(summary)
     case_rows = read_cases_csv(out / "evaluation" / "cases.csv")
     clock.lap("report", t)
     example = chosen[0] if chosen else (test_ids[0] if test_ids else None)
