@@ -35,10 +35,10 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from brats.config import load_config  # noqa: E402
-from brats.data import PatchDataset  # noqa: E402
-from brats.io import discover_cases, load_case, load_seg  # noqa: E402
+from brats.data import discover_cases, load_case, load_seg  # noqa: E402
+from brats.extract.store import StoreWriter, read_store_info  # noqa: E402
 from brats.preprocess import normalize  # noqa: E402
-from brats.store import StoreWriter, read_store_info  # noqa: E402
+from brats.train.dataset import PatchDataset  # noqa: E402
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ memory is its own) after one warm-up forward (and the MONAI import, ~1-4 s, outs
 
 * ``lower_bound`` (L): one forward pass over each non-empty slice's brain bounding box padded to a multiple of
   32 (slices of equal padded size batched, 16 per pass), no overlap, no blending;
-* ``default``: :func:`brats.sliding.predict_volume` as ``brats predict`` runs it (overlap 0.5, Gaussian);
+* ``default``: :func:`brats.predict.predict_volume` as ``brats predict`` runs it (overlap 0.5, Gaussian);
 * ``overlap0``: the same with ``--overlap 0``;
 * ``monai``: plain MONAI ``sliding_window_inference`` over whole 240x240 slices (all slices batched), 128x128
   windows, overlap 0.5, Gaussian, 16 windows per pass.
@@ -68,7 +68,7 @@ def build_model(threads: int):
     import torch
 
     from brats.config import ModelConfig
-    from brats.model import build_model as build
+    from brats.networks import build_model as build
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -81,7 +81,7 @@ def lower_bound(model, image):
     import numpy as np
     import torch
 
-    from brats.sliding import _slice_boxes
+    from brats.predict.sliding import _slice_boxes
 
     X, Y, Z = image.shape[1:]
     out = np.zeros((4, X, Y, Z), np.float32)
@@ -121,7 +121,7 @@ def worker(path: str, data: str, threads: int, out: str) -> None:
     import numpy as np
     import torch
 
-    from brats.sliding import predict_volume
+    from brats.predict.sliding import predict_volume
 
     model = build_model(threads)
     image = np.load(data)
@@ -161,11 +161,11 @@ def sweep_postprocess(
     """
     import numpy as np
 
-    from brats.infer import load_predictor, predict_probabilities
-    from brats.io import load_seg, resolve_cases
+    from brats.data import load_seg, resolve_cases
+    from brats.evaluate.metrics import confusion_counts, dice_from_counts
     from brats.labels import to_classes
-    from brats.metrics_core import confusion_counts, dice_from_counts
-    from brats.postprocess import postprocess, tumour_components
+    from brats.predict.postprocess import postprocess, tumour_components
+    from brats.predict.predictor import load_predictor, predict_probabilities
 
     model, settings = load_predictor(checkpoint, "cpu", postprocess=False)
     cases = [c for c in resolve_cases(cases_path) if c.seg is not None]

@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 
-from brats.augment import build_transform
 from brats.config import load_config
-from brats.losses import build_loss
-from brats.model import build_model
+from brats.networks import build_model
+from brats.train.augment import build_transform
+from brats.train.losses import build_loss
 
 
 def train_steps(cfg, channels_last: bool, amp: torch.dtype | None, steps: int, warmup: int) -> dict:

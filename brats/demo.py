@@ -1,7 +1,7 @@
 """``brats demo``: the whole pipeline on a synthetic cohort, ending in ``OUTPUT_DIR/report.html``.
 
-synthesise (brats.synth) -> extract (brats.patches) -> train within a time budget (brats.train) -> predict the
-test split (brats.infer) -> evaluate (brats.metrics) -> report (brats.report).
+synthesise (brats.synth) -> extract (brats.extract) -> train within a time budget (brats.train) -> predict the
+test split (brats.predict) -> evaluate (brats.evaluate) -> report (brats.report).
 """
 
 from __future__ import annotations
@@ -13,19 +13,17 @@ import platform
 import time
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-
 from brats import __version__
-from brats.config import Config, load_config
-from brats.io import atomic_write_text, discover_cases, load_case, load_seg
+from brats.config import Config, load_config, shipped_config
+from brats.data import Case, discover_cases, load_case, load_label_file, load_seg
+from brats.fs import atomic_write_text
 from brats.labels import to_classes
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run_demo", "DEMO_CONFIG", "demo_config"]
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+DEMO_CONFIG = "demo"  # brats/configs/demo.yaml, shipped with the package
 DEFAULT_CASES = 24
 DEFAULT_MINUTES = 7.0
 N_FIGURES = 3
@@ -38,20 +36,20 @@ def demo_config(
     max_steps: int | None = None,
     seed: int = 0,
 ) -> Config:
-    """``configs/demo.yaml`` pointed at ``OUTPUT_DIR/cases``; small volumes get a patch size that fits them."""
+    """The shipped ``configs/demo.yaml`` pointed at ``OUTPUT_DIR/cases``; small volumes get a patch size that fits them."""
     out = Path(output_dir)
     overrides = [f"output_dir={out}", f"data.root={out / 'cases'}", f"seed={seed}"]
     if minutes is not None:
         overrides.append(f"train.max_minutes={minutes}")
     if max_steps is not None:
         overrides += ["train.epochs=1", f"train.steps_per_epoch={max_steps}", "train.val_max_batches=2"]
-    cfg = load_config(DEMO_CONFIG if DEMO_CONFIG.is_file() else None, overrides)
+    cfg = load_config(shipped_config(DEMO_CONFIG), overrides)
     if shape is not None:
         side = min(shape[0], shape[1])
         size = min(cfg.patches.size[0], max(32, side // 32 * 32))
         if size != cfg.patches.size[0]:
             cfg = load_config(
-                DEMO_CONFIG if DEMO_CONFIG.is_file() else None,
+                shipped_config(DEMO_CONFIG),
                 [*overrides, f"patches.size=[{size}, {size}]", f"patches.stride=[{size // 2}, {size // 2}]"],
             )
     return cfg
@@ -83,106 +81,26 @@ def _link_cases(case_dirs: list[Path], folder: Path) -> Path:
     return folder
 
 
-def run_demo(
-    output_dir: str | Path = "runs/demo",
-    n_cases: int | None = None,
-    minutes: float | None = None,
-    seed: int = 0,
-    shape: tuple[int, int, int] | None = None,
-    max_steps: int | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-) -> dict:
-    """Run the demo and return a dict of its artefacts and figures (also printed)."""
-    from brats.infer import run_predict
-    from brats.metrics import report_rows, run_evaluate
-    from brats.patches import run_extract
-    from brats.report import overlay_figure, read_cases_csv, write_report
-    from brats.synth import generate_cohort
-    from brats.train import run_training
+def _figures(out: Path, test_ids: list[str], all_cases: dict[str, Case]) -> list[tuple[str, Path]]:
+    """Overlay figures (FLAIR and T1ce, reference and prediction) of the test cases with the most tumour."""
+    from brats.report import overlay_figure
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n_cases = DEFAULT_CASES if n_cases is None else n_cases
-    minutes = DEFAULT_MINUTES if minutes is None and max_steps is None else minutes
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    cfg = demo_config(out, shape, minutes, max_steps, seed)
-    clock = _Clock()
-    say = print if progress else log.info
-
-    say(f"[1/6] synthesising {n_cases} cases -> {cfg.data.root}")
-    t = time.perf_counter()
-    generate_cohort(
-        cfg.data.root,
-        n_cases=n_cases,
-        seed=seed,
-        naming="2021",
-        workers=workers,
-        shape=shape,
-        progress=progress,
-    )
-    clock.lap("synthesise", t)
-
-    say(f"[2/6] extracting patches -> {out / 'patches'}")
-    t = time.perf_counter()
-    run_extract(cfg, workers=workers, progress=progress)
-    clock.lap("extract", t)
-
-    say(
-        f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes} min) -> {out / 'checkpoints'}"
-    )
-    t = time.perf_counter()
-    run_training(cfg, resume=False, progress=progress)
-    clock.lap("train", t)
-
-    splits = json.loads((out / "splits.json").read_text())
-    all_cases = {c.case_id: c for c in discover_cases(cfg.data.root)}
-    test_ids = list(splits["test"]) or list(splits["val"])
-    test_dirs = [all_cases[i].folder for i in test_ids]
-    test_root = _link_cases(test_dirs, out / "test_cases")
-    checkpoint = out / "checkpoints" / "best.pt"
-
-    say(f"[4/6] predicting {len(test_ids)} test cases -> {out / 'predictions'}")
-    t = time.perf_counter()
-    run_predict(
-        checkpoint=checkpoint, input_path=test_root, output_dir=out / "predictions", progress=progress
-    )
-    clock.lap("predict", t)
-
-    say(f"[5/6] evaluating -> {out / 'evaluation'}")
-    t = time.perf_counter()
-    summary = run_evaluate(
-        pred_dir=out / "predictions", ref_root=test_root, out_dir=out / "evaluation", progress=progress
-    )
-    clock.lap("evaluate", t)
-
-    say(f"[6/6] writing the report -> {out / 'report.html'}")
-    t = time.perf_counter()
     figures_dir = out / "figures"
     figures_dir.mkdir(exist_ok=True)
-    refs = {}
-    for cid in test_ids:
-        case = all_cases[cid]
-        refs[cid] = to_classes(load_seg(case), case.label_scheme)
+    refs = {cid: to_classes(load_seg(all_cases[cid]), all_cases[cid].label_scheme) for cid in test_ids}
     chosen = sorted(test_ids, key=lambda cid: (-int((refs[cid] > 0).sum()), cid))[:N_FIGURES]
     figures = []
     for cid in chosen:
         case = all_cases[cid]
         img, _ = load_case(case, ["flair", "t1ce"])
-        pred = to_classes(
-            np.asarray(nib.load(out / "predictions" / f"{cid}.nii.gz").dataobj), case.label_scheme
-        )
+        pred = to_classes(load_label_file(out / "predictions" / f"{cid}.nii.gz"), case.label_scheme)
         png = overlay_figure(img[0], img[1], refs[cid], pred, figures_dir / f"{cid}.png", title=cid)
         figures.append((cid, png))
-    summary_rows, pooled_rows = report_rows(summary)
-    case_rows = read_cases_csv(out / "evaluation" / "cases.csv")
-    clock.lap("report", t)
-    example = chosen[0] if chosen else (test_ids[0] if test_ids else None)
-    itk = ""
-    if example:
-        flair = all_cases[example].images["flair"]
-        itk = f"itksnap -g {flair} -s {out / 'predictions' / (example + '.nii.gz')}"
-    facts = [
+    return figures
+
+
+def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) -> list[tuple[str, str]]:
+    return [
         ("command", f"<code>brats demo --output-dir {out}</code>"),
         (
             "cases",
@@ -201,6 +119,33 @@ def run_demo(
         ("machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"),
         ("toolkit", f"brats {__version__}"),
     ]
+
+
+def _write_report(
+    cfg: Config,
+    out: Path,
+    n_cases: int,
+    test_ids: list[str],
+    all_cases: dict[str, Case],
+    summary: dict,
+    clock: _Clock,
+) -> tuple[Path, list[dict], str]:
+    """``report.html``; returns its path, the summary rows and the ITK-SNAP command for one case."""
+    from brats.evaluate import report_rows
+    from brats.report import read_cases_csv, write_report
+
+    t = time.perf_counter()
+    splits = json.loads((out / "splits.json").read_text())
+    figures = _figures(out, test_ids, all_cases)
+    summary_rows, pooled_rows = report_rows(summary)
+    case_rows = read_cases_csv(out / "evaluation" / "cases.csv")
+    clock.lap("report", t)
+    example = figures[0][0] if figures else (test_ids[0] if test_ids else None)
+    itk = ""
+    if example:
+        flair = all_cases[example].images["flair"]
+        itk = f"itksnap -g {flair} -s {out / 'predictions' / (example + '.nii.gz')}"
+    checkpoint = out / "checkpoints" / "best.pt"
     notes = (
         f"<p>Predictions: <code>{out / 'predictions'}</code>; scores: <code>{out / 'evaluation' / 'cases.csv'}</code>"
         f" and <code>summary.json</code>; checkpoint: <code>{checkpoint}</code>; resolved config: "
@@ -215,9 +160,102 @@ def run_demo(
         case_rows=case_rows,
         curves_png=out / "curves.png",
         figures=figures,
-        facts=facts,
+        facts=_facts(cfg, out, n_cases, splits, clock),
         notes=notes,
     )
+    return report, summary_rows, itk
+
+
+def _print_result(result: dict, summary_rows: list[dict], itk: str, total: float) -> None:
+    print()
+    print(f"report:       {result['report']}   (open it in a browser)")
+    print(f"predictions:  {result['predictions']}")
+    print(f"scores:       {result['evaluation']}/cases.csv, {result['evaluation']}/summary.json")
+    print(f"checkpoint:   {result['checkpoint']}")
+    dice = ", ".join(f"{r['name']} {r['dice']:.3f}" for r in summary_rows if r.get("dice") is not None)
+    print(f"test Dice:    {dice}")
+    print(f"total time:   {total / 60:.1f} min")
+    if itk:
+        print(f"view in ITK-SNAP:  {itk}")
+
+
+def _build(
+    cfg: Config, n_cases: int, seed: int, shape, workers: int, progress: bool, say, clock: _Clock
+) -> None:
+    """Stages 1-3: synthesise, extract, train."""
+    from brats.extract import run_extract
+    from brats.synth import generate_cohort
+    from brats.train import run_training
+
+    out = Path(cfg.output_dir)
+    say(f"[1/6] synthesising {n_cases} cases -> {cfg.data.root}")
+    t = time.perf_counter()
+    generate_cohort(
+        cfg.data.root,
+        n_cases=n_cases,
+        seed=seed,
+        naming="2021",
+        workers=workers,
+        shape=shape,
+        progress=progress,
+    )
+    clock.lap("synthesise", t)
+    say(f"[2/6] extracting patches -> {out / 'patches'}")
+    t = time.perf_counter()
+    run_extract(cfg, workers=workers, progress=progress)
+    clock.lap("extract", t)
+    minutes = cfg.train.max_minutes
+    say(
+        f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes} min) -> {out / 'checkpoints'}"
+    )
+    t = time.perf_counter()
+    run_training(cfg, resume=False, progress=progress)
+    clock.lap("train", t)
+
+
+def run_demo(
+    output_dir: str | Path = "runs/demo",
+    n_cases: int | None = None,
+    minutes: float | None = None,
+    seed: int = 0,
+    shape: tuple[int, int, int] | None = None,
+    max_steps: int | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Run the demo and return a dict of its artefacts and figures (printed when ``progress``)."""
+    from brats.evaluate import run_evaluate
+    from brats.predict import run_predict
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_cases = DEFAULT_CASES if n_cases is None else n_cases
+    minutes = DEFAULT_MINUTES if minutes is None and max_steps is None else minutes
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    cfg = demo_config(out, shape, minutes, max_steps, seed)
+    clock = _Clock()
+    say = print if progress else log.info
+    _build(cfg, n_cases, seed, shape, workers, progress, say, clock)
+
+    splits = json.loads((out / "splits.json").read_text())
+    all_cases = {c.case_id: c for c in discover_cases(cfg.data.root)}
+    test_ids = list(splits["test"]) or list(splits["val"])
+    test_root = _link_cases([all_cases[i].folder for i in test_ids], out / "test_cases")
+    checkpoint = out / "checkpoints" / "best.pt"
+    say(f"[4/6] predicting {len(test_ids)} test cases -> {out / 'predictions'}")
+    t = time.perf_counter()
+    run_predict(
+        checkpoint=checkpoint, input_path=test_root, output_dir=out / "predictions", progress=progress
+    )
+    clock.lap("predict", t)
+    say(f"[5/6] evaluating -> {out / 'evaluation'}")
+    t = time.perf_counter()
+    summary = run_evaluate(
+        pred_dir=out / "predictions", ref_root=test_root, out_dir=out / "evaluation", progress=progress
+    )
+    clock.lap("evaluate", t)
+    say(f"[6/6] writing the report -> {out / 'report.html'}")
+    report, summary_rows, itk = _write_report(cfg, out, n_cases, test_ids, all_cases, summary, clock)
     result = {
         "report": str(report),
         "predictions": str(out / "predictions"),
@@ -228,14 +266,5 @@ def run_demo(
     }
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2))
     if progress:
-        print()
-        print(f"report:       {report}   (open it in a browser)")
-        print(f"predictions:  {out / 'predictions'}")
-        print(f"scores:       {out / 'evaluation' / 'cases.csv'}, {out / 'evaluation' / 'summary.json'}")
-        print(f"checkpoint:   {checkpoint}")
-        dice = ", ".join(f"{r['name']} {r['dice']:.3f}" for r in summary_rows if r.get("dice") is not None)
-        print(f"test Dice:    {dice}")
-        print(f"total time:   {clock.total / 60:.1f} min")
-        if itk:
-            print(f"view in ITK-SNAP:  {itk}")
+        _print_result(result, summary_rows, itk, clock.total)
     return result

@@ -1,4 +1,4 @@
-"""Intensity normalisation per case and per modality inside the brain, and bounding-box helpers.
+"""Intensity normalisation per case and per modality inside the brain, the per-window rescale, bounding boxes.
 
 These are pure functions of their inputs: extraction (:mod:`brats.patches`) and inference call the same
 :func:`normalize` with the ``preprocess`` section of the config (the checkpoint carries it), so a model sees
@@ -15,9 +15,12 @@ stay exactly 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from brats.errors import BratsError
 
@@ -26,7 +29,9 @@ __all__ = [
     "brain_mask",
     "normalize",
     "normalize_with",
-    "normalization_info",
+    "Normalization",
+    "nonzero_mask",
+    "rescale_batch",
     "bounding_box",
     "crop",
     "pad_to",
@@ -95,24 +100,75 @@ def normalize(
     return out
 
 
+@dataclass(frozen=True)
+class Normalization:
+    """How a case's intensities are normalised: one meaning everywhere (store attributes, checkpoint, predict).
+
+    Attributes:
+        method: ``zscore`` or ``percentile``.
+        percentiles: ``(low, high)`` for ``percentile``.
+        dtype: storage dtype of the normalised patches; prediction rounds through it (``float16`` by default)
+            so the model sees the values it was trained on.
+        mask: the brain mask the statistics use (informative; always "any modality != 0").
+        scope: the statistics' scope (informative; always per case and per modality).
+    """
+
+    method: str = "zscore"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    dtype: str = "float16"
+    mask: str = "any modality != 0"
+    scope: str = "per case, per modality"
+
+    @classmethod
+    def from_config(cls, preprocess: Any) -> Normalization:
+        """From a config's ``preprocess`` section (``normalization``, ``percentiles``, ``dtype``)."""
+        lo, hi = (float(p) for p in preprocess.percentiles)
+        return cls(str(preprocess.normalization), (lo, hi), str(preprocess.dtype))
+
+    @classmethod
+    def from_dict(cls, record: Any, where: str = "normalization") -> Normalization:
+        """From :meth:`to_dict`'s output (a patch store's or checkpoint's record).
+
+        Raises:
+            BratsError: the record is missing or lacks ``method``.
+        """
+        if not isinstance(record, dict) or "method" not in record:
+            raise BratsError(
+                f"{where}: no normalisation record (expected a dict with 'method'), got {record!r}"
+            )
+        lo, hi = (float(p) for p in record.get("percentiles", (0.5, 99.5)))
+        return cls(str(record["method"]), (lo, hi), str(record.get("dtype", "float16")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "percentiles": [float(p) for p in self.percentiles],
+            "mask": self.mask,
+            "scope": self.scope,
+            "dtype": self.dtype,
+        }
+
+    def conflicts(self, other: Normalization) -> list[str]:
+        """``key: a vs b`` for every setting that differs (percentiles only matter for ``percentile``)."""
+        out = [f"method {self.method} vs {other.method}"] if self.method != other.method else []
+        if self.method == other.method == "percentile" and self.percentiles != other.percentiles:
+            out.append(f"percentiles {list(self.percentiles)} vs {list(other.percentiles)}")
+        if self.dtype != other.dtype:
+            out.append(f"dtype {self.dtype} vs {other.dtype}")
+        return out
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """:func:`normalize` ``(C, X, Y, Z)``, then rounded through :attr:`dtype`; float32 out."""
+        out = normalize(image, self.method, self.percentiles)
+        return out.astype(self.dtype, copy=False).astype(np.float32, copy=False)
+
+
 def normalize_with(image: np.ndarray, preprocess: Any) -> np.ndarray:
     """:func:`normalize` with the settings of a config's ``preprocess`` section (a dataclass or a dict)."""
     get = preprocess.get if isinstance(preprocess, dict) else lambda k, d=None: getattr(preprocess, k, d)
     return normalize(
         image, method=get("normalization", "zscore"), percentiles=get("percentiles", (0.5, 99.5))
     )
-
-
-def normalization_info(preprocess: Any) -> dict[str, Any]:
-    """The normalisation settings as a JSON-able dict (stored in the patch store and the checkpoint)."""
-    get = preprocess.get if isinstance(preprocess, dict) else lambda k, d=None: getattr(preprocess, k, d)
-    return {
-        "method": get("normalization", "zscore"),
-        "percentiles": [float(p) for p in get("percentiles", (0.5, 99.5))],
-        "mask": "any modality != 0",
-        "scope": "per case, per modality",
-        "dtype": get("dtype", "float16"),
-    }
 
 
 def bounding_box(mask: np.ndarray, margin: int | tuple[int, ...] = 0) -> tuple[slice, ...]:
@@ -157,3 +213,59 @@ def pad_to(array: np.ndarray, shape: tuple[int, ...], value: float = 0) -> np.nd
         return array
     widths = [(0, 0)] * (array.ndim - k) + [(0, e) for e in extra]
     return np.pad(array, widths, mode="constant", constant_values=value)
+
+
+def nonzero_mask(tensor: torch.Tensor) -> torch.Tensor:
+    """The brain mask used for rescaling statistics: voxels that are not exactly 0 (bool, same shape)."""
+    return tensor != 0
+
+
+def rescale_batch(
+    x: torch.Tensor,
+    out_min_max: Sequence[float] = (-1.0, 1.0),
+    percentiles: Sequence[float] = (0.5, 99.5),
+) -> torch.Tensor:
+    """Batched :class:`ChannelwiseRescaleIntensity`: rescale every sample and channel of ``x`` on its own.
+
+    For each ``(b, c)``: the percentiles (linear interpolation, as ``numpy.percentile``) of the non-zero
+    voxels are computed, the whole channel is clipped to them and mapped linearly onto ``out_min_max``. A
+    channel with no non-zero voxel, or with equal percentiles, is returned unchanged.
+
+    Args:
+        x: ``(B, C, *spatial)`` floating tensor (any device).
+        out_min_max: output range ``(min, max)``.
+        percentiles: input percentiles in [0, 100] mapped to ``out_min_max``.
+
+    Returns:
+        Tensor of the shape and dtype of ``x`` (computed in float32).
+    """
+    if x.ndim < 3:
+        raise BratsError(f"rescale_batch expects (B, C, *spatial), got shape {tuple(x.shape)}")
+    out_min, out_max = (float(v) for v in out_min_max)
+    p_lo, p_hi = (float(v) / 100.0 for v in percentiles)
+    flat = x.reshape(x.shape[0] * x.shape[1], -1).float()
+    mask = nonzero_mask(flat)
+    n = mask.sum(dim=1)
+    ordered = torch.where(mask, flat, torch.full_like(flat, float("inf"))).sort(dim=1).values
+    last = (n - 1).clamp(min=0)
+
+    def quantile(q: float) -> torch.Tensor:
+        pos = last.to(torch.float64) * q
+        i0 = pos.floor().long()
+        i1 = torch.minimum(i0 + 1, last)
+        frac = (pos - i0).float()
+        a = ordered.gather(1, i0[:, None])[:, 0]
+        b = ordered.gather(1, i1[:, None])[:, 0]
+        a = torch.where(n > 0, a, torch.zeros_like(a))
+        b = torch.where(n > 0, b, torch.zeros_like(b))
+        return a + (b - a) * frac
+
+    lo, hi = quantile(p_lo), quantile(p_hi)
+    clipped = torch.maximum(torch.minimum(flat, hi[:, None]), lo[:, None])
+    in_min = clipped.amin(dim=1, keepdim=True)
+    in_range = clipped.amax(dim=1, keepdim=True) - in_min
+    valid = (n[:, None] > 0) & (in_range > 0)
+    scaled = (clipped - in_min) / torch.where(valid, in_range, torch.ones_like(in_range))
+    scaled = scaled * (out_max - out_min) + out_min
+    out = torch.where(valid, scaled, flat)
+    return out.reshape(x.shape).to(x.dtype)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from brats.io import atomic_path, atomic_write_text
+from brats.fs import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -5,4 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Idle OpenMP threads must not spin: two busy-waiting torch threads collapse on a shared 2-core machine.
 export OMP_WAIT_POLICY=PASSIVE
+# Static checks first (configured in pyproject.toml): lint and types of the library.
+.venv/bin/ruff check brats tests bench tools
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q "$@"

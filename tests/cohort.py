@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brats.io import SEPARATOR, SUFFIXES
+from brats.data import SEPARATOR, SUFFIXES
 
 CASE_IDS = {
     "2020": "BraTS20_Training_{:03d}",

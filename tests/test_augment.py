@@ -8,16 +8,10 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
-from brats.augment import (
-    AugmentError,
-    ChannelwiseRescaleIntensity,
-    build_transform,
-    nonzero_mask,
-    rescale_batch,
-    spatial_transforms,
-)
 from brats.config import Config, config_from_dict
 from brats.labels import LabelError
+from brats.preprocess import nonzero_mask, rescale_batch
+from brats.train import AugmentError, ChannelwiseRescaleIntensity, build_transform, spatial_transforms
 
 torch.set_num_threads(1)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from brats.data import PatchDataset, read_store_info
-from brats.store import FORMAT, StoreError, StoreWriter, read_store
+from brats.extract import FORMAT, StoreError, StoreWriter, read_store, read_store_info
+from brats.train import PatchDataset
 
 torch.set_num_threads(1)
 

@@ -10,11 +10,10 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from brats.checkpoint import read_checkpoint
 from brats.config import config_from_dict
-from brats.model import load_checkpoint
-from brats.preprocess import normalization_info
-from brats.store import StoreWriter
-from brats.train_log import read_metrics_csv
+from brats.extract import StoreWriter, store_attrs
+from brats.train import read_metrics_csv
 
 SIZE = 32
 
@@ -23,13 +22,8 @@ def _store(path: Path, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(n, 4, SIZE, SIZE)).astype(np.float32)
     labels = rng.choice(np.array([0, 1, 2, 4], np.uint8), size=(n, SIZE, SIZE), p=[0.7, 0.1, 0.1, 0.1])
-    attrs = {
-        "modalities": ["t1", "t1ce", "t2", "flair"],
-        "dim": 2,
-        "patch_size": [SIZE, SIZE],
-        "normalization": normalization_info(config_from_dict({}).preprocess),
-        "label_scheme": "brats2021",
-    }
+    cfg = config_from_dict({"patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]}})
+    attrs = store_attrs(cfg, "brats2021")
     path.parent.mkdir(parents=True, exist_ok=True)
     with StoreWriter(path, 4, (SIZE, SIZE), attrs=attrs) as w:
         w.add_case("case0", images, labels, np.zeros((n, 3), np.int32))
@@ -93,8 +87,8 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
         assert torch.equal(value, r1["final"][key]), key
     assert any(not torch.equal(r0["initial"][k], r0["final"][k]) for k in r0["final"])  # a step was taken
     # rank 0 wrote the run; its checkpoint holds the same weights
-    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
-    for key, value in ckpt["model"].items():
+    ckpt = read_checkpoint(run / "checkpoints" / "last.pt")
+    for key, value in ckpt.weights.items():
         assert torch.equal(value, r0["final"][key]), key
     rows = read_metrics_csv(run / "metrics.csv")
     assert len(rows) == 1 and np.isfinite(rows[0]["val_loss"])

@@ -17,14 +17,15 @@ import torch
 from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 
-from brats.infer import predict_volume, run_predict
-from brats.io import SEPARATOR, SUFFIXES, CaseError
-from brats.sliding import (
+from brats.data import SEPARATOR, SUFFIXES, CaseError
+from brats.predict import (
     InferenceError,
     fit_window,
     flip_combinations,
     make_predictor,
     num_windows,
+    predict_volume,
+    run_predict,
     window_layout,
 )
 from tests.cohort import CASE_IDS, make_case
@@ -245,9 +246,9 @@ def make_checkpoint(path: Path, bias: list[float] | None = None) -> Path:
 
     With ``bias`` the segmentation head is zeroed and its bias set, so every voxel gets ``argmax(bias)``.
     """
-    from brats.config import config_from_dict, config_to_dict
-    from brats.labels import get_scheme
-    from brats.model import build_model, save_checkpoint
+    from brats.checkpoint import new_checkpoint, write_checkpoint
+    from brats.config import config_from_dict
+    from brats.networks import build_model
 
     cfg = config_from_dict(
         {
@@ -263,19 +264,7 @@ def make_checkpoint(path: Path, bias: list[float] | None = None) -> Path:
         torch.nn.init.zeros_(head.weight)
         with torch.no_grad():
             head.bias.copy_(torch.tensor(bias))
-    ckpt = {
-        "model": model.state_dict(),
-        "config": config_to_dict(cfg),
-        "label_scheme": get_scheme("brats2021").to_dict(),
-        "normalization": config_to_dict(cfg.preprocess),
-        "modalities": list(cfg.data.modalities),
-        "patch_size": [32, 32],
-        "dim": 2,
-        "in_channels": 4,
-        "classes": 4,
-        "version": 1,
-    }
-    return save_checkpoint(ckpt, path)
+    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)
 
 
 def oblique_affine() -> np.ndarray:

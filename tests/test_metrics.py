@@ -15,8 +15,7 @@ from scipy import ndimage
 
 from brats.cli import main
 from brats.errors import BratsError
-from brats.labels import LabelError
-from brats.metrics import (
+from brats.evaluate import (
     BRATS_HD95_MAX,
     Counts,
     MetricsError,
@@ -35,6 +34,7 @@ from brats.metrics import (
     run_evaluate,
     summarize,
 )
+from brats.labels import LabelError
 
 torch.set_num_threads(1)
 nan = math.nan

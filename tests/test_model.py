@@ -7,16 +7,17 @@ import math
 import pytest
 import torch
 
-from brats.config import Config, LossConfig, ModelConfig, config_to_dict
-from brats.losses import LossError, build_loss
-from brats.model import (
-    ModelError,
-    build_model,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-    valid_architectures,
+from brats.checkpoint import (
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    TrainingState,
+    new_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
 )
+from brats.config import Config, LossConfig, ModelConfig
+from brats.networks import ModelError, build_model, model_from_checkpoint, valid_architectures
+from brats.train import LossError, build_loss
 
 torch.set_num_threads(1)
 
@@ -92,36 +93,47 @@ def test_checkpoint_round_trip(tmp_path):
     cfg.data.modalities = ["t1ce", "flair"]
     torch.manual_seed(0)
     model = build_model(tiny_cfg(), 2).eval()
-    ckpt = {
-        "model": model.state_dict(),
-        "config": config_to_dict(cfg),
-        "label_scheme": {"name": "brats2021", "source_labels": [0, 1, 2, 4]},
-        "in_channels": 2,
-        "classes": 4,
-        "dim": 2,
-        "epoch": 3,
-        "version": 1,
-    }
-    path = save_checkpoint(ckpt, tmp_path / "ck" / "best.pt")
+    state = TrainingState(
+        optimizer={}, scheduler={}, scaler={}, epoch=3, best_score=0.5, best_metric="val_loss", rng={}
+    )
+    ckpt = new_checkpoint(model.state_dict(), cfg, classes=4, training=state)
+    path = write_checkpoint(ckpt, tmp_path / "ck" / "best.pt")
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]  # no temporary file left
-    loaded = load_checkpoint(path)
-    assert loaded["epoch"] == 3 and loaded["label_scheme"]["source_labels"] == [0, 1, 2, 4]
+    loaded = read_checkpoint(path)
+    assert loaded.training.epoch == 3 and loaded.label_scheme.source_labels == (0, 1, 2, 4)
+    assert loaded.in_channels == 2 and loaded.normalization.method == "zscore"
     rebuilt, ck = model_from_checkpoint(path)
-    assert not rebuilt.training and ck["config"]["data"]["modalities"] == ["t1ce", "flair"]
+    assert not rebuilt.training and ck.config.data.modalities == ["t1ce", "flair"]
     x = torch.randn(1, 2, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(ModelError, match="not found"):
-        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(ModelError, match="Cannot read"):
-        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        read_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": 1}, tmp_path / "dict.pt")
-    with pytest.raises(ModelError, match="not a brats checkpoint"):
-        load_checkpoint(tmp_path / "dict.pt")
+    with pytest.raises(CheckpointError, match="not a brats checkpoint"):
+        read_checkpoint(tmp_path / "dict.pt")
+
+
+def test_checkpoint_version_and_normalisation_checks(tmp_path):
+    cfg = Config()
+    cfg.model = tiny_cfg()
+    raw = new_checkpoint(build_model(tiny_cfg(), 4).state_dict(), cfg, classes=4).to_dict()
+    for version, why in ((1, "older brats"), (CHECKPOINT_VERSION + 1, "newer")):
+        torch.save({**raw, "version": version}, tmp_path / "v.pt")
+        with pytest.raises(CheckpointError, match=why):
+            read_checkpoint(tmp_path / "v.pt")
+    torch.save({**raw, "normalization": None}, tmp_path / "n.pt")
+    with pytest.raises(CheckpointError, match="no normalisation record"):
+        read_checkpoint(tmp_path / "n.pt")
+    torch.save({**raw, "normalization": {**raw["normalization"], "method": "percentile"}}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="contradicts"):
+        read_checkpoint(tmp_path / "c.pt")
 
 
 # -- losses -----------------------------------------------------------------------------------------------------

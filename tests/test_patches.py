@@ -17,9 +17,8 @@ from cohort import affine_1mm, make_case, write_nifti
 from brats.cli import main as cli_main
 from brats.config import config_from_dict
 from brats.errors import BratsError
-from brats.patches import cut_patches, run_extract, select_windows, window_grid, window_starts
+from brats.extract import cut_patches, read_store, run_extract, select_windows, window_grid, window_starts
 from brats.preprocess import normalize
-from brats.store import read_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +149,7 @@ def test_selection_rules_match_brute_force(tmp_path):
     store = read_store(run_extract(cfg, progress=False)["train"])
     assert store["info"]["min_foreground"] == 4 and store["info"]["background_fraction"] == 0.5
     for ci, cid in enumerate(store["info"]["cases"]):
-        from brats.io import discover_cases, load_case, load_seg
+        from brats.data import discover_cases, load_case, load_seg
 
         case = next(c for c in discover_cases(root) if c.case_id == cid)
         vol, _ = load_case(case)

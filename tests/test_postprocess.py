@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from brats.postprocess import postprocess, remove_small_components, suppress_small_et, tumour_components
+from brats.predict import postprocess, remove_small_components, suppress_small_et, tumour_components
 
 
 def _volume() -> np.ndarray:

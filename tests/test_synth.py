@@ -10,10 +10,10 @@ import pytest
 from scipy import ndimage
 
 from brats.cli import main
-from brats.io import SUFFIXES, discover_cases, load_seg
+from brats.data import SUFFIXES, discover_cases, load_seg
 from brats.synth import SynthError, case_id, generate_case, generate_cohort, simulate_case
-from brats.synth_anatomy import output_affine, smooth_noise, upsample
-from brats.synth_tumour import case_role
+from brats.synth.anatomy import output_affine, smooth_noise, upsample
+from brats.synth.tumour import case_role
 
 SMALL = (64, 64, 40)  # 3.75 x 3.75 x 3.875 mm voxels
 MID = (120, 120, 78)  # 2 x 2 x 1.99 mm voxels

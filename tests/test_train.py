@@ -9,14 +9,23 @@ import numpy as np
 import pytest
 import torch
 
+from brats.checkpoint import read_checkpoint
 from brats.cli import main as cli_main
 from brats.config import config_from_dict, config_to_yaml
-from brats.model import CHECKPOINT_KEYS, load_checkpoint, model_from_checkpoint
-from brats.preprocess import normalization_info
-from brats.store import StoreWriter
-from brats.train import Trainer, TrainError, run_training
-from brats.train_log import METRIC_COLUMNS, read_metrics_csv
-from brats.train_setup import Runtime, resolve_amp, resolve_device, train_loader
+from brats.devices import resolve_device
+from brats.errors import BratsError
+from brats.extract import StoreWriter, store_attrs
+from brats.networks import model_from_checkpoint
+from brats.train import (
+    METRIC_COLUMNS,
+    Runtime,
+    Trainer,
+    TrainError,
+    read_metrics_csv,
+    resolve_amp,
+    run_training,
+    train_loader,
+)
 
 torch.set_num_threads(1)
 
@@ -44,17 +53,10 @@ def make_patches(n: int, seed: int, et: int = 4, channels: int = 4) -> tuple[np.
 
 def write_store(path: Path, images: np.ndarray, labels: np.ndarray, et: int = 4, modalities=None) -> Path:
     modalities = modalities or ["t1", "t1ce", "t2", "flair"]
-    attrs = {
-        "modalities": modalities,
-        "dim": 2,
-        "patch_size": [SIZE, SIZE],
-        "stride": [SIZE, SIZE],
-        "slice_stride": 1,
-        "normalization": normalization_info(config_from_dict({}).preprocess),
-        "label_scheme": "brats2021" if et == 4 else "brats2023",
-        "config": "",
-        "version": "test",
-    }
+    cfg = config_from_dict(
+        {"data": {"modalities": modalities}, "patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]}}
+    )
+    attrs = store_attrs(cfg, "brats2021" if et == 4 else "brats2023")
     path.parent.mkdir(parents=True, exist_ok=True)
     with StoreWriter(path, images.shape[1], (SIZE, SIZE), attrs=attrs) as w:
         w.add_case("case0", images, labels, np.zeros((len(images), 3), np.int32))
@@ -82,7 +84,7 @@ def tiny_config(out: Path, **train):
 
 
 def state_of(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)["model"]
+    return read_checkpoint(path).weights
 
 
 def test_run_writes_outputs_then_resumes_from_the_cli(tmp_path):
@@ -97,11 +99,13 @@ def test_run_writes_outputs_then_resumes_from_the_cli(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert list(rows[0]) == list(METRIC_COLUMNS)
     assert all(math.isfinite(r["train_loss"]) and 0 <= r["val_dice_mean"] <= 1 for r in rows)
-    ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert set(CHECKPOINT_KEYS) <= set(ckpt)
-    assert ckpt["epoch"] == 2 and ckpt["label_scheme"] == {"name": "brats2021", "source_labels": [0, 1, 2, 4]}
-    assert ckpt["modalities"] == ["t1", "t1ce", "t2", "flair"] and ckpt["in_channels"] == 4
-    assert ckpt["normalization"]["normalization"] == "zscore" and ckpt["patch_size"] == [SIZE, SIZE]
+    ckpt = read_checkpoint(out / "checkpoints" / "last.pt")
+    assert ckpt.training.epoch == 2 and ckpt.label_scheme.to_dict() == {
+        "name": "brats2021",
+        "source_labels": [0, 1, 2, 4],
+    }
+    assert ckpt.modalities == ["t1", "t1ce", "t2", "flair"] and ckpt.in_channels == 4
+    assert ckpt.normalization.method == "zscore" and ckpt.patch_size == [SIZE, SIZE]
     model, _ = model_from_checkpoint(out / "checkpoints" / "best.pt")
     assert model(torch.zeros(1, 4, SIZE, SIZE)).shape == (1, 4, SIZE, SIZE)
 
@@ -110,7 +114,7 @@ def test_run_writes_outputs_then_resumes_from_the_cli(tmp_path):
     args = ["train", "--config", str(tmp_path / "cfg.yaml"), "--set", "train.epochs=3", "--resume"]
     assert cli_main(args) == 0
     assert [r["epoch"] for r in read_metrics_csv(out / "metrics.csv")] == [1, 2, 3]
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 3
+    assert read_checkpoint(out / "checkpoints" / "last.pt").training.epoch == 3
     # resuming a finished run does nothing
     again = run_training(tiny_config(out, steps_per_epoch=2, epochs=3), resume=True, progress=False)
     assert again["epochs_run"] == 0 and len(read_metrics_csv(out / "metrics.csv")) == 3
@@ -186,9 +190,9 @@ def test_time_budget_stops_after_the_epoch_and_best_by_dice(tmp_path):
     result = run_training(cfg, progress=False)
     assert result["stopped_early"] and result["epoch"] == 1
     assert len(read_metrics_csv(out / "metrics.csv")) == 1
-    best = load_checkpoint(out / "checkpoints" / "best.pt")
-    assert best["best_metric"] == "val_dice_mean"
-    assert best["best_score"] == pytest.approx(
+    best = read_checkpoint(out / "checkpoints" / "best.pt").training
+    assert best.best_metric == "val_dice_mean"
+    assert best.best_score == pytest.approx(
         read_metrics_csv(out / "metrics.csv")[0]["val_dice_mean"], abs=1e-6
     )
 
@@ -202,7 +206,7 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
 
 def test_train_loader_steps_and_epoch_permutations(tmp_path):
     out = make_run(tmp_path / "loader", n_train=6)
-    from brats.data import PatchDataset
+    from brats.train.dataset import PatchDataset
 
     ds = PatchDataset(out / "patches" / "train.h5")
     cfg = tiny_config(out, steps_per_epoch=5, batch_size=4)
@@ -230,7 +234,7 @@ def test_amp_and_device_rules():
     assert resolve_device("cpu") == cpu
     if not torch.cuda.is_available():
         assert resolve_device("auto") == cpu
-        with pytest.raises(TrainError, match="CUDA is not available"):
+        with pytest.raises(BratsError, match="CUDA is not available"):
             resolve_device("cuda")
 
 

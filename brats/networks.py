@@ -1,15 +1,9 @@
-"""Model factory (segmentation-models-pytorch) and checkpoints.
+"""Network factory (segmentation-models-pytorch), shared by training and prediction.
 
 :func:`build_model` makes any smp architecture by name from :class:`brats.config.ModelConfig`. The network maps a
 batch of patches ``(B, C, H, W)`` float32 (``C`` = number of modalities, in the config's order) to logits
 ``(B, classes, H, W)`` over the training classes ``0 background, 1 NCR, 2 ED, 3 ET``.
-
-A checkpoint (:func:`save_checkpoint`, :func:`load_checkpoint`) is a ``torch.save`` dict holding everything
-prediction needs: ``model`` (state dict), ``config`` (the resolved config as a dict), ``label_scheme``
-(``{"name", "source_labels"}``), ``normalization``, ``modalities``, ``patch_size``, ``dim``, ``in_channels``,
-``classes``, ``version``; and for resuming ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (completed epochs),
-``best_score`` and ``rng``. It holds only tensors and plain Python values, so it loads with
-``torch.load(weights_only=True)``. :func:`model_from_checkpoint` rebuilds the network from it.
+:func:`model_from_checkpoint` rebuilds the network of a checkpoint (:mod:`brats.checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,45 +16,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from brats.config import ModelConfig, config_from_dict
+from brats.checkpoint import Checkpoint, CheckpointError, read_checkpoint, read_state_dict
+from brats.config import ModelConfig
 from brats.errors import BratsError
-from brats.io import atomic_path
 
 __all__ = [
     "ModelError",
-    "CHECKPOINT_VERSION",
-    "CHECKPOINT_KEYS",
     "valid_architectures",
     "valid_encoders",
     "build_model",
-    "save_checkpoint",
-    "load_checkpoint",
+    "freeze_unused_parameters",
     "model_from_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Format version of the checkpoint dict.
-CHECKPOINT_VERSION = 1
-#: Keys every checkpoint written by :mod:`brats.train` holds.
-CHECKPOINT_KEYS = (
-    "model",
-    "optimizer",
-    "scheduler",
-    "scaler",
-    "epoch",
-    "best_score",
-    "rng",
-    "config",
-    "label_scheme",
-    "normalization",
-    "modalities",
-    "patch_size",
-    "dim",
-    "in_channels",
-    "classes",
-    "version",
-)
 # Architectures whose decoder_channels is a per-stage list (len == encoder_depth).
 _PER_STAGE_DECODERS = {"unet", "unetplusplus", "manet"}
 
@@ -160,25 +130,20 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
     except (ValueError, KeyError, TypeError, AssertionError) as exc:
         raise ModelError(f"Cannot build {cls.__name__} with encoder {model_cfg.encoder!r}: {exc}") from exc
     _check_output_size(model, cls.__name__, model_cfg, in_channels)
+    freeze_unused_parameters(model, in_channels, max(64, 2 ** (model_cfg.encoder_depth + 1)))
     if model_cfg.weights_path:
         _load_weights(model, Path(model_cfg.weights_path))
     return model
 
 
 def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_channels: int) -> None:
-    """One small forward and backward pass: the logits must have the input's height and width, and
-    parameters that never receive a gradient are frozen (``requires_grad=False``).
-
-    smp keeps every stage of an encoder even when ``encoder_depth`` uses fewer (a resnet18 at depth 3 carries
-    an unused ``layer3`` and ``layer4``); such parameters would break DistributedDataParallel's gradient
-    reduction and waste optimiser work.
-    """
+    """One small forward pass without gradients: the logits must have the input's height and width."""
     size = max(64, 2 ** (model_cfg.encoder_depth + 1))
     state = torch.random.get_rng_state()
     model.eval()  # no change to BatchNorm running statistics
     try:
-        out = model(torch.zeros(1, in_channels, size, size))
-        out.float().square().mean().backward()
+        with torch.no_grad():
+            out = model(torch.zeros(1, in_channels, size, size))
     except Exception as exc:  # noqa: BLE001 - any failure means this combination does not work
         raise ModelError(
             f"{arch} with encoder {model_cfg.encoder!r} and encoder_depth {model_cfg.encoder_depth} "
@@ -187,14 +152,6 @@ def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_c
     finally:
         model.train()
         torch.random.set_rng_state(state)
-    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    for p in model.parameters():
-        p.grad = None
-    for name, p in model.named_parameters():
-        if name in unused:
-            p.requires_grad_(False)
-    if unused:
-        log.debug("%d parameters are not used by %s (frozen): %s", len(unused), arch, unused[:4])
     if tuple(out.shape[-2:]) != (size, size):
         raise ModelError(
             f"{arch} with encoder_depth {model_cfg.encoder_depth} maps a {size}x{size} input to "
@@ -202,18 +159,40 @@ def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_c
         )
 
 
-def _load_weights(model: nn.Module, path: Path) -> None:
-    """Load a local state dict (whole model, encoder only, or a brats checkpoint's ``model``) into ``model``."""
-    if not path.is_file():
-        raise ModelError(f"model.weights_path: file not found: {path}")
+def freeze_unused_parameters(model: nn.Module, in_channels: int, size: int = 64) -> list[str]:
+    """Set ``requires_grad=False`` on the parameters that one forward/backward pass leaves without a gradient.
+
+    smp keeps every stage of an encoder even when ``encoder_depth`` uses fewer (a resnet18 at depth 3 carries
+    an unused ``layer3`` and ``layer4``); such parameters would break DistributedDataParallel's gradient
+    reduction and waste optimiser work. The pass runs in eval mode (BatchNorm statistics unchanged) and leaves
+    no gradient behind.
+
+    Returns:
+        The names of the frozen parameters.
+    """
+    state = torch.random.get_rng_state()
+    model.eval()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling error is a bad file
-        raise ModelError(f"model.weights_path: cannot read {path}: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ModelError(f"model.weights_path: {path} does not hold a state dict")
+        model(torch.zeros(1, in_channels, size, size)).float().square().mean().backward()
+    finally:
+        model.train()
+        torch.random.set_rng_state(state)
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, p in model.named_parameters():
+        p.grad = None
+        if name in unused:
+            p.requires_grad_(False)
+    if unused:
+        log.debug("%d parameters are not used (frozen): %s", len(unused), unused[:4])
+    return unused
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    """Load a local state dict (whole model, encoder only, or a brats checkpoint's weights) into ``model``."""
+    try:
+        state = read_state_dict(path)
+    except CheckpointError as exc:
+        raise ModelError(f"model.weights_path: {exc}") from exc
     model_keys = set(model.state_dict())
     encoder = getattr(model, "encoder", None)
     try:
@@ -233,59 +212,22 @@ def _load_weights(model: nn.Module, path: Path) -> None:
     log.info("loaded weights from %s", path)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------------------
-
-
-def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
-    """``torch.save`` ``ckpt`` to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
-    """Read a checkpoint written by :mod:`brats.train` (``weights_only`` unpickling: tensors and plain values).
-
-    Raises:
-        ModelError: the file is missing, unreadable, or not a brats checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"Cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ModelError(f"{path} is not a brats checkpoint (expected a dict with 'model' and 'config')")
-    version = ckpt.get("version", 0)
-    if version > CHECKPOINT_VERSION:
-        raise ModelError(
-            f"{path}: checkpoint format version {version} is newer than this toolkit's ({CHECKPOINT_VERSION})"
-        )
-    return ckpt
-
-
-def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def model_from_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Checkpoint]:
     """Rebuild the network of a checkpoint and load its weights.
 
     Returns:
-        ``(model, ckpt)``: the model on ``device`` in eval mode, and the checkpoint dict (see the module doc).
+        ``(model, checkpoint)``: the model on ``device`` in eval mode, and the :class:`Checkpoint`.
     """
-    ckpt = load_checkpoint(path, map_location="cpu")
-    cfg = config_from_dict(ckpt["config"], source=f"checkpoint {path}")
-    model_cfg = cfg.model
+    ckpt = read_checkpoint(path)
+    model_cfg = ckpt.config.model
     # The weights come from the checkpoint: never download or read another file.
     model_cfg.encoder_weights = None
     model_cfg.weights_path = None
-    in_channels = int(ckpt.get("in_channels", len(cfg.data.modalities)))
-    classes = int(ckpt.get("classes", 4))
-    model = build_model(model_cfg, in_channels, classes, dim=int(ckpt.get("dim", cfg.patches.dim)))
+    model = build_model(model_cfg, ckpt.in_channels, ckpt.classes, dim=ckpt.dim)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.weights)
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit the model described by its config: {exc}") from exc
     model.to(device).eval()

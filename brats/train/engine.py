@@ -29,16 +29,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from brats import __version__
-from brats.augment import build_transform
+from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_checkpoint, write_checkpoint
 from brats.config import Config, config_to_dict, save_config
-from brats.data import PatchDataset
+from brats.evaluate.metrics import batch_class_counts, dice_scores
 from brats.labels import NUM_CLASSES, get_scheme
-from brats.losses import build_loss
-from brats.metrics import batch_class_counts, dice_scores
-from brats.model import CHECKPOINT_VERSION, build_model, load_checkpoint, save_checkpoint
-from brats.train_log import metric_mode, plot_curves, write_metrics_csv
-from brats.train_setup import (
+from brats.networks import build_model
+from brats.preprocess import Normalization
+from brats.train.augment import build_transform
+from brats.train.dataset import PatchDataset
+from brats.train.log import metric_mode, plot_curves, write_metrics_csv
+from brats.train.losses import build_loss
+from brats.train.runtime import (
     Runtime,
     TrainError,
     check_stores,
@@ -51,12 +52,12 @@ from brats.train_setup import (
     val_loader,
 )
 
-__all__ = ["TrainError", "Trainer", "run_training"]
+__all__ = ["Trainer", "run_training"]
 
 log = logging.getLogger(__name__)
 
 
-def run_training(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_training(cfg: Config, resume: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train ``cfg`` (see the module doc); ``resume`` continues from ``OUTPUT_DIR/checkpoints/last.pt``.
 
     Returns:
@@ -134,53 +135,56 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         if not path.is_file():
             raise TrainError(f"--resume: no checkpoint at {path} (train without --resume first)")
-        ckpt = load_checkpoint(path, map_location=self.rt.device)
-        saved_model = ckpt["config"].get("model")
-        if saved_model != config_to_dict(self.cfg.model):
+        ckpt = read_checkpoint(path, map_location=self.rt.device)
+        if ckpt.config.model != self.cfg.model:
             raise TrainError(
-                f"--resume: the model section differs from the checkpoint's ({saved_model} vs "
-                f"{config_to_dict(self.cfg.model)}); resume with the same model settings"
+                f"--resume: the model section differs from the checkpoint's ({config_to_dict(ckpt.config.model)} "
+                f"vs {config_to_dict(self.cfg.model)}); resume with the same model settings"
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch = int(ckpt["epoch"])
-        self.best_score = ckpt.get("best_score")
-        if ckpt.get("best_metric", self.cfg.train.best_metric) != self.cfg.train.best_metric:
+        state = ckpt.training
+        if state is None:
+            raise TrainError(
+                f"--resume: {path} holds no training state (optimizer, epoch); it cannot be resumed"
+            )
+        self.model.load_state_dict(ckpt.weights)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        if state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.epoch = state.epoch
+        self.best_score = state.best_score
+        if state.best_metric != self.cfg.train.best_metric:
             log.warning("train.best_metric changed since the checkpoint: the best score starts afresh")
             self.best_score = None
-        self.history = [dict(r) for r in ckpt.get("history", [])][: self.epoch]
-        if "rng" in ckpt:
-            set_rng_state(ckpt["rng"])
+        self.history = [dict(r) for r in ckpt.history][: self.epoch]
+        if state.rng:
+            set_rng_state(state.rng)
         log.info("resumed from %s after epoch %d", path, self.epoch)
 
-    def checkpoint(self) -> dict[str, Any]:
-        """The checkpoint dict of the current state (keys: :data:`brats.model.CHECKPOINT_KEYS` and more)."""
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint of the current state (:mod:`brats.checkpoint`), normalisation from the store's record."""
         cfg = self.cfg
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "best_score": self.best_score,
-            "best_metric": cfg.train.best_metric,
-            "rng": rng_state(),
-            "config": config_to_dict(cfg),
-            "label_scheme": self.scheme.to_dict(),
-            "normalization": config_to_dict(cfg.preprocess),
-            "store_normalization": dict(self.info.get("normalization") or {}),
-            "modalities": list(self.info["modalities"]),
-            "patch_size": [int(s) for s in cfg.patches.size],
-            "dim": int(cfg.patches.dim),
-            "in_channels": self.in_channels,
-            "classes": NUM_CLASSES,
-            "history": [dict(r) for r in self.history],
-            "version": CHECKPOINT_VERSION,
-            "toolkit_version": __version__,
-        }
+        training = TrainingState(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            epoch=self.epoch,
+            best_score=self.best_score,
+            best_metric=cfg.train.best_metric,
+            rng=rng_state(),
+        )
+        return new_checkpoint(
+            self.model.state_dict(),
+            cfg,
+            classes=NUM_CLASSES,
+            modalities=list(self.info["modalities"]),
+            normalization=Normalization.from_dict(
+                self.info.get("normalization"), where="train.h5 normalization"
+            ),
+            label_scheme=self.scheme,
+            history=[dict(r) for r in self.history],
+            training=training,
+        )
 
     # -- loop -------------------------------------------------------------------------------------------------
 
@@ -349,9 +353,9 @@ class Trainer:
 
     def _write(self, improved: bool) -> None:
         ckpt = self.checkpoint()
-        save_checkpoint(ckpt, self.paths["last"])
+        write_checkpoint(ckpt, self.paths["last"])
         if improved:
-            save_checkpoint(ckpt, self.paths["best"])
+            write_checkpoint(ckpt, self.paths["best"])
         write_metrics_csv(self.history, self.paths["metrics"])
         plot_curves(self.history, self.paths["curves"])
 

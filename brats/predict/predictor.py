@@ -6,11 +6,12 @@ which order, how to normalise, the patch size, the per-window intensity rescale 
 
 For each case (:func:`predict_case`):
 
-1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.io.load_case`;
-2. normalise per modality inside the brain (:func:`brats.preprocess.normalize`, the training settings), rounded
-   through the training storage dtype (float16 by default) so the model sees the values it was trained on;
-3. sliding-window probabilities (:func:`brats.sliding.predict_volume`, re-exported here);
-4. argmax to training classes, post-processing (:mod:`brats.postprocess`), mapping back to the case's source
+1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.data.load_case`;
+2. normalise per modality inside the brain exactly as the patch store recorded it (the checkpoint's
+   :class:`brats.preprocess.Normalization`), rounded through the store's dtype (float16 by default) so the model
+   sees the values it was trained on;
+3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`);
+4. argmax to training classes, post-processing (:mod:`brats.predict.postprocess`), mapping back to the case's source
    labels (ET = 4 for 2020/2021 naming, 3 for 2023);
 5. ``OUTPUT/<case_id>.nii.gz`` (uint8) and optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``
    probabilities before post-processing, rounded to float16 precision and stored as float32 because NIfTI-1
@@ -30,15 +31,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from brats.io import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
+from brats.checkpoint import Checkpoint
+from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
+from brats.devices import resolve_device
 from brats.labels import LabelScheme, get_scheme, to_source
-from brats.sliding import BLEND_MODES, InferenceError, predict_volume
+from brats.networks import model_from_checkpoint
+from brats.predict.postprocess import postprocess as apply_postprocess
+from brats.predict.sliding import BLEND_MODES, InferenceError, predict_volume
+from brats.preprocess import Normalization, rescale_batch
 
 __all__ = [
     "PredictSettings",
-    "InferenceError",
-    "predict_volume",
-    "resolve_device",
+    "settings_from_checkpoint",
     "load_predictor",
     "predict_probabilities",
     "predict_case",
@@ -55,8 +59,7 @@ class PredictSettings:
     Attributes:
         modalities: input channels in order, e.g. ``["t1", "t1ce", "t2", "flair"]``.
         patch_size: training patch, ``[H, W]`` (2D) or ``[X, Y, Z]`` (3D).
-        normalization: ``zscore`` or ``percentile``; ``percentiles`` for the latter.
-        storage_dtype: dtype the training patches were stored in (values are rounded through it).
+        normalization: how the training patches were normalised (the patch store's record).
         overlap, blend, tta, batch_size: sliding-window settings.
         multiple: window sizes are multiples of it (``2 ** encoder_depth``).
         window_fn: per-window-batch transform (the training rescale), or None.
@@ -67,9 +70,7 @@ class PredictSettings:
 
     modalities: list[str]
     patch_size: list[int]
-    normalization: str = "zscore"
-    percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
-    storage_dtype: str = "float16"
+    normalization: Normalization = field(default_factory=Normalization)
     overlap: float = 0.5
     blend: str = "gaussian"
     tta: bool = False
@@ -83,18 +84,49 @@ class PredictSettings:
     naming: str = "auto"
     pattern: str | None = None
 
+    def check(self, where: str) -> None:
+        """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
+        if not 0 <= self.overlap < 1:
+            raise InferenceError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.blend not in BLEND_MODES:
+            raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
+        if self.batch_size < 1:
+            raise InferenceError(f"batch size must be at least 1, got {self.batch_size}")
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(device)`` (checked to exist)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise InferenceError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return dev
+
+def settings_from_checkpoint(
+    ckpt: Checkpoint,
+    overlap: float | None = None,
+    blend: str | None = None,
+    tta: bool | None = None,
+    batch_size: int | None = None,
+    postprocess: bool = True,
+) -> PredictSettings:
+    """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section."""
+    cfg = ckpt.config
+    pc = cfg.predict
+    settings = PredictSettings(
+        modalities=list(ckpt.modalities),
+        patch_size=list(ckpt.patch_size),
+        normalization=ckpt.normalization,
+        overlap=float(pc.overlap if overlap is None else overlap),
+        blend=str(pc.blend if blend is None else blend),
+        tta=bool(pc.tta if tta is None else tta),
+        batch_size=int(pc.batch_size if batch_size is None else batch_size),
+        multiple=2 ** int(cfg.model.encoder_depth),
+        min_component=int(ckpt.postprocess.get("min_component", pc.postprocess.min_component)),
+        et_min_voxels=int(ckpt.postprocess.get("et_min_voxels", pc.postprocess.et_min_voxels)),
+        postprocess=bool(postprocess),
+        label_scheme=ckpt.label_scheme,
+        naming="custom" if cfg.data.naming == "custom" else "auto",
+        pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
+    )
+    rescale = cfg.augment.rescale
+    if rescale.enabled:
+        settings.window_fn = functools.partial(
+            rescale_batch, out_min_max=list(rescale.out_min_max), percentiles=list(rescale.percentiles)
+        )
+    return settings
 
 
 def load_predictor(
@@ -110,52 +142,13 @@ def load_predictor(
 
     ``None`` arguments take the checkpoint config's ``predict`` section.
     """
-    from brats.config import config_from_dict
-    from brats.model import model_from_checkpoint
-
-    dev = resolve_device(device)
+    dev = resolve_device(device, key="--device")
     model, ckpt = model_from_checkpoint(checkpoint, dev)
-    cfg = config_from_dict(ckpt["config"], source=f"checkpoint {checkpoint}")
-    pc = cfg.predict
-    norm: dict[str, Any] = dict(ckpt.get("normalization") or {})
-    method = norm.get("method", norm.get("normalization", cfg.preprocess.normalization))
-    scheme = ckpt.get("label_scheme")
-    scheme = get_scheme(scheme["name"] if isinstance(scheme, dict) else scheme or "brats2021")
-    dim = int(ckpt.get("dim", cfg.patches.dim))
-    settings = PredictSettings(
-        modalities=list(ckpt.get("modalities", cfg.data.modalities)),
-        patch_size=[int(p) for p in ckpt.get("patch_size", cfg.patches.size)],
-        normalization=str(method),
-        percentiles=[float(p) for p in norm.get("percentiles", cfg.preprocess.percentiles)],
-        storage_dtype=str(norm.get("dtype", cfg.preprocess.dtype)),
-        overlap=float(pc.overlap if overlap is None else overlap),
-        blend=str(pc.blend if blend is None else blend),
-        tta=bool(pc.tta if tta is None else tta),
-        batch_size=int(pc.batch_size if batch_size is None else batch_size),
-        multiple=2 ** int(cfg.model.encoder_depth),
-        min_component=int(pc.postprocess.min_component),
-        et_min_voxels=int(pc.postprocess.et_min_voxels),
-        postprocess=bool(postprocess),
-        label_scheme=scheme,
-        naming="custom" if cfg.data.naming == "custom" else "auto",
-        pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
-    )
-    if len(settings.patch_size) != dim:
-        raise InferenceError(f"{checkpoint}: patch_size {settings.patch_size} does not fit dim={dim}")
-    if not 0 <= settings.overlap < 1:
-        raise InferenceError(f"overlap must be in [0, 1), got {settings.overlap}")
-    if settings.blend not in BLEND_MODES:
-        raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {settings.blend!r}")
-    if settings.batch_size < 1:
-        raise InferenceError(f"batch size must be at least 1, got {settings.batch_size}")
-    rescale = cfg.augment.rescale
-    if rescale.enabled:
-        from brats.augment import rescale_batch
-
-        settings.window_fn = functools.partial(
-            rescale_batch, out_min_max=list(rescale.out_min_max), percentiles=list(rescale.percentiles)
-        )
-    model.to(memory_format=torch.channels_last if dim == 2 else torch.channels_last_3d)
+    if len(ckpt.patch_size) != ckpt.dim:
+        raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
+    settings = settings_from_checkpoint(ckpt, overlap, blend, tta, batch_size, postprocess)
+    settings.check(str(checkpoint))
+    model.to(memory_format=torch.channels_last if ckpt.dim == 2 else torch.channels_last_3d)
     return model, settings
 
 
@@ -176,14 +169,11 @@ def predict_probabilities(
         CaseError: a modality is missing or unreadable, or the modalities' geometry disagrees (the message
             names the case and the files).
     """
-    from brats.preprocess import normalize
-
     try:
         image, geometry = load_case(case, settings.modalities)
     except CaseError as exc:
         raise _case_error(case, exc) from exc
-    image = normalize(image, settings.normalization, settings.percentiles)
-    image = image.astype(settings.storage_dtype, copy=False).astype(np.float32, copy=False)
+    image = settings.normalization.apply(image)
     prob = predict_volume(
         model,
         image,
@@ -216,15 +206,13 @@ def predict_case(
     Raises:
         CaseError: see :func:`predict_probabilities`.
     """
-    from brats.postprocess import postprocess
-
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
     prob, geometry = predict_probabilities(model, case, settings, device)
     classes = prob.argmax(axis=0).astype(np.uint8)
     stats = None
     if settings.postprocess:
-        classes, stats = postprocess(classes, settings.min_component, settings.et_min_voxels)
+        classes, stats = apply_postprocess(classes, settings.min_component, settings.et_min_voxels)
     scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
     labels = to_source(classes, scheme)
     seg_path = save_seg(output_dir / f"{case.case_id}.nii.gz", labels, geometry)
@@ -257,7 +245,7 @@ def run_predict(
     probabilities: bool = False,
     shard: tuple[int, int] | None = None,
     postprocess: bool = True,
-    progress: bool = True,
+    progress: bool = False,
 ) -> list[Path]:
     """Predict every case under ``input_path`` and write ``output_dir/<case_id>.nii.gz``.
 

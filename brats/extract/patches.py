@@ -31,29 +31,24 @@ import numpy as np
 
 from brats import __version__
 from brats.config import Config, config_to_yaml, save_config
-from brats.errors import BratsError
-from brats.io import (
+from brats.data import (
     Case,
-    atomic_path,
-    atomic_write_text,
     discover_cases,
     load_case,
     load_seg,
     split_cases,
     validate_case,
 )
-from brats.preprocess import brain_mask, normalization_info, normalize, pad_to
-from brats.store import StoreWriter
-from brats.windows import case_rng, cut_patches, select_windows, window_grid, window_starts
+from brats.errors import BratsError
+from brats.extract.store import StoreWriter
+from brats.extract.windows import case_rng, cut_patches, select_windows, window_grid
+from brats.fs import atomic_path, atomic_write_text
+from brats.preprocess import Normalization, brain_mask, normalize, pad_to
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CasePatches",
-    "window_starts",
-    "window_grid",
-    "select_windows",
-    "cut_patches",
     "extract_case",
     "store_attrs",
     "run_extract",
@@ -231,14 +226,59 @@ def store_attrs(cfg: Config, label_scheme: str) -> dict[str, Any]:
         "slice_stride": int(p.slice_stride) if p.dim == 2 else 1,
         "min_foreground": int(p.min_foreground),
         "background_fraction": float(p.background_fraction),
-        "normalization": normalization_info(cfg.preprocess),
+        "normalization": Normalization.from_config(cfg.preprocess).to_dict(),
         "label_scheme": label_scheme,
         "config": config_to_yaml(cfg),
         "version": __version__,
     }
 
 
-def run_extract(cfg: Config, workers: int = 1, progress: bool = True) -> dict[str, Any]:
+def _split(valid: list[Case], cfg: Config) -> tuple[dict[str, list[str]], str]:
+    """Patient-level split of the valid cases, and the label scheme they share."""
+    d = cfg.data
+    try:
+        splits = split_cases(valid, d.train_fraction, d.val_fraction, d.split_seed, d.fold, d.n_folds)
+    except ValueError as exc:
+        raise BratsError(f"data.fold: {exc}") from exc
+    if not splits["train"]:
+        raise BratsError(f"{d.root}: no labelled case (with a *_seg file) for the training split")
+    by_id = {c.case_id: c for c in valid}
+    schemes = sorted({by_id[c].label_scheme.name for c in splits["train"] + splits["val"]})
+    if len(schemes) > 1:
+        raise BratsError(
+            f"{d.root}: cases mix label schemes {schemes} (ET = 4 vs ET = 3); extract them apart"
+        )
+    return splits, schemes[0]
+
+
+def _split_doc(
+    cfg: Config,
+    kept: dict[str, list[str]],
+    by_id: dict[str, Case],
+    scheme: str,
+    skipped: dict[str, str],
+    counts: dict[str, int],
+) -> dict[str, Any]:
+    """The contents of ``splits.json``."""
+    d = cfg.data
+    naming = sorted({by_id[c].naming for s in kept.values() for c in s})
+    return {
+        **kept,
+        "naming": naming[0] if len(naming) == 1 else naming,
+        "label_scheme": scheme,
+        "root": str(d.root),
+        "split_seed": d.split_seed,
+        "train_fraction": d.train_fraction,
+        "val_fraction": d.val_fraction,
+        "fold": d.fold,
+        "n_folds": d.n_folds,
+        "skipped": [{"case": cid, "problem": msg} for cid, msg in sorted(skipped.items())],
+        "patches": counts,
+        "version": __version__,
+    }
+
+
+def run_extract(cfg: Config, workers: int = 1, progress: bool = False) -> dict[str, Any]:
     """Extract the train/val patch stores of ``cfg`` (the ``brats extract`` command).
 
     Writes ``OUTPUT_DIR/splits.json``, ``OUTPUT_DIR/patches/{train,val}.h5`` and
@@ -272,17 +312,7 @@ def run_extract(cfg: Config, workers: int = 1, progress: bool = True) -> dict[st
 
         # 2. Patient-level split.
         valid = [c for c in cases if c.case_id not in errors]
-        try:
-            splits = split_cases(valid, d.train_fraction, d.val_fraction, d.split_seed, d.fold, d.n_folds)
-        except ValueError as exc:
-            raise BratsError(f"data.fold: {exc}") from exc
-        if not splits["train"]:
-            raise BratsError(f"{d.root}: no labelled case (with a *_seg file) for the training split")
-        schemes = sorted({by_id[c].label_scheme.name for c in splits["train"] + splits["val"]})
-        if len(schemes) > 1:
-            raise BratsError(
-                f"{d.root}: cases mix label schemes {schemes} (ET = 4 vs ET = 3); extract them apart"
-            )
+        splits, scheme = _split(valid, cfg)
 
         # 3. Normalise and cut (the parent writes in case order); test cases are only read in full.
         jobs = [("extract", by_id[c], cfg) for s in ("train", "val") for c in splits[s]]
@@ -290,26 +320,12 @@ def run_extract(cfg: Config, workers: int = 1, progress: bool = True) -> dict[st
         results = _ordered_map(_task, jobs, pool, 2 * workers)
         try:
             counts, kept = _write_stores(
-                cfg, splits, results, paths, store_attrs(cfg, schemes[0]), skipped, progress
+                cfg, splits, results, paths, store_attrs(cfg, scheme), skipped, progress
             )
         finally:
-            results.close()
+            results.close()  # type: ignore[attr-defined]
     # 4. Provenance (after the stores are in place).
-    naming = sorted({by_id[c].naming for s in kept.values() for c in s})
-    split_doc = {
-        **kept,
-        "naming": naming[0] if len(naming) == 1 else naming,
-        "label_scheme": schemes[0],
-        "root": str(d.root),
-        "split_seed": d.split_seed,
-        "train_fraction": d.train_fraction,
-        "val_fraction": d.val_fraction,
-        "fold": d.fold,
-        "n_folds": d.n_folds,
-        "skipped": [{"case": cid, "problem": msg} for cid, msg in sorted(skipped.items())],
-        "patches": counts,
-        "version": __version__,
-    }
+    split_doc = _split_doc(cfg, kept, by_id, scheme, skipped, counts)
     splits_path = atomic_write_text(out_dir / "splits.json", json.dumps(split_doc, indent=2) + "\n")
     config_path = save_config(cfg, out_dir / "config_extract.yaml")
     return {

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from brats.synth_anatomy import Anatomy, MassEffect, Pose, Template, output_affine, rotation, smooth_noise
+from brats.synth.anatomy import Anatomy, MassEffect, Pose, Template, output_affine, rotation, smooth_noise
 
 __all__ = ["TumourSpec", "TumourMaps", "case_role", "draw_tumours", "paint_tumours"]
 
@@ -104,7 +104,15 @@ def _draw_one(
     offset = tuple(float(o) for o in rng.normal(0.0, 0.15 * core, size=3))
     mass = rng.uniform(0.1, 0.4) if primary else rng.uniform(0.0, 0.2)
     return TumourSpec(
-        centre, float(core), float(wt), bool(enhancing), float(rim), float(mass), elong, angles, offset
+        centre,
+        float(core),
+        float(wt),
+        bool(enhancing),
+        float(rim),
+        float(mass),
+        elong,  # type: ignore[arg-type]
+        angles,  # type: ignore[arg-type]
+        offset,  # type: ignore[arg-type]
     )
 
 
@@ -132,6 +140,7 @@ def _level(q: tuple[np.ndarray, ...], matrix: np.ndarray, radius: float) -> np.n
     for row in matrix:
         comp = float(row[0]) * q[0] + float(row[1]) * q[1] + float(row[2]) * q[2]
         acc = comp * comp if acc is None else acc + comp * comp
+    assert acc is not None
     return np.sqrt(acc) / np.float32(radius)
 
 

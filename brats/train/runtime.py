@@ -19,16 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from brats.config import Config, TrainConfig
-from brats.data import read_store_info
+from brats.devices import resolve_device
 from brats.errors import BratsError
+from brats.extract.store import read_store_info
+from brats.preprocess import Normalization
 
 __all__ = [
     "TrainError",
     "Runtime",
-    "resolve_device",
     "resolve_amp",
     "epoch_seed",
     "seed_everything",
@@ -76,24 +77,6 @@ class Runtime:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``cuda`` under torchrun ->
-    ``cuda:<local_rank>``. Raises :class:`TrainError` for CUDA requested on a machine without it."""
-    name = str(name)
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise TrainError(f"train.device: invalid device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainError(f"train.device is {name!r} but CUDA is not available; use train.device=cpu")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Mixed-precision rule -> ``(autocast dtype or None, use GradScaler)``.
 
@@ -138,7 +121,7 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict[str, Any]:
     """The global RNG states as tensors and plain values (loadable with ``weights_only``)."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -180,7 +163,7 @@ def init_distributed(train_cfg: TrainConfig) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    device = resolve_device(train_cfg.device, local_rank if world > 1 else 0)
+    device = resolve_device(train_cfg.device, local_rank if world > 1 else 0, key="train.device")
     amp_dtype, use_scaler = resolve_amp(train_cfg.amp, device)
     owns = False
     if world > 1 and not dist.is_initialized():
@@ -206,7 +189,7 @@ class _CycleDistributedSampler(Sampler[int]):
     """A :class:`~torch.utils.data.DistributedSampler` drawn for ``num_samples`` indices per replica, passing
     over the data as many times as needed (each pass a new permutation, the same on every rank)."""
 
-    def __init__(self, dataset: Dataset, num_samples: int, rank: int, world: int, seed: int, epoch: int):
+    def __init__(self, dataset: Any, num_samples: int, rank: int, world: int, seed: int, epoch: int):
         self.dataset, self.num_samples = dataset, int(num_samples)
         self.rank, self.world, self.seed, self.epoch = rank, world, seed, epoch
 
@@ -214,7 +197,9 @@ class _CycleDistributedSampler(Sampler[int]):
         out: list[int] = []
         passes = 0
         while len(out) < self.num_samples:
-            s = DistributedSampler(self.dataset, self.world, self.rank, shuffle=True, seed=self.seed)
+            s: DistributedSampler = DistributedSampler(
+                self.dataset, self.world, self.rank, shuffle=True, seed=self.seed
+            )
             s.set_epoch(epoch_seed(self.seed, self.epoch, passes) % 2**31)
             out.extend(iter(s))
             passes += 1
@@ -225,7 +210,7 @@ class _CycleDistributedSampler(Sampler[int]):
 
 
 def train_loader(
-    dataset: Dataset, train_cfg: TrainConfig, rt: Runtime, seed: int, epoch: int
+    dataset: Any, train_cfg: TrainConfig, rt: Runtime, seed: int, epoch: int
 ) -> tuple[DataLoader, int]:
     """The shuffled training loader of ``epoch`` and its number of steps.
 
@@ -260,7 +245,7 @@ def train_loader(
     return loader, len(loader)
 
 
-def val_loader(dataset: Dataset, train_cfg: TrainConfig, rt: Runtime) -> DataLoader:
+def val_loader(dataset: Any, train_cfg: TrainConfig, rt: Runtime) -> DataLoader:
     """The validation loader: in order; under DDP rank ``r`` takes patches ``r, r + world, ...`` (no padding,
     so the summed counts over ranks cover every patch exactly once)."""
     from torch.utils.data import Subset
@@ -303,11 +288,15 @@ def check_stores(cfg: Config, folder: Path) -> dict[str, Any]:
         raise TrainError(
             f"{folder / 'train.h5'} holds {info['dim']}D patches but patches.dim={cfg.patches.dim}"
         )
-    method = (info.get("normalization") or {}).get("method")
-    if method is not None and method != cfg.preprocess.normalization:
+    try:
+        recorded = Normalization.from_dict(info.get("normalization"), where=f"{folder / 'train.h5'}")
+    except BratsError as exc:
+        raise TrainError(f"{exc}; re-extract the patches with this toolkit") from exc
+    conflicts = recorded.conflicts(Normalization.from_config(cfg.preprocess))
+    if conflicts:
         raise TrainError(
-            f"{folder / 'train.h5'} was normalised with {method!r} but preprocess.normalization is "
-            f"{cfg.preprocess.normalization!r}; prediction would normalise differently: re-extract or fix the config"
+            f"{folder / 'train.h5'} was normalised differently from the config's preprocess section "
+            f"({'; '.join(conflicts)}); prediction would normalise differently: re-extract or fix the config"
         )
     size = list(cfg.patches.size) if cfg.augment.crop_or_pad else list(info["patch_size"])
     k = 2**cfg.model.encoder_depth

@@ -31,6 +31,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,8 +201,8 @@ def _slice_boxes(
     if not brain_box:
         groups[(X, Y)] = [(z, 0, 0) for z in range(Z)]
         return groups
-    any_x = mask.any(axis=1)  # (X, Z)
-    any_y = mask.any(axis=0)  # (Y, Z)
+    any_x = np.asarray(mask.any(axis=1))  # (X, Z)
+    any_y = np.asarray(mask.any(axis=0))  # (Y, Z)
     for z in np.flatnonzero(any_x.any(axis=0)):
         xs, ys = np.flatnonzero(any_x[:, z]), np.flatnonzero(any_y[:, z])
         sx = _round_up(int(xs[-1] - xs[0] + 1), multiple)
@@ -222,9 +223,83 @@ def _blend_call(
 ) -> torch.Tensor:
     from monai.inferers import sliding_window_inference
 
-    return sliding_window_inference(
+    out = sliding_window_inference(
         batch, roi, batch_size, predictor, overlap=overlap, mode=blend, padding_mode="constant", cval=0.0
     )
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
+class _Canvas:
+    """The ``(K, X, Y, Z)`` output, allocated on the first paste (``K`` comes from the model's output)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+        self.out: np.ndarray | None = None
+
+    def paste(self, prob: torch.Tensor, region: tuple[slice | int, ...]) -> None:
+        """Write ``prob`` ``(K, *region shape)``; background where every modality is 0."""
+        if self.out is None:
+            self.out = np.zeros((prob.shape[0], *self.mask.shape), np.float32)
+            self.out[0] = 1.0
+        values = prob.numpy()
+        outside = ~self.mask[region]
+        if outside.any():
+            values[:, outside] = 0.0
+            values[0, outside] = 1.0
+        self.out[(slice(None),) + tuple(region)] = values
+
+    def result(self, classes: Callable[[], int]) -> np.ndarray:
+        """The probabilities; all background (``classes()`` channels) when nothing was pasted."""
+        if self.out is None:
+            self.out = np.zeros((classes(), *self.mask.shape), np.float32)
+            self.out[0] = 1.0
+        return self.out
+
+
+def _predict_slices(
+    image: np.ndarray, canvas: _Canvas, patch_size: Sequence[int], run: Callable, opts: dict[str, Any]
+) -> None:
+    """2D: each non-empty axial slice cropped to its brain box, slices of one crop size batched together."""
+    C, X, Y, _ = image.shape
+    src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    groups = _slice_boxes(canvas.mask, opts["brain_box"], opts["multiple"])
+    for (sx, sy), items in groups.items():
+        roi, _ = window_layout((sx, sy), patch_size, opts["overlap"], opts["multiple"], opts["fit_windows"])
+        for k in range(0, len(items), SLICES_PER_CALL):
+            chunk = items[k : k + SLICES_PER_CALL]
+            batch = torch.zeros((len(chunk), C, sx, sy), dtype=torch.float32)
+            for i, (z, x0, y0) in enumerate(chunk):
+                part = src[:, x0 : x0 + sx, y0 : y0 + sy, z]
+                batch[i, :, : part.shape[1], : part.shape[2]] = part
+            prob = run(batch, roi)
+            for i, (z, x0, y0) in enumerate(chunk):
+                wx, wy = min(sx, X - x0), min(sy, Y - y0)
+                canvas.paste(prob[i, :, :wx, :wy], (slice(x0, x0 + wx), slice(y0, y0 + wy), z))
+
+
+def _predict_box(
+    image: np.ndarray, canvas: _Canvas, patch_size: Sequence[int], run: Callable, opts: dict[str, Any]
+) -> None:
+    """3D: the volume cropped to the brain's bounding box, one sliding-window pass."""
+    mask, multiple = canvas.mask, opts["multiple"]
+    if opts["brain_box"]:
+        if not mask.any():
+            return
+        idx = np.argwhere(mask)
+        lo, hi = idx.min(0), idx.max(0) + 1
+        sizes = [_round_up(int(h - lo_), multiple) for lo_, h in zip(lo, hi)]
+        starts = [_crop_start(int(a), int(b), s, n) for a, b, s, n in zip(lo, hi, sizes, mask.shape)]
+    else:
+        sizes, starts = list(mask.shape), [0, 0, 0]
+    crop = tuple(slice(s, s + n) for s, n in zip(starts, sizes))
+    part = torch.from_numpy(np.ascontiguousarray(image[(slice(None),) + crop], dtype=np.float32))
+    batch = torch.zeros((1, image.shape[0], *sizes), dtype=torch.float32)
+    batch[(0, slice(None)) + tuple(slice(0, n) for n in part.shape[1:])] = part
+    roi, _ = window_layout(sizes, patch_size, opts["overlap"], multiple, opts["fit_windows"])
+    prob = run(batch, roi)[0]
+    valid = tuple(slice(0, n) for n in part.shape[1:])
+    canvas.paste(prob[(slice(None),) + valid], tuple(slice(s, s + n) for s, n in zip(starts, part.shape[1:])))
 
 
 @torch.inference_mode()
@@ -270,60 +345,17 @@ def predict_volume(
     if device is None:
         params = list(model.parameters()) if isinstance(model, nn.Module) else []
         device = params[0].device if params else torch.device("cpu")
-    device = torch.device(device)
+    dev = torch.device(device)
     predictor = make_predictor(model, tta=tta, window_fn=window_fn, channels_last=channels_last)
-    mask = np.any(image != 0, axis=0)
-    C, X, Y, Z = image.shape
-    out: np.ndarray | None = None
 
-    def paste(prob: torch.Tensor, region: tuple[slice, ...]) -> None:
-        """Write ``prob`` (K, *region shape) into ``out``; background where every modality is 0."""
-        nonlocal out
-        if out is None:
-            out = np.zeros((prob.shape[0], X, Y, Z), np.float32)
-            out[0] = 1.0
-        values = prob.numpy()
-        outside = ~mask[region]
-        if outside.any():
-            values[:, outside] = 0.0
-            values[0, outside] = 1.0
-        out[(slice(None), *region)] = values
+    def run(batch: torch.Tensor, roi: tuple[int, ...]) -> torch.Tensor:
+        return _blend_call(batch.to(dev), roi, predictor, overlap, blend, batch_size).cpu()
 
-    if len(patch_size) == 2:
-        src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        groups = _slice_boxes(mask, brain_box, multiple)
-        for (sx, sy), items in groups.items():
-            roi, _ = window_layout((sx, sy), patch_size, overlap, multiple, fit_windows)
-            for k in range(0, len(items), SLICES_PER_CALL):
-                chunk = items[k : k + SLICES_PER_CALL]
-                batch = torch.zeros((len(chunk), C, sx, sy), dtype=torch.float32)
-                for i, (z, x0, y0) in enumerate(chunk):
-                    part = src[:, x0 : x0 + sx, y0 : y0 + sy, z]
-                    batch[i, :, : part.shape[1], : part.shape[2]] = part
-                prob = _blend_call(batch.to(device), roi, predictor, overlap, blend, batch_size).cpu()
-                for i, (z, x0, y0) in enumerate(chunk):
-                    wx, wy = min(sx, X - x0), min(sy, Y - y0)
-                    paste(prob[i, :, :wx, :wy], (slice(x0, x0 + wx), slice(y0, y0 + wy), z))
-    else:
-        if brain_box and mask.any():
-            idx = np.argwhere(mask)
-            lo, hi = idx.min(0), idx.max(0) + 1
-            sizes = [_round_up(int(h - lo_), multiple) for lo_, h in zip(lo, hi)]
-            starts = [_crop_start(int(a), int(b), s, n) for a, b, s, n in zip(lo, hi, sizes, mask.shape)]
-        elif brain_box:
-            sizes, starts = [], []
-        else:
-            sizes, starts = list(mask.shape), [0, 0, 0]
-        if sizes:
-            crop = tuple(slice(s, s + n) for s, n in zip(starts, sizes))
-            part = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *crop)], dtype=np.float32))
-            batch = torch.zeros((1, C, *sizes), dtype=torch.float32)
-            batch[(0, slice(None), *(slice(0, n) for n in part.shape[1:]))] = part
-            roi, _ = window_layout(sizes, patch_size, overlap, multiple, fit_windows)
-            prob = _blend_call(batch.to(device), roi, predictor, overlap, blend, batch_size).cpu()[0]
-            valid = tuple(slice(0, n) for n in part.shape[1:])
-            paste(prob[(slice(None), *valid)], tuple(slice(s, s + n) for s, n in zip(starts, part.shape[1:])))
-    if out is None:  # no brain at all (or brain_box with an empty mask): everything is background
-        out = np.zeros((4, X, Y, Z), np.float32)
-        out[0] = 1.0
-    return out
+    def classes() -> int:  # no brain at all: ask the model how many classes it has
+        probe = torch.zeros((1, image.shape[0], *(_round_up(int(p), multiple) for p in patch_size)))
+        return int(predictor(probe.to(dev)).shape[1])
+
+    canvas = _Canvas(np.any(image != 0, axis=0))
+    opts = {"overlap": overlap, "multiple": multiple, "fit_windows": fit_windows, "brain_box": brain_box}
+    (_predict_slices if len(patch_size) == 2 else _predict_box)(image, canvas, patch_size, run, opts)
+    return canvas.result(classes)

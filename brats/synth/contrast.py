@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brats.synth_anatomy import Anatomy, smooth_noise
-from brats.synth_tumour import TumourMaps
+from brats.synth.anatomy import Anatomy, smooth_noise
+from brats.synth.tumour import TumourMaps
 
 __all__ = ["CONTRAST", "ContrastParams", "draw_contrast", "render_images"]
 

@@ -58,6 +58,19 @@ def tumour_components(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, np.bincount(labels.ravel())
 
 
+def _drop_small(classes: np.ndarray, min_voxels: int) -> tuple[np.ndarray, int, int, int]:
+    """``(new classes, components, components removed, voxels removed)``."""
+    out = classes.copy()
+    if not out.any():
+        return out, 0, 0, 0
+    labels, sizes = tumour_components(classes)
+    small = sizes < min_voxels if min_voxels > 1 else np.zeros(sizes.shape, bool)
+    small[0] = False
+    if small.any():
+        out[small[labels]] = 0
+    return out, len(sizes) - 1, int(small.sum()), int(sizes[small].sum())
+
+
 def remove_small_components(classes: np.ndarray, min_voxels: int) -> np.ndarray:
     """Set every tumour component (WT, 26-connected) with fewer than ``min_voxels`` voxels to background.
 
@@ -68,15 +81,7 @@ def remove_small_components(classes: np.ndarray, min_voxels: int) -> np.ndarray:
     Returns:
         A new array of the same shape and dtype.
     """
-    classes = _classes(classes)
-    out = classes.copy()
-    if min_voxels <= 1 or not out.any():
-        return out
-    labels, sizes = tumour_components(classes)
-    small = sizes < min_voxels
-    small[0] = False
-    out[small[labels]] = 0
-    return out
+    return _drop_small(_classes(classes), min_voxels)[0]
 
 
 def suppress_small_et(classes: np.ndarray, et_min_voxels: int, et: int = ET, ncr: int = NCR) -> np.ndarray:
@@ -111,23 +116,13 @@ def postprocess(
         "components_removed": n, "voxels_removed": n, "et_voxels": n before the ET rule,
         "et_relabelled": bool}``.
     """
-    classes = _classes(classes)
-    labels, sizes = tumour_components(classes)
-    n_comp = len(sizes) - 1
-    out = classes.copy()
-    removed = np.zeros(0, bool)
-    if min_component > 1 and n_comp:
-        small = sizes < min_component
-        small[0] = False
-        removed = small
-        out[small[labels]] = 0
+    out, n_comp, n_removed, voxels = _drop_small(_classes(classes), min_component)
     et_voxels = int((out == ET).sum())
-    out2 = suppress_small_et(out, et_min_voxels)
     stats = {
-        "components": int(n_comp),
-        "components_removed": int(removed.sum()),
-        "voxels_removed": int(sizes[removed].sum()) if removed.any() else 0,
+        "components": n_comp,
+        "components_removed": n_removed,
+        "voxels_removed": voxels,
         "et_voxels": et_voxels,
         "et_relabelled": bool(0 < et_voxels < et_min_voxels),
     }
-    return out2, stats
+    return suppress_small_et(out, et_min_voxels), stats

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from brats.io import atomic_path, atomic_write_text
+from brats.fs import atomic_path, atomic_write_text
 
 __all__ = ["METRIC_COLUMNS", "metric_mode", "write_metrics_csv", "read_metrics_csv", "plot_curves"]
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from brats.data import SEPARATOR, SUFFIXES, Geometry, save_nifti
 from brats.errors import BratsError
-from brats.io import SEPARATOR, SUFFIXES, Geometry, save_nifti
 from brats.labels import scheme_for_naming, to_source
-from brats.synth_anatomy import DEFAULT_SHAPE, load_template, output_affine, random_pose, warp_anatomy
-from brats.synth_contrast import draw_contrast, render_images
-from brats.synth_tumour import TumourSpec, case_role, draw_tumours, paint_tumours
+from brats.synth.anatomy import DEFAULT_SHAPE, load_template, output_affine, random_pose, warp_anatomy
+from brats.synth.contrast import draw_contrast, render_images
+from brats.synth.tumour import TumourSpec, case_role, draw_tumours, paint_tumours
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ def write_case(out_dir: str | Path, seed: int, index: int, naming: str = "2021",
     geom = _geometry(seg.shape, affine)
     sep, suffix = SEPARATOR[naming], SUFFIXES[naming]
     for mod, data in images.items():
-        save_nifti(folder / f"{cid}{sep}{suffix[mod]}.nii.gz", data, geom, np.int16)
-    save_nifti(folder / f"{cid}{sep}{suffix['seg']}.nii.gz", seg, geom, np.uint8)
+        save_nifti(folder / f"{cid}{sep}{suffix[mod]}.nii.gz", data, geom, np.dtype(np.int16))
+    save_nifti(folder / f"{cid}{sep}{suffix['seg']}.nii.gz", seg, geom, np.dtype(np.uint8))
     return folder
 
 
@@ -207,7 +207,7 @@ def generate_cohort(
     naming: str = "2021",
     workers: int = 1,
     shape=None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> list[Path]:
     """Write ``n_cases`` synthetic cases under ``out_dir`` in a BraTS naming; return the case folders.
 

@@ -17,7 +17,8 @@ Validation and test use CropOrPad, RescaleIntensity and RemapLabels only. Label 
 nearest-neighbour interpolation; rotations pad images with 0 (the background of a normalised patch) and labels
 with 0. Randomness comes from ``torch``'s generator, so seeding torch (per worker, per epoch) reproduces it.
 
-:func:`rescale_batch` is the batched torch twin of the per-channel rescaling, used by inference on every window.
+:func:`brats.preprocess.rescale_batch` is the batched torch twin of the per-channel rescaling, used by prediction
+on every window.
 """
 
 from __future__ import annotations
@@ -33,16 +34,15 @@ import torchio as tio
 from brats.config import AugmentConfig, Config
 from brats.errors import BratsError
 from brats.labels import LabelScheme, check_labels, get_scheme
+from brats.preprocess import nonzero_mask
 
 __all__ = [
     "AugmentError",
     "PatchTransform",
     "ChannelwiseRescaleIntensity",
-    "nonzero_mask",
     "spatial_transforms",
     "intensity_transforms",
     "build_transform",
-    "rescale_batch",
 ]
 
 Split = Literal["train", "val", "test"]
@@ -50,11 +50,6 @@ Split = Literal["train", "val", "test"]
 
 class AugmentError(BratsError, ValueError):
     """A pipeline cannot be built from the config, or a sample does not fit it."""
-
-
-def nonzero_mask(tensor: torch.Tensor) -> torch.Tensor:
-    """The brain mask used for rescaling statistics: voxels that are not exactly 0 (bool, same shape)."""
-    return tensor != 0
 
 
 class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
@@ -113,7 +108,7 @@ def spatial_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
         )
     if aug.anisotropy.enabled:
         lo, hi = (list(aug.anisotropy.downsampling) + [None])[:2]
-        if hi is None or not 1 <= lo <= hi:
+        if lo is None or hi is None or not 1 <= lo <= hi:
             raise AugmentError(
                 f"augment.anisotropy.downsampling must be [min, max] with 1 <= min <= max, "
                 f"got {aug.anisotropy.downsampling}"
@@ -188,8 +183,8 @@ class PatchTransform:
         )
         out = self.transform(subject)
         result = dict(sample)
-        result["image"] = out["image"].data[..., 0].float().contiguous()
-        result["label"] = out["label"].data[0, ..., 0].long().contiguous()
+        result["image"] = out["image"].data[..., 0].float().contiguous()  # type: ignore[attr-defined]
+        result["label"] = out["label"].data[0, ..., 0].long().contiguous()  # type: ignore[attr-defined]
         return result
 
     def __repr__(self) -> str:
@@ -229,8 +224,8 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
             )
         steps.append(
             ChannelwiseRescaleIntensity(
-                out_min_max=tuple(r.out_min_max),
-                percentiles=tuple(r.percentiles),
+                out_min_max=(float(r.out_min_max[0]), float(r.out_min_max[1])),
+                percentiles=(float(r.percentiles[0]), float(r.percentiles[1])),
                 masking_method=nonzero_mask,
             )
         )
@@ -240,54 +235,3 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
             steps.append(intensity)
     steps.append(tio.RemapLabels(scheme.mapping))
     return PatchTransform(tio.Compose(steps), scheme)
-
-
-def rescale_batch(
-    x: torch.Tensor,
-    out_min_max: Sequence[float] = (-1.0, 1.0),
-    percentiles: Sequence[float] = (0.5, 99.5),
-) -> torch.Tensor:
-    """Batched :class:`ChannelwiseRescaleIntensity`: rescale every sample and channel of ``x`` on its own.
-
-    For each ``(b, c)``: the percentiles (linear interpolation, as ``numpy.percentile``) of the non-zero
-    voxels are computed, the whole channel is clipped to them and mapped linearly onto ``out_min_max``. A
-    channel with no non-zero voxel, or with equal percentiles, is returned unchanged.
-
-    Args:
-        x: ``(B, C, *spatial)`` floating tensor (any device).
-        out_min_max: output range ``(min, max)``.
-        percentiles: input percentiles in [0, 100] mapped to ``out_min_max``.
-
-    Returns:
-        Tensor of the shape and dtype of ``x`` (computed in float32).
-    """
-    if x.ndim < 3:
-        raise AugmentError(f"rescale_batch expects (B, C, *spatial), got shape {tuple(x.shape)}")
-    out_min, out_max = (float(v) for v in out_min_max)
-    p_lo, p_hi = (float(v) / 100.0 for v in percentiles)
-    flat = x.reshape(x.shape[0] * x.shape[1], -1).float()
-    mask = nonzero_mask(flat)
-    n = mask.sum(dim=1)
-    ordered = torch.where(mask, flat, torch.full_like(flat, float("inf"))).sort(dim=1).values
-    last = (n - 1).clamp(min=0)
-
-    def quantile(q: float) -> torch.Tensor:
-        pos = last.to(torch.float64) * q
-        i0 = pos.floor().long()
-        i1 = torch.minimum(i0 + 1, last)
-        frac = (pos - i0).float()
-        a = ordered.gather(1, i0[:, None])[:, 0]
-        b = ordered.gather(1, i1[:, None])[:, 0]
-        a = torch.where(n > 0, a, torch.zeros_like(a))
-        b = torch.where(n > 0, b, torch.zeros_like(b))
-        return a + (b - a) * frac
-
-    lo, hi = quantile(p_lo), quantile(p_hi)
-    clipped = torch.maximum(torch.minimum(flat, hi[:, None]), lo[:, None])
-    in_min = clipped.amin(dim=1, keepdim=True)
-    in_range = clipped.amax(dim=1, keepdim=True) - in_min
-    valid = (n[:, None] > 0) & (in_range > 0)
-    scaled = (clipped - in_min) / torch.where(valid, in_range, torch.ones_like(in_range))
-    scaled = scaled * (out_max - out_min) + out_min
-    out = torch.where(valid, scaled, flat)
-    return out.reshape(x.shape).to(x.dtype)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from brats.store import StoreError, open_store, read_store_info
+from brats.extract.store import StoreError, open_store, read_store_info
 
 __all__ = ["PatchDataset", "read_store_info", "StoreError"]
 
@@ -65,7 +65,8 @@ class PatchDataset(Dataset):
                 raise IndexError(f"{self.path}: indices {bad[:5].tolist()} out of range for {n} patches")
         self._file = None
         self._pid: int | None = None
-        self._images = self._labels = None
+        self._images: Any = None
+        self._labels: Any = None
         self._case_index: np.ndarray | None = None
         self._position: np.ndarray | None = None
 

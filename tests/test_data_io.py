@@ -6,9 +6,8 @@ import pytest
 from cohort import make_case, write_nifti
 
 from brats.cli import main
-from brats.io import (
+from brats.data import (
     CaseError,
-    atomic_path,
     discover_cases,
     load_case,
     load_geometry,
@@ -20,6 +19,7 @@ from brats.io import (
     split_cases,
     validate_cohort,
 )
+from brats.fs import atomic_path
 
 
 @pytest.mark.parametrize(

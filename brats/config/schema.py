@@ -1,0 +1,272 @@
+"""The config schema: one dataclass per section, each field documented (``metadata["doc"]``)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from brats.errors import BratsError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "PreprocessConfig",
+    "PatchConfig",
+    "TransformConfig",
+    "FlipConfig",
+    "AffineConfig",
+    "AnisotropyConfig",
+    "ElasticConfig",
+    "RescaleConfig",
+    "NoiseConfig",
+    "BiasFieldConfig",
+    "AugmentConfig",
+    "ModelConfig",
+    "LossConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+    "PostprocessConfig",
+    "PredictConfig",
+    "Config",
+]
+
+
+class ConfigError(BratsError, ValueError):
+    """A config file or override is invalid. The message names the key and the source."""
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    """A dataclass field with a documentation string (``metadata['doc']``)."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        value = default
+        return field(default_factory=lambda: _copy(value), metadata={"doc": doc}, **kw)
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
+def _copy(value: Any) -> Any:
+    return copy.deepcopy(value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    root: str = _f("data/synth", "Folder of cases (one sub-folder per patient, any BraTS naming).")
+    naming: Literal["auto", "2020", "2021", "2023", "custom"] = _f(
+        "auto", "Naming scheme of the case files; `auto` detects 2020, 2021 or 2023 naming."
+    )
+    pattern: str | None = _f(
+        None,
+        "For `naming: custom`: file pattern relative to a case folder, with `{case}` and `{modality}` "
+        "placeholders, e.g. `{case}_{modality}.nii.gz`. Modality names are those of `modalities` plus `seg`.",
+    )
+    modalities: list[str] = _f(
+        ["t1", "t1ce", "t2", "flair"],
+        "Input channels, in order (t1, t1ce, t2, flair; 2023 files t1n/t1c/t2w/t2f map to the same names). "
+        "The same order is used in the HDF5 store, the model input and the docs.",
+    )
+    train_fraction: float = _f(0.7, "Fraction of patients in the training split.")
+    val_fraction: float = _f(
+        0.15, "Fraction of patients in the validation split (the rest is the test split)."
+    )
+    split_seed: int = _f(0, "Seed of the patient-level split.")
+    fold: int | None = _f(
+        None, "k-fold mode: use fold `fold` (0-based) of `n_folds` as validation, the rest as training."
+    )
+    n_folds: int = _f(5, "Number of folds in k-fold mode.")
+    skip_invalid: bool = _f(False, "Skip invalid cases with a warning instead of stopping with an error.")
+
+
+@dataclass
+class PreprocessConfig:
+    normalization: Literal["zscore", "percentile"] = _f(
+        "zscore",
+        "Per-case, per-modality intensity normalisation inside the brain (non-zero voxels): `zscore` "
+        "(mean 0, std 1) or `percentile` (rescale percentiles to [0, 1], as the seed article does).",
+    )
+    percentiles: list[float] = _f([0.5, 99.5], "Lower and upper percentiles for `percentile` normalisation.")
+    dtype: Literal["float16", "float32"] = _f("float16", "Storage dtype of the normalised images.")
+
+
+@dataclass
+class PatchConfig:
+    dim: Literal[2, 3] = _f(2, "2 for axial 2D patches (C, H, W); 3 for 3D patches (C, D, H, W).")
+    size: list[int] = _f([128, 128], "Patch size in voxels: [H, W] for 2D, [D, H, W] for 3D.")
+    stride: list[int] = _f([64, 64], "Stride between patches; the last window sits flush with the border.")
+    slice_stride: int = _f(1, "2D only: use every n-th axial slice.")
+    min_foreground: int = _f(1, "Keep a patch when it holds at least this many tumour voxels.")
+    background_fraction: float = _f(
+        0.1,
+        "Keep in addition this fraction of brain-only patches (relative to the number of tumour patches "
+        "of the case). Patches with no brain at all are never kept.",
+    )
+    compression: Literal["lzf", "gzip"] | None = _f(
+        None, "HDF5 compression of the store (null = none; fastest random reads)."
+    )
+
+
+@dataclass
+class TransformConfig:
+    enabled: bool = _f(True, "Use this transform.")
+    weight: float = _f(1.0, "Relative weight inside its OneOf group.")
+
+
+@dataclass
+class FlipConfig(TransformConfig):
+    axes: list[int] = _f([0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch).")
+
+
+@dataclass
+class AffineConfig(TransformConfig):
+    degrees: float = _f(20.0, "Maximum in-plane rotation in degrees.")
+    scales: float = _f(0.1, "Maximum relative scaling.")
+
+
+@dataclass
+class AnisotropyConfig(TransformConfig):
+    downsampling: list[float] = _f([1.5, 3.0], "Range of the simulated downsampling factor.")
+
+
+@dataclass
+class ElasticConfig(TransformConfig):
+    weight: float = _f(0.25, "Relative weight inside its OneOf group (elastic deformation is slow).")
+    num_control_points: int = _f(7, "Control points of the deformation grid.")
+    max_displacement: float = _f(7.5, "Maximum displacement in voxels.")
+
+
+@dataclass
+class RescaleConfig:
+    enabled: bool = _f(True, "Rescale intensities per channel inside the brain.")
+    out_min_max: list[float] = _f([-1.0, 1.0], "Output intensity range.")
+    percentiles: list[float] = _f([0.5, 99.5], "Input percentiles mapped to the output range.")
+
+
+@dataclass
+class NoiseConfig(TransformConfig):
+    std: float = _f(0.1, "Maximum standard deviation of the Gaussian noise.")
+
+
+@dataclass
+class BiasFieldConfig(TransformConfig):
+    coefficients: float = _f(0.5, "Maximum magnitude of the polynomial bias-field coefficients.")
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = _f(True, "Apply the training augmentations (false: only crop/pad, rescale and remap).")
+    crop_or_pad: bool = _f(True, "Crop or pad every patch to the patch size.")
+    spatial_p: float = _f(
+        0.95, "Probability of applying one spatial transform (OneOf flip/affine/anisotropy/elastic)."
+    )
+    flip: FlipConfig = _f(FlipConfig(), "Random flips.")
+    affine: AffineConfig = _f(AffineConfig(), "Random rotation and scaling.")
+    anisotropy: AnisotropyConfig = _f(AnisotropyConfig(enabled=False), "Random anisotropic downsampling.")
+    elastic: ElasticConfig = _f(ElasticConfig(), "Random elastic deformation.")
+    rescale: RescaleConfig = _f(
+        RescaleConfig(), "Percentile intensity rescaling (also at validation and test)."
+    )
+    intensity_p: float = _f(0.95, "Probability of applying one intensity transform (OneOf noise/bias field).")
+    noise: NoiseConfig = _f(NoiseConfig(), "Random Gaussian noise.")
+    bias_field: BiasFieldConfig = _f(BiasFieldConfig(), "Random smooth bias field.")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _f("Unet", "segmentation-models-pytorch architecture name (Unet, UnetPlusPlus, FPN, ...).")
+    encoder: str = _f("resnet34", "Encoder name (resnet18, resnet34, efficientnet-b0, mobilenet_v2, ...).")
+    encoder_depth: int = _f(5, "Number of encoder stages.")
+    decoder_channels: list[int] = _f([256, 128, 64, 32, 16], "Decoder channels, one per encoder stage.")
+    encoder_weights: str | None = _f(
+        None, "Pretrained encoder weights by smp name (downloads; off by default). Prefer `weights_path`."
+    )
+    weights_path: str | None = _f(None, "Local file of weights (a state dict) loaded into the model.")
+
+
+@dataclass
+class LossConfig:
+    name: Literal["focal", "focal_dice"] = _f("focal", "`focal` or `focal_dice` (weighted sum).")
+    gamma: float = _f(2.0, "Focal loss focusing parameter.")
+    focal_weight: float = _f(1.0, "Weight of the focal term in `focal_dice`.")
+    dice_weight: float = _f(1.0, "Weight of the Dice term in `focal_dice`.")
+
+
+@dataclass
+class SchedulerConfig:
+    factor: float = _f(0.5, "ReduceLROnPlateau: multiply the learning rate by this factor on a plateau.")
+    patience: int = _f(
+        3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing."
+    )
+    min_lr: float = _f(1e-6, "ReduceLROnPlateau: lower bound of the learning rate.")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(20, "Number of epochs.")
+    steps_per_epoch: int | None = _f(
+        None, "Training batches per epoch (null = one pass over the training store)."
+    )
+    max_minutes: float | None = _f(
+        None, "Stop training after this many minutes (checked after every epoch); null = no limit."
+    )
+    batch_size: int = _f(16, "Patches per batch.")
+    lr: float = _f(1e-3, "Adam learning rate.")
+    weight_decay: float = _f(1e-5, "Adam weight decay.")
+    scheduler: SchedulerConfig = _f(
+        SchedulerConfig(), "Learning-rate schedule (ReduceLROnPlateau on val loss)."
+    )
+    num_workers: int = _f(0, "DataLoader worker processes.")
+    pin_memory: bool = _f(False, "DataLoader pin_memory (useful on CUDA).")
+    amp: Literal["auto", "fp16", "bf16", "off"] = _f(
+        "auto", "Mixed precision: `auto` = float16 + GradScaler on CUDA, off on CPU; `fp16`, `bf16` or `off`."
+    )
+    device: str = _f("auto", "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.")
+    channels_last: bool = _f(True, "Use channels_last memory format (faster convolutions on CPU).")
+    num_threads: int | None = _f(None, "torch CPU threads (null = torch default).")
+    best_metric: str = _f(
+        "val_loss",
+        "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
+        "such as `val_dice_mean` (higher is better).",
+    )
+    val_max_batches: int | None = _f(None, "Cap on validation batches per epoch (null = whole store).")
+    log_every: int = _f(10, "Log the running training loss every n steps.")
+
+
+@dataclass
+class PostprocessConfig:
+    min_component: int = _f(
+        200,
+        "Remove connected tumour components (WT, 26-connectivity) smaller than this many voxels (0 = off).",
+    )
+    et_min_voxels: int = _f(
+        500,
+        "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off; "
+        "500 chosen on validation cases, see docs/predict.md).",
+    )
+
+
+@dataclass
+class PredictConfig:
+    overlap: float = _f(0.5, "Sliding-window overlap in [0, 1).")
+    blend: Literal["gaussian", "constant"] = _f("gaussian", "Blending of overlapping windows.")
+    tta: bool = _f(False, "Flip test-time augmentation (mean of softmax over flips).")
+    batch_size: int = _f(16, "Windows per forward pass.")
+    postprocess: PostprocessConfig = _f(PostprocessConfig(), "Post-processing of the predicted labels.")
+
+
+@dataclass
+class Config:
+    output_dir: str = _f("runs/demo", "Run folder; every output of a run goes under it.")
+    seed: int = _f(0, "Global random seed (training, background-patch sampling).")
+    data: DataConfig = _f(DataConfig(), "Where the cases are and how they are split.")
+    preprocess: PreprocessConfig = _f(PreprocessConfig(), "Intensity normalisation.")
+    patches: PatchConfig = _f(PatchConfig(), "Patch extraction to HDF5.")
+    augment: AugmentConfig = _f(AugmentConfig(), "TorchIO training augmentation.")
+    model: ModelConfig = _f(ModelConfig(), "Network.")
+    loss: LossConfig = _f(LossConfig(), "Loss function.")
+    train: TrainConfig = _f(TrainConfig(), "Training loop.")
+    predict: PredictConfig = _f(PredictConfig(), "Sliding-window inference and post-processing.")

@@ -1,0 +1,74 @@
+"""``brats evaluate``: per-class and per-region Dice, IoU, precision, recall, specificity, HD95 over a cohort.
+
+Modules: :mod:`~brats.evaluate.metrics` (counts and scores on arrays; also used by training's validation),
+:mod:`~brats.evaluate.cases` (one case), :mod:`~brats.evaluate.summary` (aggregation, files, tables),
+:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`). Definitions: docs/metrics.md.
+"""
+
+from brats.evaluate.cases import (
+    PRED_PATTERNS,
+    case_columns,
+    evaluate_case,
+    find_prediction,
+    load_prediction,
+)
+from brats.evaluate.cohort import (
+    MISSING_RULES,
+    run_evaluate,
+)
+from brats.evaluate.metrics import (
+    BRATS_HD95_MAX,
+    EMPTY_RULES,
+    HD95_NAMES,
+    OVERLAP_METRICS,
+    STRUCTURE_NAMES,
+    STRUCTURES,
+    Counts,
+    MetricsError,
+    batch_class_counts,
+    check_empty_rule,
+    confusion_counts,
+    confusion_matrix,
+    dice_from_counts,
+    dice_scores,
+    hd95,
+    overlap_scores,
+    structure_counts,
+)
+from brats.evaluate.summary import (
+    AGG_METRICS,
+    format_summary,
+    report_rows,
+    summarize,
+)
+
+__all__ = [
+    "AGG_METRICS",
+    "BRATS_HD95_MAX",
+    "Counts",
+    "EMPTY_RULES",
+    "HD95_NAMES",
+    "MISSING_RULES",
+    "MetricsError",
+    "OVERLAP_METRICS",
+    "PRED_PATTERNS",
+    "STRUCTURES",
+    "STRUCTURE_NAMES",
+    "batch_class_counts",
+    "case_columns",
+    "check_empty_rule",
+    "confusion_counts",
+    "confusion_matrix",
+    "dice_from_counts",
+    "dice_scores",
+    "evaluate_case",
+    "find_prediction",
+    "format_summary",
+    "hd95",
+    "load_prediction",
+    "overlap_scores",
+    "report_rows",
+    "run_evaluate",
+    "structure_counts",
+    "summarize",
+]

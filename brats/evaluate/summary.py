@@ -1,0 +1,158 @@
+"""Aggregating case rows: per-case means, pooled counts, the CSV/JSON files and the printed tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+import numpy as np
+
+from brats.evaluate.cases import case_columns
+from brats.evaluate.metrics import (
+    HD95_NAMES,
+    OVERLAP_METRICS,
+    STRUCTURE_NAMES,
+    Counts,
+    check_empty_rule,
+    overlap_scores,
+)
+
+__all__ = ["AGG_METRICS", "summarize", "cases_csv", "json_safe", "report_rows", "format_summary"]
+
+#: Metrics aggregated over cases for each structure (hd95 for the regions only), then the volumes.
+AGG_METRICS: tuple[str, ...] = (*OVERLAP_METRICS, "hd95", "vol_ref", "vol_pred", "vol_ref_ml", "vol_pred_ml")
+
+
+def _aggregate(values: list[float]) -> dict[str, Any]:
+    arr = np.asarray(values, dtype=np.float64)
+    ok = arr[~np.isnan(arr)]
+    n = int(ok.size)
+    return {
+        "mean": float(ok.mean()) if n else None,
+        "median": float(np.median(ok)) if n else None,
+        "std": float(ok.std(ddof=1)) if n > 1 else None,
+        "count": n,
+        "n_nan": int(arr.size - n),
+    }
+
+
+def summarize(
+    rows: list[dict[str, Any]], counts: list[dict[str, Counts]], empty: str = "brats"
+) -> dict[str, Any]:
+    """Aggregate case rows (from :func:`brats.evaluate.cases.evaluate_case`).
+
+    Returns:
+        ``{"n_cases", "empty", "per_case": {NAME: {metric: {mean, median, std, count, n_nan}}},
+        "pooled": {NAME: {tp, fp, fn, tn, dice, iou, precision, recall, specificity, accuracy}}}``.
+        ``std`` is the sample standard deviation (ddof 1; None below 2 values); NaN values are left out of
+        mean/median/std and counted in ``n_nan``. Pooled ratios come from counts summed over all cases.
+    """
+    check_empty_rule(empty)
+    per_case: dict[str, dict[str, Any]] = {}
+    pooled: dict[str, dict[str, Any]] = {}
+    for name in STRUCTURE_NAMES:
+        metrics = [m for m in AGG_METRICS if m != "hd95" or name in HD95_NAMES]
+        per_case[name] = {m: _aggregate([r[f"{name}_{m}"] for r in rows]) for m in metrics}
+        total = Counts(*(int(sum(c[name][i] for c in counts)) for i in range(4)))
+        scores = overlap_scores(total, empty)
+        n_all = sum(total)
+        scores["accuracy"] = (total.tp + total.tn) / n_all if n_all else math.nan
+        pooled[name] = {**total._asdict(), **scores}
+    return {"n_cases": len(rows), "empty": empty, "per_case": per_case, "pooled": pooled}
+
+
+def _fmt_csv(value: Any) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    return "nan" if math.isnan(value) else f"{value:.8g}"
+
+
+def cases_csv(rows: list[dict[str, Any]]) -> str:
+    cols = ["case", *case_columns()]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow([r["case"], *(_fmt_csv(r[c]) for c in cols[1:])])
+    return buf.getvalue()
+
+
+def json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def report_rows(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Table rows of a summary (from :func:`run_evaluate` or ``summary.json``), for reports.
+
+    Returns:
+        ``(mean_rows, pooled_rows)``, one dict per structure NCR, ED, ET, TC, WT: ``mean_rows`` hold ``name``,
+        ``n`` (cases with a Dice value) and the per-case means ``dice``, ``iou``, ``precision``, ``recall``,
+        ``specificity``, ``hd95`` (None for NCR and ED); ``pooled_rows`` hold ``name`` and the pooled ``dice``,
+        ``iou``, ``precision``, ``recall``, ``specificity``, ``accuracy``. Undefined values are None.
+    """
+    mean_rows, pooled_rows = [], []
+    for name in STRUCTURE_NAMES:
+        per, pooled = summary["per_case"][name], summary["pooled"][name]
+        row: dict[str, Any] = {"name": name, "n": per["dice"]["count"]}
+        row.update({m: per[m]["mean"] if m in per else None for m in (*OVERLAP_METRICS, "hd95")})
+        mean_rows.append(row)
+        pooled_rows.append({"name": name, **{m: pooled[m] for m in (*OVERLAP_METRICS, "accuracy")}})
+    return json_safe(mean_rows), json_safe(pooled_rows)
+
+
+def _num(value: float | None, width: int, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-".rjust(width)
+    return f"{value:{width}.{digits}f}"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A printed table: one row per structure (NCR, ED, ET, TC, WT).
+
+    Columns: ``n`` (cases with a Dice value), per-case mean Dice and its std, median Dice, mean IoU,
+    precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision and recall.
+    """
+    per, pooled = summary["per_case"], summary["pooled"]
+    head = (
+        f"{'':5}{'':>4} | {'per-case mean over cases':^58} | {'pooled counts':^27}\n"
+        f"{'':5}{'n':>4} | {'Dice':>6} {'±std':>6} {'median':>6} {'IoU':>6} {'Prec':>6} {'Recall':>6} "
+        f"{'Spec':>6} {'HD95mm':>7} | {'Dice':>6} {'IoU':>6} {'Prec':>6} {'Recall':>6}"
+    )
+    lines = [
+        f"{summary['n_cases']} case(s), empty rule '{summary['empty']}'"
+        + (
+            f", {len(summary.get('missing_predictions', []))} missing scored as empty"
+            if summary.get("missing_predictions")
+            else ""
+        ),
+        head,
+        "-" * len(head.splitlines()[1]),
+    ]
+    for name in STRUCTURE_NAMES:
+        p, q = per[name], pooled[name]
+        hd = p["hd95"]["mean"] if "hd95" in p else None
+        lines.append(
+            f"{name:5}{p['dice']['count']:>4} | {_num(p['dice']['mean'], 6)} {_num(p['dice']['std'], 6)} "
+            f"{_num(p['dice']['median'], 6)} {_num(p['iou']['mean'], 6)} {_num(p['precision']['mean'], 6)} "
+            f"{_num(p['recall']['mean'], 6)} {_num(p['specificity']['mean'], 6, 4)} {_num(hd, 7, 2)} | "
+            f"{_num(q['dice'], 6)} {_num(q['iou'], 6)} {_num(q['precision'], 6)} {_num(q['recall'], 6)}"
+        )
+    nan_notes = [
+        f"{name} {m} {v['n_nan']}" for name in STRUCTURE_NAMES for m, v in per[name].items() if v["n_nan"]
+    ]
+    if nan_notes:
+        lines.append("left out as NaN (empty masks): " + ", ".join(nan_notes))
+    if "files" in summary:
+        lines.append(f"wrote {summary['files']['cases_csv']} and {summary['files']['summary_json']}")
+    return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())

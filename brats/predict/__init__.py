@@ -1,0 +1,49 @@
+"""``brats predict``: sliding-window inference over whole cases, post-processing, NIfTI export on the input grid.
+
+Modules: :mod:`~brats.predict.sliding` (windows, blending, TTA), :mod:`~brats.predict.postprocess`
+(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files).
+"""
+
+from brats.predict.postprocess import (
+    postprocess,
+    remove_small_components,
+    suppress_small_et,
+    tumour_components,
+)
+from brats.predict.predictor import (
+    PredictSettings,
+    load_predictor,
+    predict_case,
+    predict_probabilities,
+    run_predict,
+)
+from brats.predict.sliding import (
+    BLEND_MODES,
+    InferenceError,
+    fit_window,
+    flip_combinations,
+    make_predictor,
+    num_windows,
+    predict_volume,
+    window_layout,
+)
+
+__all__ = [
+    "BLEND_MODES",
+    "InferenceError",
+    "PredictSettings",
+    "fit_window",
+    "flip_combinations",
+    "load_predictor",
+    "make_predictor",
+    "num_windows",
+    "postprocess",
+    "predict_case",
+    "predict_probabilities",
+    "predict_volume",
+    "remove_small_components",
+    "run_predict",
+    "suppress_small_et",
+    "tumour_components",
+    "window_layout",
+]

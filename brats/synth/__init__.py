@@ -1,0 +1,27 @@
+"""``brats synth``: a synthetic BraTS-like cohort on real brain anatomy (MNI152), for the demo and the tests.
+
+Modules: :mod:`~brats.synth.anatomy` (template, pose, warps), :mod:`~brats.synth.tumour` (lesion geometry and
+labels), :mod:`~brats.synth.contrast` (MRI contrasts and artefacts), :mod:`~brats.synth.cohort` (cases and files).
+"""
+
+from brats.synth.cohort import (
+    NAMINGS,
+    SynthCase,
+    SynthError,
+    case_id,
+    generate_case,
+    generate_cohort,
+    simulate_case,
+    write_case,
+)
+
+__all__ = [
+    "NAMINGS",
+    "SynthCase",
+    "SynthError",
+    "case_id",
+    "generate_case",
+    "generate_cohort",
+    "simulate_case",
+    "write_case",
+]
