@@ -166,10 +166,13 @@ async def _receive_case(request: Request, st: ServeState) -> tuple[dict[str, Pat
 
 
 def _submit(st: ServeState, job: Job, images: dict[str, Path], workdir: Path) -> asyncio.Future[Job]:
-    """Queue ``job`` on the prediction thread; the returned future resolves when it has run."""
+    """Queue ``job`` on the prediction thread; the returned future resolves when it has run.
+
+    A client that goes away while waiting does not cancel the job (which removes ``workdir`` when it runs).
+    """
     ticket, future = st.segmenter.submit(functools.partial(execute, job, st.segmenter, images, workdir))
     job.ticket = ticket
-    return asyncio.wrap_future(future)
+    return asyncio.shield(asyncio.wrap_future(future))
 
 
 def _health(st: ServeState) -> dict[str, Any]:

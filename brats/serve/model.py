@@ -251,12 +251,17 @@ class Segmenter:
             finally:
                 with q.lock:
                     q.running = False
-                    q.finished += 1
+
+        def done(_: Future[T]) -> None:  # also for a future cancelled before it ran
+            with q.lock:
+                q.finished += 1
 
         with q.lock:
             ticket = q.submitted
             q.submitted += 1
-        return ticket, self._pool.submit(run)
+        future = self._pool.submit(run)
+        future.add_done_callback(done)
+        return ticket, future
 
     def predict(self, case_id: str, images: dict[str, Path], convention: str, out_dir: Path) -> Prediction:
         """Segment one case (call it on the prediction thread, through :meth:`submit`).
