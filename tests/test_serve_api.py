@@ -31,9 +31,9 @@ MODS = ("t1", "t1ce", "t2", "flair")
 
 def tiny_checkpoint(path: Path, bias_class: int = 3) -> Path:
     """A resnet18 depth-3 U-Net in the training checkpoint format; its head gives ``bias_class`` everywhere."""
-    from brats.config import config_from_dict, config_to_dict
-    from brats.labels import get_scheme
-    from brats.model import build_model, save_checkpoint
+    from brats.checkpoint import new_checkpoint, write_checkpoint
+    from brats.config import config_from_dict
+    from brats.networks import build_model
 
     cfg = config_from_dict(
         {
@@ -48,19 +48,7 @@ def tiny_checkpoint(path: Path, bias_class: int = 3) -> Path:
     torch.nn.init.zeros_(head.weight)
     with torch.no_grad():
         head.bias.copy_(torch.tensor([5.0 if c == bias_class else 0.0 for c in range(4)]))
-    ckpt = {
-        "model": model.state_dict(),
-        "config": config_to_dict(cfg),
-        "label_scheme": get_scheme("brats2021").to_dict(),
-        "normalization": config_to_dict(cfg.preprocess),
-        "modalities": list(cfg.data.modalities),
-        "patch_size": [32, 32],
-        "dim": 2,
-        "in_channels": 4,
-        "classes": 4,
-        "version": 1,
-    }
-    return save_checkpoint(ckpt, path)
+    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)
 
 
 def synthetic_case(root: Path, shape: tuple[int, int, int] = SHAPE, index: int = 0) -> dict[str, Path]:

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import nibabel as nib
 import numpy as np
 
+from brats.data import MODALITIES, Case, discover_cases, load_geometry, load_label_file, validate_case
 from brats.errors import BratsError
-from brats.infer import load_predictor, predict_case
-from brats.io import MODALITIES, Case, discover_cases, validate_case
 from brats.labels import CLASS_NAMES, get_scheme, to_classes
+from brats.predict import load_predictor, predict_case
 from brats.report import CLASS_COLOURS, tumour_center
 
 __all__ = [
@@ -107,7 +106,7 @@ def check_images(
     bad_size: list[tuple[str, str]] = []
     for m, path in images.items():
         try:
-            shape = tuple(int(s) for s in nib.load(str(path)).shape)
+            shape = tuple(int(s) for s in load_geometry(path).shape)
         except Exception:  # noqa: BLE001 - validate_case below names the problem
             continue
         if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1):
@@ -165,15 +164,15 @@ class Prediction:
 
 
 def _describe(path: Path, convention: str, seconds: float) -> Prediction:
-    img = nib.load(str(path))
-    labels = np.asarray(img.dataobj).astype(np.uint8)
+    affine = load_geometry(path).affine
+    labels = load_label_file(path)
     classes = to_classes(labels, _scheme(convention))
-    voxel_ml = float(abs(np.linalg.det(img.affine[:3, :3]))) / 1000.0
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     counts = np.bincount(classes.ravel(), minlength=4)
     volumes = {name: round(float(counts[c]) * voxel_ml, 3) for c, name in enumerate(CLASS_NAMES, start=1)}
     volumes["WT"] = round(float(counts[1:].sum()) * voxel_ml, 3)
     centre = tumour_center(classes)
-    mm = img.affine @ np.array([*centre, 1.0])
+    mm = affine @ np.array([*centre, 1.0])
     return Prediction(
         nifti=path.read_bytes(),
         convention=convention,

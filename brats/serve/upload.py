@@ -104,8 +104,15 @@ class _Parse:
             self.handle = None
 
     def callbacks(self) -> dict[str, Any]:
-        names = ("part_begin", "header_field", "header_value", "header_end", "headers_finished")
-        names += ("part_data", "part_end")
+        names = (
+            "part_begin",
+            "header_field",
+            "header_value",
+            "header_end",
+            "headers_finished",
+            "part_data",
+            "part_end",
+        )
         return {f"on_{n}": getattr(self, f"on_{n}") for n in names}
 
 
@@ -151,7 +158,7 @@ async def receive_files(
     boundary = _boundary(request)
     _declared_length(request, limit)
     state = _Parse(folder, allowed)
-    parser = MultipartParser(boundary, state.callbacks())
+    parser = MultipartParser(boundary, state.callbacks())  # type: ignore[arg-type]
     received = 0
     try:
         async for chunk in request.stream():
