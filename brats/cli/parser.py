@@ -39,7 +39,10 @@ def _parser_validate(sub: Any) -> None:
         "--json", action="store_true", help='print one JSON object {"scheme", "cases", "problems"}'
     )
     p.add_argument(
-        "--naming", default="auto", choices=["auto", "2020", "2021", "2023", "custom"], help="naming scheme"
+        "--naming",
+        default="auto",
+        choices=["auto", "2020", "2021", "2023", "custom", "kaggle_3m"],
+        help="naming scheme",
     )
     p.add_argument("--pattern", help="file pattern for --naming custom, e.g. '{case}_{modality}.nii.gz'")
     p.add_argument(
@@ -57,7 +60,9 @@ def _parser_synth(sub: Any) -> None:
     p.add_argument("out_dir", help="output folder (one sub-folder per case)")
     p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical files)")
-    p.add_argument("--naming", default="2021", choices=["2020", "2021", "2023"], help="naming scheme")
+    p.add_argument(
+        "--naming", default="2021", choices=["2020", "2021", "2023", "kaggle_3m"], help="naming scheme"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument(
         "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="volume shape (default 240 240 155)"
@@ -110,6 +115,12 @@ def _parser_predict(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz (float16)")
     p.add_argument("--shard", default=None, metavar="I/N", help="predict every N-th case starting at I")
+    p.add_argument(
+        "--format",
+        default="nifti",
+        choices=["nifti", "tif"],
+        help="tif (kaggle_3m only): also write OUTPUT/<case>/<case>_<k>_mask.tif (0/255)",
+    )
     p.add_argument(
         "--no-postprocess", action="store_true", help="skip small-component removal and the ET rule"
     )

@@ -64,6 +64,7 @@ KAGGLE_MODALITIES: tuple[str, ...] = ("t1", "flair", "t1ce")
 DEFAULT_SLICE_SPACING_MM = 1.0
 SLICE_SIZE = (256, 256)
 
+
 def _slice_re(folder_name: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(folder_name)}_(\d+)(_mask)?\.tiff?$")
 
@@ -144,7 +145,9 @@ def kaggle_affine(n_slices: int, slice_spacing_mm: float = DEFAULT_SLICE_SPACING
     )
 
 
-def kaggle_geometry(n_slices: int, slice_spacing_mm: float = DEFAULT_SLICE_SPACING_MM, source: Path | None = None):
+def kaggle_geometry(
+    n_slices: int, slice_spacing_mm: float = DEFAULT_SLICE_SPACING_MM, source: Path | None = None
+):
     """A :class:`~brats.data.nifti.Geometry` (shape, affine, NIfTI header with sform/qform) for ``n`` slices."""
     from brats.data.nifti import Geometry
 

@@ -67,7 +67,11 @@ def validate_kaggle_case(
     if tuple(modalities) != MODALITIES:
         for m in modalities:
             if m not in KAGGLE_MODALITIES:
-                add(folder, "modality", f"no modality {m}; kaggle_3m slices hold {', '.join(KAGGLE_MODALITIES)}")
+                add(
+                    folder,
+                    "modality",
+                    f"no modality {m}; kaggle_3m slices hold {', '.join(KAGGLE_MODALITIES)}",
+                )
     images, masks = slice_files(folder)
     for what, files in (("image", images), ("mask", masks)):
         gaps = _gaps(list(files))
@@ -79,10 +83,10 @@ def validate_kaggle_case(
         for k in sorted(set(masks) - set(images)):
             add(folder / f"{cid}_{k}.tif", "missing-image", f"mask {k} has no image slice")
     if read_data:
-        for k, path in images.items():
+        for path in images.values():
             for code, text in _check_file(path, (*SLICE_SIZE, 3), is_mask=False):
                 add(path, code, text)
-        for k, path in masks.items():
+        for path in masks.values():
             for code, text in _check_file(path, SLICE_SIZE, is_mask=True):
                 add(path, code, text)
     return problems

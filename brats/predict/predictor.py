@@ -16,6 +16,10 @@ For each case (:func:`predict_case`):
 5. ``OUTPUT/<case_id>.nii.gz`` (uint8) and optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``
    probabilities before post-processing, rounded to float16 precision and stored as float32 because NIfTI-1
    has no float16 datatype), both written atomically with the first modality's header.
+
+kaggle_3m patients (TIFF slices, binary scheme; docs/lgg.md) are predicted on their slice grid, with the
+checkpoint's ``data.slice_spacing_mm`` in the affine; ``fmt="tif"`` also writes
+``OUTPUT/<case_id>/<case_id>_<k>_mask.tif`` (0/255), the dataset's own layout.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 
 from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
+from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
 from brats.devices import resolve_device
 from brats.labels import LabelScheme, get_scheme, to_source
 from brats.networks import model_from_checkpoint
@@ -83,6 +88,7 @@ class PredictSettings:
     label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
     naming: str = "auto"
     pattern: str | None = None
+    slice_spacing_mm: float = 1.0  # kaggle_3m slice grids (data.slice_spacing_mm)
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
@@ -120,6 +126,7 @@ def settings_from_checkpoint(
         label_scheme=ckpt.label_scheme,
         naming="custom" if cfg.data.naming == "custom" else "auto",
         pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
+        slice_spacing_mm=float(cfg.data.slice_spacing_mm),
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
@@ -196,6 +203,7 @@ def predict_case(
     output_dir: str | Path,
     probabilities: bool = False,
     device: str | torch.device | None = None,
+    fmt: str = "nifti",
 ) -> dict[str, Any]:
     """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
 
@@ -216,6 +224,8 @@ def predict_case(
     scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
     labels = to_source(classes, scheme)
     seg_path = save_seg(output_dir / f"{case.case_id}.nii.gz", labels, geometry)
+    if fmt == "tif":
+        write_kaggle_masks(output_dir / case.case_id, case.case_id, labels)
     prob_path = None
     if probabilities:
         prob_path = save_nifti(
@@ -246,6 +256,7 @@ def run_predict(
     shard: tuple[int, int] | None = None,
     postprocess: bool = True,
     progress: bool = False,
+    fmt: str = "nifti",
 ) -> list[Path]:
     """Predict every case under ``input_path`` and write ``output_dir/<case_id>.nii.gz``.
 
@@ -259,6 +270,7 @@ def run_predict(
         shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
         postprocess: apply ``predict.postprocess`` (small components, ET rule).
         progress: show a progress bar over cases.
+        fmt: ``nifti``, or ``tif`` (kaggle_3m cases only): also ``<case_id>/<case_id>_<k>_mask.tif``.
 
     Returns:
         The segmentation paths written, in case order.
@@ -269,6 +281,9 @@ def run_predict(
             raise InferenceError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     model, settings = load_predictor(checkpoint, device, overlap, blend, tta, batch_size, postprocess)
     cases = resolve_cases(input_path, settings.naming, settings.pattern)
+    cases = [with_slice_spacing(c, settings.slice_spacing_mm) for c in cases]
+    if fmt not in ("nifti", "tif") or (fmt == "tif" and any(c.naming != "kaggle_3m" for c in cases)):
+        raise InferenceError(f"--format {fmt}: expected nifti, or tif for kaggle_3m cases only")
     if shard is not None:
         cases = cases[shard[0] :: shard[1]]
     log.info(
@@ -283,6 +298,6 @@ def run_predict(
 
     paths: list[Path] = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
-        result = predict_case(model, case, settings, output_dir, probabilities)
+        result = predict_case(model, case, settings, output_dir, probabilities, fmt=fmt)
         paths.append(result["seg"])
     return paths

@@ -82,9 +82,7 @@ def _resize(plane: np.ndarray, order: int) -> np.ndarray:
     return out[: SLICE_SIZE[0], : SLICE_SIZE[1]]
 
 
-def kaggle_volumes(
-    seed: int, index: int, shape=None, slice_mm: float = 3.0
-) -> tuple[np.ndarray, np.ndarray]:
+def kaggle_volumes(seed: int, index: int, shape=None, slice_mm: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Patient ``index`` of cohort ``seed`` as ``(image (3, 256, 256, n) uint8 t1/flair/t1ce, mask (256, 256, n)
     uint8 0/1)`` (see the module doc)."""
     if slice_mm <= 0:
