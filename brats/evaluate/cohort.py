@@ -63,7 +63,11 @@ def _match_predictions(
         log.warning("%d case(s) without prediction scored as empty: %s", len(lacking), _shown(lacking, 10))
     known = {p.name for p in preds.values() if p is not None}
     unmatched = sorted(
-        p.name for p in pred_dir.iterdir() if p.name.endswith((".nii.gz", ".nii")) and p.name not in known
+        p.name
+        for p in pred_dir.iterdir()
+        if p.name.endswith((".nii.gz", ".nii"))
+        and not p.name.endswith("_prob.nii.gz")  # probabilities written by predict --probabilities
+        and p.name not in known
     )
     if unmatched:
         log.warning(

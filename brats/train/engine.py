@@ -218,11 +218,11 @@ class Trainer:
             improved = self._update_best(row[tc.best_metric])
             if rt.is_main:
                 self._write(improved)
+            dice = " ".join(f"{k[9:]} {v:.3f}" for k, v in val.items() if k.startswith("val_dice_"))
             log.log(
                 logging.INFO if rt.is_main else logging.DEBUG,
-                "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice NCR %.3f ED %.3f ET %.3f, %.1f s",
-                self.epoch, tc.epochs, train_loss, val["val_loss"], val["val_dice_NCR"], val["val_dice_ED"],
-                val["val_dice_ET"], row["seconds"],
+                "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice %s, %.1f s",
+                self.epoch, tc.epochs, train_loss, val["val_loss"], dice, row["seconds"],
             )  # fmt: skip
             over = tc.max_minutes is not None and time.monotonic() - start > 60 * tc.max_minutes
             stopped = self._agree(over) and self.epoch < tc.epochs
