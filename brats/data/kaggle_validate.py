@@ -5,7 +5,7 @@ Problem codes (``Problem.code``; docs/lgg.md):
 ================== ==============================================================================
 code               meaning
 ================== ==============================================================================
-``slice-gap``      the slice numbers ``k`` of the images (or masks) are not 1..n without gaps
+``slice-gap``      the slice numbers ``k`` are not 1..n: some ``k`` has neither image nor mask
 ``missing-mask``   an image slice has no ``_mask.tif`` (in a patient that has masks)
 ``missing-image``  a mask has no image slice
 ``unreadable``     a TIFF cannot be read
@@ -73,10 +73,9 @@ def validate_kaggle_case(
                     f"no modality {m}; kaggle_3m slices hold {', '.join(KAGGLE_MODALITIES)}",
                 )
     images, masks = slice_files(folder)
-    for what, files in (("image", images), ("mask", masks)):
-        gaps = _gaps(list(files))
-        if gaps:
-            add(folder, "slice-gap", f"{what} slice numbers skip k = {gaps[:10]}")
+    gaps = _gaps(sorted(set(images) | set(masks)))  # numbers with neither an image nor a mask
+    if gaps:
+        add(folder, "slice-gap", f"slice numbers skip k = {gaps[:10]}")
     if masks:
         for k in sorted(set(images) - set(masks)):
             add(folder / f"{cid}_{k}_mask.tif", "missing-mask", f"image slice {k} has no mask")
