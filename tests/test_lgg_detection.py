@@ -80,3 +80,14 @@ def test_binary_case_row():
     assert (row["slice_tp"], row["slice_fp"], row["slice_fn"], row["slice_tn"]) == (1, 1, 1, 1)
     assert row["slices"] == 4 and row["ref_present"] == 1 and row["pred_present"] == 1
     np.testing.assert_array_equal(units["ref"], [False, True, True, False])
+
+
+def test_gate_clears_low_probability_slices():
+    from brats.predict.gate import gate_labels
+
+    classes = np.ones((2, 2, 3), dtype=np.uint8)
+    out = gate_labels(classes, np.array([0.9, 0.2, 0.5]), threshold=0.5)
+    np.testing.assert_array_equal(out.any(axis=(0, 1)), [True, False, True])
+    assert classes.all()  # input untouched
+    with pytest.raises(ValueError, match="2 slice probabilities for 3 slices"):
+        gate_labels(classes, np.array([0.9, 0.2]))

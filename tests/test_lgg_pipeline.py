@@ -10,7 +10,11 @@ from PIL import Image
 
 from brats.checkpoint import read_checkpoint
 from brats.cli import main
+from brats.config import load_config
 from brats.data import discover_cases, load_seg
+from brats.predict.gate import predict_gated
+from brats.predict.predictor import load_predictor
+from brats.train.classifier import train_slice_classifier
 
 
 def test_lgg_pipeline(tmp_path, capsys):
@@ -41,6 +45,15 @@ def test_lgg_pipeline(tmp_path, capsys):
     ckpt = read_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt.classes == 2 and ckpt.label_scheme.name == "binary"
     assert ckpt.modalities == ["t1", "flair", "t1ce"]
+    # two-stage: a slice classifier trained on the same store gates the segmenter
+    classifier, info = train_slice_classifier(load_config("configs/lgg.yaml", sets), steps=2, batch_size=2)
+    assert info["steps"] == 2
+    model, settings = load_predictor(run / "checkpoints" / "last.pt", device="cpu")
+    case = discover_cases(cases)[0]
+    classes, tumour, slice_prob = predict_gated(model, classifier, case, settings, threshold=1.1)
+    n = load_seg(case).shape[2]
+    assert classes.shape == tumour.shape == (256, 256, n) and slice_prob.shape == (n,)
+    assert not classes.any() and not tumour.any()  # threshold above 1: every slice gated off
     pred = run / "pred"
     common = ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--input", str(cases), "--device", "cpu"]
     assert main(["predict", *common, "--output", str(pred), "--probabilities", "--format", "tif"]) == 0
