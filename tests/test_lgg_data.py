@@ -158,3 +158,18 @@ def test_negative_patient_slab():
     assert _slab(brain, tumour, 2, negative=True) == list(range(12, 28, 2))
     tumour[1, 1, 5:25] = True  # no tumour-free run of 8 slices: the patient keeps its tumour
     assert _slab(brain, tumour, 1, negative=True) == list(range(2, 28))
+
+
+def test_two_scan_dates_of_one_patient_share_a_split(tmp_path):
+    from brats.data import patient_id
+
+    assert patient_id("TCGA_CS_4941_19960909") == "TCGA_CS_4941"
+    for i, name in enumerate(["TCGA_CS_4941_19960909", "TCGA_CS_4941_19970101", "TCGA_DU_0001_20000101"]):
+        _patient(tmp_path, name, n=2, seed=i)
+    for name in ("TCGA_DU_0002_20000101", "TCGA_DU_0003_20000101", "TCGA_DU_0004_20000101"):
+        _patient(tmp_path, name, n=2)
+    cases = discover_cases(tmp_path)
+    for seed in range(8):
+        splits = split_cases(cases, 0.4, 0.3, seed=seed)
+        where = {cid: s for s in splits for cid in splits[s]}
+        assert where["TCGA_CS_4941_19960909"] == where["TCGA_CS_4941_19970101"]
