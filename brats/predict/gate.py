@@ -1,7 +1,7 @@
 """Two-stage prediction for binary (kaggle_3m) cases: a slice classifier gates the segmenter (docs/lgg.md).
 
 :func:`slice_probabilities` runs a slice classifier (any module mapping ``(B, C, H, W)`` to ``(B,)`` tumour
-logits, e.g. :class:`brats.train.classifier.SliceClassifier`) over the axial slices of a case, normalised and
+logits, e.g. the ``SliceClassifier`` of the training package) over the axial slices of a case, normalised and
 rescaled exactly as for the segmenter (the checkpoint's settings). :func:`gate_labels` clears the predicted
 tumour of every slice whose probability is below the threshold. :func:`predict_gated` does both for one case
 and returns the labels; nothing is written.
