@@ -173,3 +173,15 @@ def test_two_scan_dates_of_one_patient_share_a_split(tmp_path):
         splits = split_cases(cases, 0.4, 0.3, seed=seed)
         where = {cid: s for s in splits for cid in splits[s]}
         assert where["TCGA_CS_4941_19960909"] == where["TCGA_CS_4941_19970101"]
+
+
+def test_synthetic_patient_written_and_read_back_voxel_for_voxel(tmp_path):
+    from brats.synth.kaggle import kaggle_volumes, write_kaggle_case
+
+    image, mask = kaggle_volumes(0, 1, shape=(32, 32, 24))
+    assert image.dtype == np.uint8 and image.shape[:3] == (3, 256, 256) and mask.any()
+    folder = write_kaggle_case(tmp_path, 0, 1, shape=(32, 32, 24))
+    (case,) = discover_cases(folder)
+    vol, _ = load_case(case, ["t1", "flair", "t1ce"])
+    np.testing.assert_array_equal(vol, image.astype(np.float32))
+    np.testing.assert_array_equal(load_seg(case), mask)
