@@ -91,3 +91,43 @@ def test_gate_clears_low_probability_slices():
     assert classes.all()  # input untouched
     with pytest.raises(ValueError, match="2 slice probabilities for 3 slices"):
         gate_labels(classes, np.array([0.9, 0.2]))
+
+
+def test_run_evaluate_binary_cohort(tmp_path):
+    import json
+
+    from brats.data import save_nifti, save_seg
+    from brats.data.kaggle import kaggle_geometry, write_kaggle_patient
+    from brats.evaluate import format_summary, run_evaluate
+
+    ref_root, pred = tmp_path / "ref", tmp_path / "pred"
+    image = np.zeros((3, 256, 256, 4), dtype=np.uint8)
+    image[:, 50:200, 50:200] = 100
+    tumour = np.zeros((256, 256, 4), dtype=np.uint8)
+    tumour[100:110, 100:110, 1:3] = 1  # slices k = 2, 3
+    write_kaggle_patient(ref_root / "TCGA_CS_0001_20000101", image, tumour)
+    write_kaggle_patient(ref_root / "TCGA_CS_0002_20000101", image, np.zeros_like(tumour))  # tumour-free
+    geom = kaggle_geometry(4, 2.0)
+    p1 = tumour.copy()
+    p1[..., 2] = 0  # slice 3 missed
+    p2 = np.zeros_like(tumour)
+    p2[5, 5, 0] = 1  # a false positive on the tumour-free patient
+    save_seg(pred / "TCGA_CS_0001_20000101.nii.gz", p1, geom)
+    save_seg(pred / "TCGA_CS_0002_20000101.nii.gz", p2, geom)
+    prob = np.zeros((256, 256, 4, 2), dtype=np.float32)
+    prob[..., 1] = [0.1, 0.9, 0.4, 0.2]  # slice scores of patient 1
+    save_nifti(pred / "TCGA_CS_0001_20000101_prob.nii.gz", prob, geom)
+    s = run_evaluate(pred, ref_root, out_dir=tmp_path / "eval")
+    assert s["detection"]["score"] == "predicted label (no _prob.nii.gz)"  # patient 2 has no probabilities
+    sl, pt = s["detection"]["slice"], s["detection"]["patient"]
+    assert (sl["tp"], sl["fp"], sl["fn"], sl["tn"]) == (1, 1, 1, 5)
+    assert (pt["tp"], pt["fp"], pt["fn"], pt["tn"]) == (1, 1, 0, 0)
+    assert pt["sensitivity"] == 1.0 and pt["specificity"] == 0.0
+    # slice AUC: positives 0.9, 0.4; negatives 0.1, 0.2 (patient 1) and 1, 0, 0, 0 (patient 2's labels)
+    assert sl["auc"] == pytest.approx(roc_auc([0, 1, 1, 0, 0, 0, 0, 0], [0.1, 0.9, 0.4, 0.2, 1, 0, 0, 0]))
+    assert s["pooled"]["tumour"]["tp"] == 100 and s["pooled"]["tumour"]["fn"] == 100
+    assert s["per_case"]["tumour"]["dice"]["mean"] == pytest.approx((2 / 3 + 0.0) / 2)
+    assert s["per_case"]["tumour"]["vol_ref_ml"]["mean"] == pytest.approx(200 * 2.0 / 1000 / 2)
+    saved = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert saved["detection"]["patient"]["specificity"] == 0.0
+    assert "slice        8     1     1     1     5" in format_summary(s)
