@@ -72,7 +72,7 @@ def monai_kwargs(model_cfg: ModelConfig) -> dict[str, Any]:
         MonaiModelError: an unknown or reserved keyword (named as ``model.kwargs.<key>``), or deep supervision.
     """
     cls = _class(model_cfg.arch)
-    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    params = [p for p in inspect.signature(cls).parameters if p != "self"]
     allowed = [p for p in params if p not in _RESERVED]
     user = dict(model_cfg.kwargs or {})
     for key in user:

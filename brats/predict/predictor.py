@@ -34,8 +34,8 @@ import torch
 from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.devices import resolve_device
-from brats.labels import LabelScheme, get_scheme, to_source
 from brats.extract.context import stack_context
+from brats.labels import LabelScheme, get_scheme, to_source
 from brats.networks import input_multiple, model_from_checkpoint
 from brats.predict.postprocess import postprocess as apply_postprocess
 from brats.predict.sliding import BLEND_MODES, InferenceError, predict_volume
