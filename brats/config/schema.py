@@ -124,12 +124,14 @@ class TransformConfig:
 
 @dataclass
 class FlipConfig(TransformConfig):
-    axes: list[int] = _f([0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch).")
+    axes: list[int] = _f(
+        [0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch; 3D patches also 2 = Z)."
+    )
 
 
 @dataclass
 class AffineConfig(TransformConfig):
-    degrees: float = _f(20.0, "Maximum in-plane rotation in degrees.")
+    degrees: float = _f(20.0, "Maximum rotation in degrees (2D: in-plane; 3D: about each axis).")
     scales: float = _f(0.1, "Maximum relative scaling.")
 
 
