@@ -358,3 +358,20 @@ def test_extract_train_predict_end_to_end(tmp_path, kind):
     ref = nib.load(case / "BraTS2021_00003_seg.nii.gz")
     assert out.shape == ref.shape and np.allclose(out.affine, ref.affine)
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}  # the case's convention (ET = 4)
+
+
+@pytest.mark.parametrize("name", ["demo3d", "demo25d", "brats21_3d"])
+def test_shipped_volumetric_configs_are_consistent(name):
+    from brats.config import load_config, shipped_config
+    from brats.networks_monai import monai_kwargs
+
+    cfg = load_config(shipped_config(name))
+    k = input_multiple(cfg.model)
+    assert all(s % k == 0 for s in cfg.patches.size), (cfg.patches.size, k)
+    if cfg.patches.dim == 3:
+        assert cfg.model.arch.startswith("monai.") and sorted(cfg.augment.flip.axes) == [0, 1, 2]
+        monai_kwargs(cfg.model)  # every keyword is known to the MONAI class
+    else:
+        assert cfg.patches.context_slices == 1
+    if name == "demo3d":
+        assert any(p.ndim == 5 for p in build_model(cfg.model, 4, 4, dim=3).parameters())
