@@ -1,4 +1,5 @@
-"""Network factory (segmentation-models-pytorch), shared by training and prediction.
+"""Network factory (segmentation-models-pytorch 2D/2.5D; MONAI 3D via :mod:`brats.networks_monai`), shared by
+training and prediction.
 
 :func:`build_model` makes any smp architecture by name from :class:`brats.config.ModelConfig`. The network maps a
 batch of patches ``(B, C, H, W)`` float32 (``C`` = number of modalities, in the config's order) to logits
