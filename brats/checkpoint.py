@@ -238,7 +238,7 @@ def new_checkpoint(
         modalities=mods,
         patch_size=[int(s) for s in cfg.patches.size],
         dim=int(cfg.patches.dim),
-        in_channels=len(mods),
+        in_channels=len(mods) * (2 * int(cfg.patches.context_slices) + 1),  # 2.5D: modalities x (2k + 1)
         classes=int(classes),
         postprocess=config_to_dict(cfg.predict.postprocess),
         history=list(history or []),

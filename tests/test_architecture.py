@@ -14,6 +14,7 @@ LAYERS: list[set[str]] = [
     {"fs", "labels", "devices"},
     {"config", "preprocess", "data"},
     {"checkpoint"},
+    {"networks_monai"},
     {"networks"},
     {"synth", "extract"},
     {"train"},

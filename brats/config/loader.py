@@ -34,6 +34,8 @@ def _type_name(tp: Any) -> str:
         non_none = [a for a in args if a is not type(None)]
         inner = " or ".join(_type_name(a) for a in non_none)
         return f"{inner} or null" if len(non_none) < len(args) else inner
+    if origin is dict:
+        return "mapping"
     if origin is list:
         return f"list of {_type_name(args[0])}" if args else "list"
     if dataclasses.is_dataclass(tp):
@@ -85,6 +87,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return (
             [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)] if args else list(value)
         )
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise fail()
+        return dict(value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise fail()
@@ -151,6 +157,11 @@ def _check(cfg: Config, source: str) -> None:
     if any(s <= 0 for s in p.size + p.stride):
         raise ConfigError(
             f"{source}: patches.size and patches.stride must be positive, got {p.size}, {p.stride}"
+        )
+    if p.context_slices < 0 or (p.context_slices and p.dim != 2):
+        raise ConfigError(
+            f"{source}: patches.context_slices must be >= 0 and is for patches.dim: 2 only, "
+            f"got {p.context_slices} with dim={p.dim}"
         )
     d = cfg.data
     if not d.modalities:

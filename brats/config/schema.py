@@ -106,6 +106,12 @@ class PatchConfig:
     size: list[int] = _f([128, 128], "Patch size in voxels: [H, W] for 2D, [D, H, W] for 3D.")
     stride: list[int] = _f([64, 64], "Stride between patches; the last window sits flush with the border.")
     slice_stride: int = _f(1, "2D only: use every n-th axial slice.")
+    context_slices: int = _f(
+        0,
+        "2D only (2.5D): also feed the k axial slices above and below each slice; the model input has "
+        "modalities x (2k + 1) channels, modality-major (t1[z-k..z+k], t1ce[z-k..z+k], ...); slices beyond the "
+        "first/last are zeros. 0 = plain 2D.",
+    )
     min_foreground: int = _f(1, "Keep a patch when it holds at least this many tumour voxels.")
     background_fraction: float = _f(
         0.1,
@@ -125,12 +131,14 @@ class TransformConfig:
 
 @dataclass
 class FlipConfig(TransformConfig):
-    axes: list[int] = _f([0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch).")
+    axes: list[int] = _f(
+        [0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch; 3D patches also 2 = Z)."
+    )
 
 
 @dataclass
 class AffineConfig(TransformConfig):
-    degrees: float = _f(20.0, "Maximum in-plane rotation in degrees.")
+    degrees: float = _f(20.0, "Maximum rotation in degrees (2D: in-plane; 3D: about each axis).")
     scales: float = _f(0.1, "Maximum relative scaling.")
 
 
@@ -184,7 +192,11 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = _f("Unet", "segmentation-models-pytorch architecture name (Unet, UnetPlusPlus, FPN, ...).")
+    arch: str = _f(
+        "Unet",
+        "segmentation-models-pytorch architecture name (Unet, UnetPlusPlus, FPN, ...; 2D and 2.5D), or a MONAI "
+        "3D network `monai.SegResNet` / `monai.DynUNet` (patches.dim: 3).",
+    )
     encoder: str = _f("resnet34", "Encoder name (resnet18, resnet34, efficientnet-b0, mobilenet_v2, ...).")
     encoder_depth: int = _f(5, "Number of encoder stages.")
     decoder_channels: list[int] = _f([256, 128, 64, 32, 16], "Decoder channels, one per encoder stage.")
@@ -192,6 +204,12 @@ class ModelConfig:
         None, "Pretrained encoder weights by smp name (downloads; off by default). Prefer `weights_path`."
     )
     weights_path: str | None = _f(None, "Local file of weights (a state dict) loaded into the model.")
+    kwargs: dict[str, Any] = _f(
+        {},
+        "`monai.*` 3D architectures only: keyword arguments of the MONAI network, e.g. `{init_filters: 8}` "
+        "for monai.SegResNet or `{filters: [8, 16, 32, 64]}` for monai.DynUNet; unknown names are errors "
+        "(see docs/training.md).",
+    )
 
 
 @dataclass

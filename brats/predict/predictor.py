@@ -39,8 +39,9 @@ from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
 from brats.devices import resolve_device
+from brats.extract.context import stack_context
 from brats.labels import LabelScheme, get_scheme, to_source
-from brats.networks import model_from_checkpoint
+from brats.networks import input_multiple, model_from_checkpoint
 from brats.predict.postprocess import postprocess as apply_postprocess
 from brats.predict.sliding import BLEND_MODES, InferenceError, predict_volume
 from brats.preprocess import Normalization, rescale_batch
@@ -71,6 +72,7 @@ class PredictSettings:
         min_component, et_min_voxels: post-processing thresholds (0 = off).
         postprocess: apply them.
         label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
+        context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
     """
 
     modalities: list[str]
@@ -89,6 +91,7 @@ class PredictSettings:
     naming: str = "auto"
     pattern: str | None = None
     slice_spacing_mm: float = 1.0  # kaggle_3m slice grids (data.slice_spacing_mm)
+    context_slices: int = 0
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
@@ -119,7 +122,8 @@ def settings_from_checkpoint(
         blend=str(pc.blend if blend is None else blend),
         tta=bool(pc.tta if tta is None else tta),
         batch_size=int(pc.batch_size if batch_size is None else batch_size),
-        multiple=2 ** int(cfg.model.encoder_depth),
+        multiple=input_multiple(cfg.model),
+        context_slices=int(cfg.patches.context_slices),
         min_component=int(ckpt.postprocess.get("min_component", pc.postprocess.min_component)),
         et_min_voxels=int(ckpt.postprocess.get("et_min_voxels", pc.postprocess.et_min_voxels)),
         postprocess=bool(postprocess),
@@ -181,9 +185,10 @@ def predict_probabilities(
     except CaseError as exc:
         raise _case_error(case, exc) from exc
     image = settings.normalization.apply(image)
+    brain = np.any(image != 0, axis=0)
     prob = predict_volume(
         model,
-        image,
+        stack_context(image, settings.context_slices),
         settings.patch_size,
         overlap=settings.overlap,
         blend=settings.blend,
@@ -192,6 +197,7 @@ def predict_probabilities(
         window_fn=settings.window_fn,
         device=device,
         multiple=settings.multiple,
+        mask=brain,
     )
     return prob, geometry
 

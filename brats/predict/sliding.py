@@ -318,6 +318,7 @@ def predict_volume(
     fit_windows: bool = True,
     multiple: int = 32,
     channels_last: bool = True,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Class probabilities of a whole normalised volume by sliding windows.
 
@@ -335,6 +336,7 @@ def predict_volume(
         fit_windows: shrink windows to the box (see the module doc); False keeps patch-size windows.
         multiple: window and crop sizes are multiples of this (``2 ** encoder_depth``).
         channels_last: feed the model channels_last tensors.
+        mask: ``(X, Y, Z)`` bool brain mask (default: any channel non-zero); 2.5D passes the centre slices'.
 
     Returns:
         ``(K, X, Y, Z)`` float32 probabilities (they sum to 1 over ``K``); ``K`` is the model's output
@@ -355,7 +357,7 @@ def predict_volume(
         probe = torch.zeros((1, image.shape[0], *(_round_up(int(p), multiple) for p in patch_size)))
         return int(predictor(probe.to(dev)).shape[1])
 
-    canvas = _Canvas(np.any(image != 0, axis=0))
+    canvas = _Canvas(np.any(image != 0, axis=0) if mask is None else np.asarray(mask, bool))
     opts = {"overlap": overlap, "multiple": multiple, "fit_windows": fit_windows, "brain_box": brain_box}
     (_predict_slices if len(patch_size) == 2 else _predict_box)(image, canvas, patch_size, run, opts)
     return canvas.result(classes)
