@@ -1,8 +1,9 @@
-"""``brats evaluate``: per-class and per-region Dice, IoU, precision, recall, specificity, HD95 over a cohort.
+"""``brats evaluate``: per-class and per-region Dice, IoU, precision, recall, specificity, HD95 and the lesion-wise
+BraTS metrics over a cohort.
 
 Modules: :mod:`~brats.evaluate.metrics` (counts and scores on arrays; also used by training's validation),
 :mod:`~brats.evaluate.cases` (one case), :mod:`~brats.evaluate.summary` (aggregation, files, tables),
-:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`). Definitions: docs/metrics.md.
+:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`), :mod:`~brats.evaluate.lesionwise` (lesion-wise rules). Definitions: docs/metrics.md.
 """
 
 from brats.evaluate.cases import (
@@ -38,6 +39,7 @@ from brats.evaluate.metrics import (
 from brats.evaluate.summary import (
     AGG_METRICS,
     format_summary,
+    lesion_rows,
     report_rows,
     summarize,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "find_prediction",
     "format_summary",
     "hd95",
+    "lesion_rows",
     "load_prediction",
     "overlap_scores",
     "report_rows",

@@ -1,11 +1,14 @@
 """``brats predict``: sliding-window inference over whole cases, post-processing, NIfTI export on the input grid.
 
 Modules: :mod:`~brats.predict.sliding` (windows, blending, TTA), :mod:`~brats.predict.postprocess`
-(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files).
+(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files),
+:mod:`~brats.predict.tune` (post-processing thresholds chosen on the validation split).
 """
 
 from brats.predict.postprocess import (
+    ml_to_voxels,
     postprocess,
+    postprocess_ml,
     remove_small_components,
     suppress_small_et,
     tumour_components,
@@ -27,6 +30,7 @@ from brats.predict.sliding import (
     predict_volume,
     window_layout,
 )
+from brats.predict.tune import sweep_postprocess, tune_postprocess
 
 __all__ = [
     "BLEND_MODES",
@@ -36,14 +40,18 @@ __all__ = [
     "flip_combinations",
     "load_predictor",
     "make_predictor",
+    "ml_to_voxels",
     "num_windows",
     "postprocess",
+    "postprocess_ml",
     "predict_case",
     "predict_probabilities",
     "predict_volume",
     "remove_small_components",
     "run_predict",
     "suppress_small_et",
+    "sweep_postprocess",
     "tumour_components",
+    "tune_postprocess",
     "window_layout",
 ]
