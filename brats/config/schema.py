@@ -239,15 +239,15 @@ class TrainConfig:
 @dataclass
 class PostprocessConfig:
     min_component_ml: float = _f(
-        0.2,
+        0.0,
         "Remove connected tumour components (WT, 26-connectivity) smaller than this volume in mL (0 = off); "
-        "converted to voxels with each case's voxel volume. `brats tune-postprocess` re-chooses it on the "
-        "validation split and stores it in the checkpoint (docs/predict.md).",
+        "converted to voxels with each case's voxel volume. Off by default: `brats tune-postprocess` chooses it on "
+        "the validation split and stores it in the checkpoint (docs/predict.md).",
     )
     et_min_ml: float = _f(
-        0.5,
+        0.0,
         "nnU-Net BraTS rule: when the predicted ET is smaller than this volume in mL, relabel it as NCR (0 = off). "
-        "Chosen on validation cases only, like `min_component_ml` (docs/predict.md).",
+        "Off by default; chosen on the validation split by `brats tune-postprocess` (docs/predict.md).",
     )
 
 
