@@ -193,7 +193,9 @@ def test_sweep_scores_by_hand():
     ref[1, 1, 1] = 3
     pred = ref.copy()
     pred[5, 5, 2] = 2
-    rows = sweep_postprocess([pred], [ref], [(1.0, 1.0, 1.0)], min_component_ml=(0.0, 0.002), et_min_ml=(0.0,))
+    rows = sweep_postprocess(
+        [pred], [ref], [(1.0, 1.0, 1.0)], min_component_ml=(0.0, 0.002), et_min_ml=(0.0,)
+    )
     off, on = rows
     # WT: TP 8, FP 1 -> 16/17; TC and ET: identical (1 voxel) -> 1.
     assert off["dice_WT"] == pytest.approx(16 / 17) and off["dice_TC"] == off["dice_ET"] == 1.0

@@ -93,6 +93,22 @@ def _score_cases(
     return rows, counts
 
 
+def _references(
+    ref_root: str | Path | None,
+    naming: str,
+    pattern: str | None,
+    run_dir: str | Path | None,
+    split: str | None,
+    data_root: str | Path | None,
+) -> tuple[Path, list[Case]]:
+    """``(root, cases)``: every case under ``ref_root``, or exactly the cases of ``split`` of ``run_dir``."""
+    if ref_root is not None:
+        return Path(ref_root), discover_cases(ref_root, naming, pattern)
+    assert run_dir is not None and split is not None  # checked by the caller
+    run_nm, run_pat = run_naming(run_dir)
+    return run_split_cases(run_dir, split, run_nm, run_pat, data_root)
+
+
 def run_evaluate(
     pred_dir: str | Path,
     ref_root: str | Path | None,
@@ -150,12 +166,7 @@ def run_evaluate(
     if not pred_dir.is_dir():
         raise MetricsError(f"{pred_dir}: prediction folder not found")
     out = Path(out_dir) if out_dir is not None else pred_dir
-    if ref_root is not None:
-        ref_root = Path(ref_root)
-        all_cases = discover_cases(ref_root, naming, pattern)
-    else:
-        run_nm, run_pat = run_naming(run_dir)  # type: ignore[arg-type]
-        ref_root, all_cases = run_split_cases(run_dir, str(split), run_nm, run_pat, data_root)  # type: ignore[arg-type]
+    ref_root, all_cases = _references(ref_root, naming, pattern, run_dir, split, data_root)
     cases, no_ref = _reference_cases(all_cases, ref_root)
     preds, lacking, unmatched = _match_predictions(pred_dir, cases, missing)
     rows, counts = _score_cases(cases, preds, empty, lesion_variant, progress)
