@@ -35,6 +35,7 @@ run to the next, and other jobs often share them: compare figures **within** one
 baseline in the same run), not across machines or dates, and look at the load.
 
 ```bash
+# slow: several minutes
 python bench/run_all.py            # every benchmark, one after the other in fresh processes; then this page
 python bench/synth.py              # one benchmark (each has --help); then: python bench/report.py
 ```
@@ -145,9 +146,10 @@ def _extract(res: dict[str, Any]) -> list[str]:
         "",
         *_table(["figure", "value"], rows),
         "",
-        "Both paths feed an epoch at thousands of patches/s, far more than the model consumes; what the store "
-        "buys is bounded memory (the cache grows with the cohort: about 0.15 GB per 240x240x155 case in float32), "
-        "patch selection done once, and data that workers and other machines can share.",
+        f"Beyond read speed, the store keeps memory bounded: the cache of the on-the-fly path held "
+        f"{cache_gb / max(res['cached_on_the_fly_cases'], 1):.2f} GB per case and grows with the cohort, while the "
+        "store is read patch by patch; patch selection is done once, and the file can be shared by loader workers "
+        "and machines.",
     ]
 
 

@@ -201,3 +201,12 @@ def test_sweep_scores_by_hand():
     assert off["dice_WT"] == pytest.approx(16 / 17) and off["dice_TC"] == off["dice_ET"] == 1.0
     assert off["objective"] == pytest.approx((16 / 17 + 2) / 3) and off["changed"] == 0
     assert on["dice_WT"] == 1.0 and on["objective"] == 1.0 and on["changed"] == 1
+
+
+@pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml"])
+def test_config_rejects_negative_ml(key):
+    from brats.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"predict.postprocess.{key} must be >= 0"):
+        load_config(None, [f"predict.postprocess.{key}=-1"])
+    assert getattr(load_config(None, [f"predict.postprocess.{key}=0.5"]).predict.postprocess, key) == 0.5
