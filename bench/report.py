@@ -60,7 +60,12 @@ def _where(rec: dict[str, Any]) -> str:
         if after
         else "load not recorded"
     )
-    threads = f", {m['torch_threads']} torch threads" if "torch_threads" in m else ""
+    # a benchmark that reports its own thread count (it may set it) knows better than the process that saved it
+    own = rec.get("result", {}).get("machine", {})
+    n_threads = (
+        own.get("torch_threads", m.get("torch_threads")) if isinstance(own, dict) else m.get("torch_threads")
+    )
+    threads = f", torch threads: {n_threads}" if n_threads is not None else ""
     return (
         f"Measured {rec.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, {_flags(m)}, "
         f"{m.get('memory_gb', '?')} GB{threads}; torch {m.get('torch', '?')}); {load_txt}."
