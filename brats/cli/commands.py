@@ -208,6 +208,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from brats.serve import serve
+
+    serve(
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        cases=args.cases,
+        max_upload_mb=args.max_upload_mb,
+        device=args.device,
+        max_queue=args.max_queue,
+    )
+    return 0
+
+
 def cmd_config_reference(args: argparse.Namespace) -> int:
     from brats.config import config_reference_markdown
 

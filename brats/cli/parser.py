@@ -215,6 +215,25 @@ def _parser_demo(sub: Any) -> None:
     p.set_defaults(func=c.cmd_demo)
 
 
+def _parser_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="local web app: segment a case and view it (FastAPI + NiiVue)",
+        description="Load CHECKPOINT once and serve a page to pick (--cases) or upload a case, segment it and "
+        "view it over the scans, plus an HTTP API (see docs/serve.md).",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt or last.pt)")
+    p.add_argument("--cases", default=None, help="folder of BraTS cases to offer on the page")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface (default 127.0.0.1; there is no authentication)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=256, help="largest upload in MiB (default 256)")
+    p.add_argument("--max-queue", type=int, default=4, help="segmentations allowed to wait (default 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=c.cmd_serve)
+
+
 def _parser_config_reference(sub: Any) -> None:
     p = sub.add_parser(
         "config-reference", help="print the config reference (Markdown) generated from the code"
@@ -240,5 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_tune_postprocess(sub)
     _parser_evaluate(sub)
     _parser_demo(sub)
+    _parser_serve(sub)
     _parser_config_reference(sub)
     return parser

@@ -3,9 +3,9 @@
 :func:`run_training` reads ``OUTPUT_DIR/patches/{train,val}.h5`` and writes under ``OUTPUT_DIR``:
 
 * ``config.yaml``: the resolved config;
-* ``metrics.csv`` and ``curves.png``: one row / point per epoch (:mod:`brats.train_log`);
+* ``metrics.csv`` and ``curves.png``: one row / point per epoch (:mod:`brats.train.log`);
 * ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best ``train.best_metric``), written
-  atomically, holding everything :func:`brats.model.model_from_checkpoint` and resuming need.
+  atomically, holding everything :func:`brats.networks.model_from_checkpoint` and resuming need.
 
 Each epoch trains on the augmented train store (one pass, or ``train.steps_per_epoch`` batches), then scores
 the validation store (loss and Dice per training class), steps the scheduler on the validation loss and
