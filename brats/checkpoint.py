@@ -18,7 +18,7 @@ key                    holds
 ``postprocess``        post-processing prediction applies by default: ``min_component_ml``, ``et_min_ml`` (mL)
                        and ``source`` (``config``: the training config's ``predict.postprocess``;
                        ``validation``: chosen by ``brats tune-postprocess``, which adds ``objective``,
-                       ``val_cases`` and the ``sweep`` table, see :mod:`brats.predict.tune`)
+                       ``val_cases`` and the ``sweep`` table, see :mod:`brats.evaluate.tune`)
 ``history``            one dict per completed epoch (the rows of ``metrics.csv``)
 ``optimizer``,         resume state (:class:`TrainingState`); absent from exported, prediction-only files
 ``scheduler``,

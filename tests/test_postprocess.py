@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from brats.evaluate import sweep_postprocess
 from brats.predict import (
     ml_to_voxels,
     postprocess,
     postprocess_ml,
     remove_small_components,
     suppress_small_et,
-    sweep_postprocess,
     tumour_components,
 )
 

@@ -150,7 +150,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_postprocess(args: argparse.Namespace) -> int:
-    from brats.predict import tune_postprocess
+    from brats.evaluate import tune_postprocess
 
     result = tune_postprocess(
         args.run, args.checkpoint, progress=True, device=args.device, data_root=args.data_root

@@ -13,7 +13,7 @@ from typing import Any
 
 from brats.data.naming import Case, CaseError, discover_cases
 
-__all__ = ["SPLITS", "read_splits", "run_naming", "split_root", "run_split_cases"]
+__all__ = ["SPLITS", "read_splits", "split_root", "run_split_cases"]
 
 #: The splits ``splits.json`` holds.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -63,19 +63,6 @@ def split_root(run_dir: str | Path, data_root: str | Path | None = None) -> Path
         f"{Path(run_dir) / 'splits.json'}: data root {str(recorded)!r} not found from {Path.cwd()}; "
         "run from the folder where `brats extract` ran, or pass --data-root"
     )
-
-
-def run_naming(run_dir: str | Path) -> tuple[str, str | None]:
-    """``(data.naming, data.pattern)`` of a run, from ``config_extract.yaml`` or ``config.yaml`` in the run folder
-    (``("auto", None)`` when neither exists)."""
-    from brats.config import load_config
-
-    for name in ("config_extract.yaml", "config.yaml"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            cfg = load_config(path)
-            return cfg.data.naming, cfg.data.pattern
-    return "auto", None
 
 
 def run_split_cases(

@@ -3,7 +3,8 @@ BraTS metrics over a cohort.
 
 Modules: :mod:`~brats.evaluate.metrics` (counts and scores on arrays; also used by training's validation),
 :mod:`~brats.evaluate.cases` (one case), :mod:`~brats.evaluate.summary` (aggregation, files, tables),
-:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`), :mod:`~brats.evaluate.lesionwise` (lesion-wise rules). Definitions: docs/metrics.md.
+:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`), :mod:`~brats.evaluate.lesionwise` (lesion-wise rules),
+:mod:`~brats.evaluate.tune` (post-processing thresholds chosen on the validation split). Definitions: docs/metrics.md.
 """
 
 from brats.evaluate.cases import (
@@ -43,12 +44,22 @@ from brats.evaluate.summary import (
     report_rows,
     summarize,
 )
+from brats.evaluate.tune import (
+    GRID_ET_MIN_ML,
+    GRID_MIN_COMPONENT_ML,
+    OBJECTIVE,
+    sweep_postprocess,
+    tune_postprocess,
+)
 
 __all__ = [
     "AGG_METRICS",
     "BRATS_HD95_MAX",
     "Counts",
     "EMPTY_RULES",
+    "GRID_ET_MIN_ML",
+    "GRID_MIN_COMPONENT_ML",
+    "OBJECTIVE",
     "HD95_NAMES",
     "MISSING_RULES",
     "MetricsError",
@@ -74,4 +85,6 @@ __all__ = [
     "run_evaluate",
     "structure_counts",
     "summarize",
+    "sweep_postprocess",
+    "tune_postprocess",
 ]

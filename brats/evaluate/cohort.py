@@ -19,7 +19,7 @@ import numpy as np
 
 from brats import __version__
 from brats.data import Case, discover_cases, load_geometry, load_seg
-from brats.data.runs import run_naming, run_split_cases
+from brats.data.runs import run_split_cases
 from brats.evaluate.cases import evaluate_case, find_prediction, load_prediction
 from brats.evaluate.lesionwise import VARIANTS
 from brats.evaluate.metrics import BRATS_HD95_MAX, Counts, MetricsError, check_empty_rule
@@ -93,6 +93,19 @@ def _score_cases(
     return rows, counts
 
 
+def _run_naming(run_dir: str | Path) -> tuple[str, str | None]:
+    """``(data.naming, data.pattern)`` of a run, from ``config_extract.yaml`` or ``config.yaml`` in the run folder
+    (``("auto", None)`` when neither exists)."""
+    from brats.config import load_config
+
+    for name in ("config_extract.yaml", "config.yaml"):
+        path = Path(run_dir) / name
+        if path.is_file():
+            cfg = load_config(path)
+            return cfg.data.naming, cfg.data.pattern
+    return "auto", None
+
+
 def _references(
     ref_root: str | Path | None,
     naming: str,
@@ -105,7 +118,7 @@ def _references(
     if ref_root is not None:
         return Path(ref_root), discover_cases(ref_root, naming, pattern)
     assert run_dir is not None and split is not None  # checked by the caller
-    run_nm, run_pat = run_naming(run_dir)
+    run_nm, run_pat = _run_naming(run_dir)
     return run_split_cases(run_dir, split, run_nm, run_pat, data_root)
 
 

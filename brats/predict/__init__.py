@@ -1,8 +1,8 @@
 """``brats predict``: sliding-window inference over whole cases, post-processing, NIfTI export on the input grid.
 
 Modules: :mod:`~brats.predict.sliding` (windows, blending, TTA), :mod:`~brats.predict.postprocess`
-(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files),
-:mod:`~brats.predict.tune` (post-processing thresholds chosen on the validation split).
+(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files). The thresholds
+are chosen on the validation split by :func:`brats.evaluate.tune_postprocess` (it predicts and scores).
 """
 
 from brats.predict.postprocess import (
@@ -30,7 +30,6 @@ from brats.predict.sliding import (
     predict_volume,
     window_layout,
 )
-from brats.predict.tune import sweep_postprocess, tune_postprocess
 
 __all__ = [
     "BLEND_MODES",
@@ -50,8 +49,6 @@ __all__ = [
     "remove_small_components",
     "run_predict",
     "suppress_small_et",
-    "sweep_postprocess",
     "tumour_components",
-    "tune_postprocess",
     "window_layout",
 ]

@@ -5,6 +5,7 @@ or test case is read), keeps the argmax class maps in memory, and scores every p
 (:data:`GRID_MIN_COMPONENT_ML` x :data:`GRID_ET_MIN_ML`) by :data:`OBJECTIVE`. The best pair, the objective and the
 whole sweep table are stored in the checkpoint (:attr:`brats.checkpoint.Checkpoint.postprocess`, rewritten
 atomically) and in ``RUN_DIR/postprocess.json``; ``brats predict`` then applies them unless told otherwise.
+It lives in :mod:`brats.evaluate` because it predicts (:mod:`brats.predict`) and scores (:mod:`.metrics`).
 """
 
 from __future__ import annotations
