@@ -331,7 +331,7 @@ def test_extract_train_predict_end_to_end(tmp_path, kind):
         "data": {"root": str(tmp_path / "cases"), "train_fraction": 0.5, "val_fraction": 0.25},
         "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2},
         "augment": {"elastic": {"enabled": False}},
-        "predict": {"postprocess": {"min_component": 0, "et_min_voxels": 0}},
+        "predict": {"postprocess": {"min_component_ml": 0, "et_min_ml": 0}},
     }
     if kind == "3d":
         extra = {"patches": {"dim": 3, "size": [16, 16, 8], "stride": [8, 8, 4]}, "model": SEGRESNET}

@@ -263,14 +263,16 @@ class TrainConfig:
 
 @dataclass
 class PostprocessConfig:
-    min_component: int = _f(
-        200,
-        "Remove connected tumour components (WT, 26-connectivity) smaller than this many voxels (0 = off).",
+    min_component_ml: float = _f(
+        0.0,
+        "Remove connected tumour components (WT, 26-connectivity) smaller than this volume in mL (0 = off); "
+        "converted to voxels with each case's voxel volume. Off by default: `brats tune-postprocess` chooses it on "
+        "the validation split and stores it in the checkpoint (docs/predict.md).",
     )
-    et_min_voxels: int = _f(
-        500,
-        "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off; "
-        "500 chosen on validation cases, see docs/predict.md).",
+    et_min_ml: float = _f(
+        0.0,
+        "nnU-Net BraTS rule: when the predicted ET is smaller than this volume in mL, relabel it as NCR (0 = off). "
+        "Off by default; chosen on the validation split by `brats tune-postprocess` (docs/predict.md).",
     )
 
 
