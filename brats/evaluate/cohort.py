@@ -126,6 +126,29 @@ def _references(
     return run_split_cases(run_dir, split, run_nm, run_pat, data_root)
 
 
+def _score(
+    cases: list[Case],
+    preds: dict[str, Path | None],
+    ref_root: Path,
+    empty: str,
+    lesion_variant: str | None,
+    progress: bool,
+) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+    """``(summary, cases.csv text, rows)``: BraTS regions + lesion-wise, or binary overlap + detection."""
+    binary = [c.label_scheme.is_binary for c in cases]
+    if any(binary):  # kaggle_3m: tumour overlap + detection (brats.evaluate.binary, docs/lgg.md)
+        if not all(binary):
+            raise MetricsError(
+                f"{ref_root}: binary (kaggle_3m) and BraTS reference cases mixed; evaluate them apart"
+            )
+        from brats.evaluate.binary import binary_cases_csv, score_binary_cases, summarize_binary
+
+        rows, bcounts, units, from_prob = score_binary_cases(cases, preds, empty, progress)
+        return summarize_binary(rows, bcounts, units, empty, from_prob), binary_cases_csv(rows), rows
+    rows, counts = _score_cases(cases, preds, empty, lesion_variant, progress)
+    return summarize(rows, counts, empty, lesion_variant), cases_csv(rows), rows
+
+
 def run_evaluate(
     pred_dir: str | Path,
     ref_root: str | Path | None,
@@ -186,19 +209,7 @@ def run_evaluate(
     ref_root, all_cases = _references(ref_root, naming, pattern, run_dir, split, data_root)
     cases, no_ref = _reference_cases(all_cases, ref_root)
     preds, lacking, unmatched = _match_predictions(pred_dir, cases, missing)
-    binary = [c.label_scheme.is_binary for c in cases]
-    if any(binary):  # kaggle_3m: tumour overlap + detection (brats.evaluate.binary, docs/lgg.md)
-        if not all(binary):
-            raise MetricsError(
-                f"{ref_root}: binary (kaggle_3m) and BraTS reference cases mixed; evaluate them apart"
-            )
-        from brats.evaluate.binary import binary_cases_csv, score_binary_cases, summarize_binary
-
-        rows, bcounts, units, from_prob = score_binary_cases(cases, preds, empty, progress)
-        summary, csv_text = summarize_binary(rows, bcounts, units, empty, from_prob), binary_cases_csv(rows)
-    else:
-        rows, counts = _score_cases(cases, preds, empty, lesion_variant, progress)
-        summary, csv_text = summarize(rows, counts, empty, lesion_variant), cases_csv(rows)
+    summary, csv_text, rows = _score(cases, preds, ref_root, empty, lesion_variant, progress)
     files = {"cases_csv": str(out / "cases.csv"), "summary_json": str(out / "summary.json")}
     summary.update(
         pred_dir=str(pred_dir),
