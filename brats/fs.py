@@ -8,7 +8,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+from brats.errors import BratsError
+
+__all__ = ["atomic_path", "atomic_write_text", "check_output_dir"]
 
 
 @contextlib.contextmanager
@@ -39,4 +41,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return path
+
+
+def check_output_dir(path: str | Path, key: str) -> Path:
+    """Create the output folder ``path``; a :class:`BratsError` naming ``key`` and ``path`` when it is a file,
+    cannot be created or is not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BratsError(f"{key} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BratsError(f"{key} {path}: cannot create the folder ({exc.strerror or exc})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BratsError(f"{key} {path}: the folder is not writable")
     return path

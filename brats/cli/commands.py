@@ -119,6 +119,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shard=_parse_shard(args.shard),
         postprocess=not args.no_postprocess,
         progress=True,
+        windows=args.windows,
+        precision=args.precision,
     )
     print(f"wrote {len(paths)} segmentation(s) to {args.output}")
     return 0

@@ -92,9 +92,9 @@ def validate_cohort(
     problems: list[Problem] = []
     iterator = cases
     if progress:
-        from tqdm.auto import tqdm
+        from brats.progress import track
 
-        iterator = tqdm(cases, desc="validate", unit="case")
+        iterator = track(cases, desc="validate", unit="case")
     for case in iterator:
         problems.extend(validate_case(case, modalities, read_data=read_data, pattern=pattern))
     schemes = sorted({c.naming for c in cases})

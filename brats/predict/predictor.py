@@ -20,6 +20,7 @@ For each case (:func:`predict_case`):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -34,10 +35,12 @@ import torch
 from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.devices import resolve_device
+from brats.fs import check_output_dir
 from brats.labels import LabelScheme, get_scheme, to_source
 from brats.networks import model_from_checkpoint
+from brats.precision import forward_precision
 from brats.predict.postprocess import postprocess as apply_postprocess
-from brats.predict.sliding import BLEND_MODES, InferenceError, predict_volume
+from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError, predict_volume
 from brats.preprocess import Normalization, rescale_batch
 
 __all__ = [
@@ -50,6 +53,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: ``--precision`` choices: ``auto`` measures on a CPU (:mod:`brats.precision`), float16 on CUDA.
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -66,6 +72,9 @@ class PredictSettings:
         min_component, et_min_voxels: post-processing thresholds (0 = off).
         postprocess: apply them.
         label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
+        windows: ``box`` (each slice's brain box is one window) or ``patch`` (training-patch windows).
+        precision: ``auto``, ``fp32`` or ``bf16``; ``amp_dtype`` is what it resolved to on the device
+            (:func:`resolve_precision`), ``precision_record`` why.
     """
 
     modalities: list[str]
@@ -83,6 +92,10 @@ class PredictSettings:
     label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
     naming: str = "auto"
     pattern: str | None = None
+    windows: str = "box"
+    precision: str = "auto"
+    amp_dtype: torch.dtype | None = None
+    precision_record: dict[str, Any] = field(default_factory=dict)
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
@@ -92,6 +105,10 @@ class PredictSettings:
             raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
         if self.batch_size < 1:
             raise InferenceError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.windows not in WINDOW_MODES:
+            raise InferenceError(f"windows must be one of {', '.join(WINDOW_MODES)}, got {self.windows!r}")
+        if self.precision not in PRECISIONS:
+            raise InferenceError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def settings_from_checkpoint(
@@ -101,6 +118,8 @@ def settings_from_checkpoint(
     tta: bool | None = None,
     batch_size: int | None = None,
     postprocess: bool = True,
+    windows: str | None = None,
+    precision: str | None = None,
 ) -> PredictSettings:
     """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section."""
     cfg = ckpt.config
@@ -120,6 +139,8 @@ def settings_from_checkpoint(
         label_scheme=ckpt.label_scheme,
         naming="custom" if cfg.data.naming == "custom" else "auto",
         pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
+        windows=str(pc.windows if windows is None else windows),
+        precision=str(pc.precision if precision is None else precision),
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
@@ -137,19 +158,37 @@ def load_predictor(
     tta: bool | None = None,
     batch_size: int | None = None,
     postprocess: bool = True,
+    windows: str | None = None,
+    precision: str | None = None,
 ) -> tuple[torch.nn.Module, PredictSettings]:
     """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
 
-    ``None`` arguments take the checkpoint config's ``predict`` section.
+    ``None`` arguments take the checkpoint config's ``predict`` section; the precision is resolved on the
+    device (:func:`resolve_precision`).
     """
     dev = resolve_device(device, key="--device")
     model, ckpt = model_from_checkpoint(checkpoint, dev)
     if len(ckpt.patch_size) != ckpt.dim:
         raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
-    settings = settings_from_checkpoint(ckpt, overlap, blend, tta, batch_size, postprocess)
+    settings = settings_from_checkpoint(
+        ckpt, overlap, blend, tta, batch_size, postprocess, windows=windows, precision=precision
+    )
     settings.check(str(checkpoint))
     model.to(memory_format=torch.channels_last if ckpt.dim == 2 else torch.channels_last_3d)
+    resolve_precision(model, settings, dev, what=dataclasses.asdict(ckpt.config.model))
     return model, settings
+
+
+def resolve_precision(
+    model: torch.nn.Module, settings: PredictSettings, device: torch.device, what: Any = None
+) -> dict[str, Any]:
+    """Set ``settings.amp_dtype`` from ``settings.precision`` on ``device`` (see
+    :func:`brats.precision.forward_precision`, probing a batch ``(batch_size, C, *patch_size)``); return the
+    record, also kept in ``settings.precision_record``."""
+    shape = (settings.batch_size, len(settings.modalities), *settings.patch_size)
+    settings.amp_dtype, record = forward_precision(model, settings.precision, device, shape, what)
+    settings.precision_record = record
+    return record
 
 
 def _case_error(case: Case, exc: Exception) -> CaseError:
@@ -185,6 +224,8 @@ def predict_probabilities(
         window_fn=settings.window_fn,
         device=device,
         multiple=settings.multiple,
+        windows=settings.windows,
+        amp_dtype=settings.amp_dtype,
     )
     return prob, geometry
 
@@ -246,6 +287,8 @@ def run_predict(
     shard: tuple[int, int] | None = None,
     postprocess: bool = True,
     progress: bool = False,
+    windows: str | None = None,
+    precision: str | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` and write ``output_dir/<case_id>.nii.gz``.
 
@@ -259,6 +302,7 @@ def run_predict(
         shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
         postprocess: apply ``predict.postprocess`` (small components, ET rule).
         progress: show a progress bar over cases.
+        windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
 
     Returns:
         The segmentation paths written, in case order.
@@ -267,7 +311,10 @@ def run_predict(
         i, n = shard
         if n < 1 or not 0 <= i < n:
             raise InferenceError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
-    model, settings = load_predictor(checkpoint, device, overlap, blend, tta, batch_size, postprocess)
+    output_dir = check_output_dir(output_dir, "--output")
+    model, settings = load_predictor(
+        checkpoint, device, overlap, blend, tta, batch_size, postprocess, windows, precision
+    )
     cases = resolve_cases(input_path, settings.naming, settings.pattern)
     if shard is not None:
         cases = cases[shard[0] :: shard[1]]
@@ -279,10 +326,15 @@ def run_predict(
         settings.tta,
         settings.batch_size,
     )
-    from tqdm.auto import tqdm
+    from brats.progress import track
 
     paths: list[Path] = []
-    for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
-        result = predict_case(model, case, settings, output_dir, probabilities)
-        paths.append(result["seg"])
+    try:
+        for case in track(cases, desc="predict", unit="case", enabled=progress):
+            result = predict_case(model, case, settings, output_dir, probabilities)
+            paths.append(result["seg"])
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: {len(paths)} of {len(cases)} case(s) written to {output_dir}, no partial file left"
+        ) from None
     return paths
