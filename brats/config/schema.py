@@ -243,8 +243,9 @@ class TrainConfig:
     )
     max_minutes: float | None = _f(
         None,
-        "Stop training after this many minutes (checked after every epoch); null = no limit.",
-        gt=0,
+        "Stop training after this many minutes (checked after every epoch; 0 = after the first epoch); "
+        "null = no limit.",
+        ge=0,
     )
     batch_size: int = _f(16, "Patches per batch.", ge=1)
     lr: float = _f(1e-3, "Adam learning rate.", gt=0)
