@@ -25,6 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from brats.fs import check_output_dir
 from brats.labels import LabelScheme, get_scheme, to_source
 from brats.networks import model_from_checkpoint
 from brats.precision import forward_precision
+from brats.predict.fuse import fold_batchnorm
 from brats.predict.postprocess import postprocess as apply_postprocess
 from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError, predict_volume
 from brats.preprocess import Normalization, rescale_batch
@@ -47,6 +49,7 @@ __all__ = [
     "PredictSettings",
     "settings_from_checkpoint",
     "load_predictor",
+    "load_input",
     "predict_probabilities",
     "predict_case",
     "run_predict",
@@ -174,6 +177,7 @@ def load_predictor(
         ckpt, overlap, blend, tta, batch_size, postprocess, windows=windows, precision=precision
     )
     settings.check(str(checkpoint))
+    fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
     model.to(memory_format=torch.channels_last if ckpt.dim == 2 else torch.channels_last_3d)
     resolve_precision(model, settings, dev, what=dataclasses.asdict(ckpt.config.model))
     return model, settings
@@ -196,10 +200,24 @@ def _case_error(case: Case, exc: Exception) -> CaseError:
     return CaseError(msg if case.case_id in msg else f"case {case.case_id}: {msg}")
 
 
+def load_input(case: Case, settings: PredictSettings) -> tuple[np.ndarray, Geometry]:
+    """The normalised image ``(C, X, Y, Z)`` float32 of a case and its grid (see :func:`predict_probabilities`)."""
+    try:
+        image, geometry = load_case(case, settings.modalities)
+    except CaseError as exc:
+        raise _case_error(case, exc) from exc
+    return settings.normalization.apply(image), geometry
+
+
 def predict_probabilities(
-    model: torch.nn.Module, case: Case, settings: PredictSettings, device: str | torch.device | None = None
+    model: torch.nn.Module,
+    case: Case,
+    settings: PredictSettings,
+    device: str | torch.device | None = None,
+    loaded: tuple[np.ndarray, Geometry] | None = None,
 ) -> tuple[np.ndarray, Geometry]:
-    """Load, normalise and predict one case (no post-processing, nothing written).
+    """Load, normalise and predict one case (no post-processing, nothing written); ``loaded``: the result of
+    :func:`load_input` when the caller read the case already (e.g. in a background thread).
 
     Returns:
         ``(prob, geometry)``: ``(K, X, Y, Z)`` float32 class probabilities and the grid of the first modality.
@@ -208,11 +226,7 @@ def predict_probabilities(
         CaseError: a modality is missing or unreadable, or the modalities' geometry disagrees (the message
             names the case and the files).
     """
-    try:
-        image, geometry = load_case(case, settings.modalities)
-    except CaseError as exc:
-        raise _case_error(case, exc) from exc
-    image = settings.normalization.apply(image)
+    image, geometry = loaded if loaded is not None else load_input(case, settings)
     prob = predict_volume(
         model,
         image,
@@ -237,6 +251,7 @@ def predict_case(
     output_dir: str | Path,
     probabilities: bool = False,
     device: str | torch.device | None = None,
+    loaded: tuple[np.ndarray, Geometry] | None = None,
 ) -> dict[str, Any]:
     """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
 
@@ -249,7 +264,7 @@ def predict_case(
     """
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
-    prob, geometry = predict_probabilities(model, case, settings, device)
+    prob, geometry = predict_probabilities(model, case, settings, device, loaded)
     classes = prob.argmax(axis=0).astype(np.uint8)
     stats = None
     if settings.postprocess:
@@ -329,10 +344,14 @@ def run_predict(
     from brats.progress import track
 
     paths: list[Path] = []
-    try:
-        for case in track(cases, desc="predict", unit="case", enabled=progress):
-            result = predict_case(model, case, settings, output_dir, probabilities)
-            paths.append(result["seg"])
+    try:  # the next case is read and normalised in a thread while this one is predicted
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = [pool.submit(load_input, c, settings) for c in cases[:1]]
+            for i, case in enumerate(track(cases, desc="predict", unit="case", enabled=progress)):
+                loaded = ahead.pop().result()
+                ahead += [pool.submit(load_input, c, settings) for c in cases[i + 1 : i + 2]]
+                result = predict_case(model, case, settings, output_dir, probabilities, loaded=loaded)
+                paths.append(result["seg"])
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted: {len(paths)} of {len(cases)} case(s) written to {output_dir}, no partial file left"
