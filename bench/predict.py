@@ -271,7 +271,8 @@ def main() -> int:
     parser.add_argument(
         "--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS)
     )
-    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/predict.json")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/<name>.json")
+    parser.add_argument("--name", default="predict", help="result name: bench/results/<name>.json")
     parser.add_argument("--worker", nargs=4, metavar=("PATH", "CKPT", "CASES", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--sweep-postprocess",
@@ -310,7 +311,7 @@ def main() -> int:
         payload |= run_paths(args, paths, Path(tmp))
     payload["seconds_per_case"] = {p: round(r["seconds"] / args.cases, 2) for p, r in payload["runs"].items()}
     if not args.no_save:
-        write_result("predict", payload, load_before=before)
+        write_result(args.name, payload, load_before=before)
     print(json.dumps(payload))
     return 0
 

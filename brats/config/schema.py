@@ -256,7 +256,10 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes.", ge=0)
     pin_memory: bool = _f(False, "DataLoader pin_memory (useful on CUDA).")
     amp: Literal["auto", "fp16", "bf16", "off"] = _f(
-        "auto", "Mixed precision: `auto` = float16 + GradScaler on CUDA, off on CPU; `fp16`, `bf16` or `off`."
+        "auto",
+        "Mixed precision: `auto` = float16 + GradScaler on CUDA; on CPU bf16 when a short probe of this model's "
+        "training step measures it faster than float32 (cached per machine and model; the choice and the figures "
+        "go to the log and `amp_probe.json` in the run folder), else float32; `fp16`, `bf16` or `off`.",
     )
     device: str = _f("auto", "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.")
     channels_last: bool = _f(True, "Use channels_last memory format (faster convolutions on CPU).")

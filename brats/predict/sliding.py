@@ -14,6 +14,8 @@ MONAI's :func:`~monai.inferers.sliding_window_inference`:
   the training patch. At overlap 0 this removes most of the wasted area (a 145-voxel box takes two 96-voxel
   windows instead of two 128-voxel ones); at overlap 0.5 it rarely changes anything. ``fit_windows=False``
   keeps MONAI's exact patch-size windows.
+* **Box windows** (``windows="box"``, 2D): each slice's brain box is a single window (no sliding, no blending).
+* Precision: ``amp_dtype`` runs the model under autocast (bf16 on CPUs with bf16 instructions).
 * Blending: ``gaussian`` (MONAI's importance map, sigma = 0.125 x window, no zero weights) or ``constant``.
   Probabilities (softmax of each window's logits) are blended, not logits.
 * TTA: the mean of the softmax over every combination of flips of the in-plane axes (2D: 4 passes; 3D: 8),
