@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Print constraints.txt: the installed version of every package in the dependency closure of pyproject.toml
+"""(Python 3.11+) Print constraints.txt: the installed version of every package in the dependency closure of pyproject.toml
 (dependencies and the dev extra), so `pip install -c constraints.txt -e .[dev]` reproduces the tested set."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import importlib.metadata as md
 import re
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
