@@ -300,3 +300,15 @@ def test_progress_is_silent_when_disabled(caplog, capsys):
     with caplog.at_level("INFO", logger="brats.progress"):
         assert list(progress.track([1, 2], enabled=False, every=0)) == [1, 2]
     assert caplog.records == [] and capsys.readouterr().err == ""
+
+
+def test_evaluate_output_that_is_a_file(tmp_path, predict_setup, capsys):
+    ckpt, cases = predict_setup
+    pred = tmp_path / "pred"
+    assert main(predict_argv(ckpt, cases, pred)) == 0
+    capsys.readouterr()
+    out = tmp_path / "taken"
+    out.write_text("keep me")
+    code, err = run_cli(capsys, ["evaluate", "--pred", str(pred), "--ref", str(cases), "--out", str(out)])
+    assert code == 1 and str(out) in err
+    assert out.read_text() == "keep me"
