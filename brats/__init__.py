@@ -1,8 +1,9 @@
 """brats: 3D brain-tumour segmentation on multimodal MRI (BraTS).
 
-Stages (one module each): :mod:`brats.io` (read, validate, split), :mod:`brats.synth` (synthetic cohort),
-:mod:`brats.preprocess` and :mod:`brats.patches` (extract to HDF5), :mod:`brats.data`, :mod:`brats.augment`,
-:mod:`brats.model` and :mod:`brats.train` (train), :mod:`brats.infer` (predict), :mod:`brats.metrics` (evaluate).
+One subpackage per stage, named after its command: :mod:`brats.synth`, :mod:`brats.extract`, :mod:`brats.train`,
+:mod:`brats.predict`, :mod:`brats.evaluate`; foundations below them: :mod:`brats.config`, :mod:`brats.labels`,
+:mod:`brats.data` (read, validate, split), :mod:`brats.fs`, :mod:`brats.preprocess`, :mod:`brats.checkpoint`,
+:mod:`brats.networks`; on top: :mod:`brats.demo`, :mod:`brats.report`, :mod:`brats.cli`. See docs/architecture.md.
 """
 
 __version__ = "0.1.0"

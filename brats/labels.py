@@ -11,8 +11,12 @@ label      BraTS 2020 / 2021        BraTS 2023 and later
 4 / 3      ET (enhancing tumour) = 4 ET = 3
 ========== ======================== =========================
 
-Training classes are always ``0 background, 1 NCR, 2 ED, 3 ET``. The regions BraTS ranks are
+BraTS training classes are ``0 background, 1 NCR, 2 ED, 3 ET``. The regions BraTS ranks are
 ``WT = NCR | ED | ET``, ``TC = NCR | ET`` and ``ET``.
+
+The ``binary`` scheme (LGG kaggle_3m FLAIR-abnormality masks, docs/lgg.md) has two training classes,
+``0 background, 1 tumour``; its readers map the source mask value 255 to 1. The number of training classes
+always comes from the scheme (:attr:`LabelScheme.num_classes`).
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ __all__ = [
     "to_source",
     "class_masks",
     "region_masks",
+    "BINARY_STRUCTURE",
 ]
 
 CLASS_NAMES: tuple[str, ...] = ("NCR", "ED", "ET")  # training classes 1, 2, 3
 REGION_NAMES: tuple[str, ...] = ("WT", "TC", "ET")
 #: Regions as sets of training classes.
 REGION_CLASSES: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
-NUM_CLASSES = 4
+NUM_CLASSES = 4  # BraTS schemes; a scheme's own count is LabelScheme.num_classes
+#: The one structure scored for the binary scheme (training class 1).
+BINARY_STRUCTURE = "tumour"
 
 
 class LabelError(BratsError, ValueError):
@@ -60,6 +67,15 @@ class LabelScheme:
 
     name: str
     source_labels: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Training classes including background: 4 for BraTS, 2 for ``binary``."""
+        return len(self.source_labels)
+
+    @property
+    def is_binary(self) -> bool:
+        return self.num_classes == 2
 
     @property
     def et_label(self) -> int:
@@ -82,6 +98,7 @@ class LabelScheme:
 SCHEMES: dict[str, LabelScheme] = {
     "brats2021": LabelScheme("brats2021", (0, 1, 2, 4)),
     "brats2023": LabelScheme("brats2023", (0, 1, 2, 3)),
+    "binary": LabelScheme("binary", (0, 1)),
 }
 
 
@@ -92,13 +109,15 @@ def get_scheme(name: str | LabelScheme) -> LabelScheme:
     key = str(name)
     if key in SCHEMES:
         return SCHEMES[key]
-    if key in {"2020", "2021", "2023", "custom"}:
+    if key in {"2020", "2021", "2023", "custom", "kaggle_3m"}:
         return scheme_for_naming(key)
     raise LabelError(f"Unknown label scheme {name!r}; known: {', '.join(SCHEMES)} (or 2020, 2021, 2023)")
 
 
 def scheme_for_naming(naming: str) -> LabelScheme:
-    """The label scheme of a file-naming scheme: 2023 naming -> ET = 3, otherwise ET = 4."""
+    """The label scheme of a file-naming scheme: 2023 naming -> ET = 3, kaggle_3m -> binary, otherwise ET = 4."""
+    if str(naming) == "kaggle_3m":
+        return SCHEMES["binary"]
     return SCHEMES["brats2023"] if str(naming) == "2023" else SCHEMES["brats2021"]
 
 
@@ -121,7 +140,7 @@ def _lut(mapping: dict[int, int], size: int = 256) -> np.ndarray:
 
 
 def to_classes(labels: np.ndarray, scheme: LabelScheme | str, where: str = "label map") -> np.ndarray:
-    """Map source labels to training classes 0..3 (``uint8``, same shape). Unknown values raise."""
+    """Map source labels to training classes 0..K-1 (``uint8``, same shape). Unknown values raise."""
     scheme = get_scheme(scheme)
     labels = np.asarray(labels)
     check_labels(labels, scheme, where)
@@ -129,13 +148,14 @@ def to_classes(labels: np.ndarray, scheme: LabelScheme | str, where: str = "labe
 
 
 def to_source(classes: np.ndarray, scheme: LabelScheme | str) -> np.ndarray:
-    """Map training classes 0..3 back to the scheme's source labels (``uint8``)."""
+    """Map training classes 0..K-1 back to the scheme's source labels (``uint8``)."""
     scheme = get_scheme(scheme)
     classes = np.asarray(classes)
     values = np.unique(classes)
-    bad = sorted(int(v) for v in values if not 0 <= int(v) < NUM_CLASSES)
+    k = scheme.num_classes
+    bad = sorted(int(v) for v in values if not 0 <= int(v) < k)
     if bad:
-        raise LabelError(f"training classes must be in 0..{NUM_CLASSES - 1}, got {bad}")
+        raise LabelError(f"training classes must be in 0..{k - 1}, got {bad}")
     return _lut(scheme.inverse_mapping)[classes.astype(np.int64)]
 
 

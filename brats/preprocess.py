@@ -1,6 +1,6 @@
 """Intensity normalisation per case and per modality inside the brain, the per-window rescale, bounding boxes.
 
-These are pure functions of their inputs: extraction (:mod:`brats.patches`) and inference call the same
+These are pure functions of their inputs: extraction (:mod:`brats.extract`) and inference call the same
 :func:`normalize` with the ``preprocess`` section of the config (the checkpoint carries it), so a model sees
 identically normalised intensities at training and prediction time.
 

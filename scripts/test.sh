@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The browser test drives Debian's Chromium; the lesion-wise cross-check runs the official package in its own venv.
+bash scripts/install_browser.sh
+bash scripts/brats_eval_venv.sh
 # Idle OpenMP threads must not spin: two busy-waiting torch threads collapse on a shared 2-core machine.
 export OMP_WAIT_POLICY=PASSIVE
 # Static checks first (configured in pyproject.toml): lint and types of the library.

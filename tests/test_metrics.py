@@ -1,4 +1,4 @@
-"""Tests of brats.metrics: hand-computed values, MONAI agreement, label conventions, cohort evaluation, CLI."""
+"""Tests of brats.evaluate: hand-computed values, MONAI agreement, label conventions, cohort evaluation, CLI."""
 
 from __future__ import annotations
 

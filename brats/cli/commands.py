@@ -70,6 +70,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from brats.synth import generate_cohort
 
     shape = tuple(args.shape) if args.shape else None
+    if args.naming == "kaggle_3m":  # LGG TIFF-slice layout (brats.synth.kaggle, docs/lgg.md)
+        from brats.synth.kaggle import generate_kaggle_cohort
+
+        paths = generate_kaggle_cohort(args.out_dir, args.cases, args.seed, shape, progress=True)
+        print(f"wrote {len(paths)} patients to {args.out_dir}")
+        return 0
     paths = generate_cohort(
         args.out_dir,
         n_cases=args.cases,
@@ -119,6 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shard=_parse_shard(args.shard),
         postprocess=not args.no_postprocess,
         progress=True,
+        fmt=args.format,
         windows=args.windows,
         precision=args.precision,
     )
@@ -152,6 +159,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shape=tuple(args.shape) if args.shape else None,
         max_steps=args.max_steps,
         progress=True,
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from brats.serve import serve
+
+    serve(
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        cases=args.cases,
+        max_upload_mb=args.max_upload_mb,
+        device=args.device,
+        max_queue=args.max_queue,
     )
     return 0
 

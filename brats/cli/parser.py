@@ -39,7 +39,10 @@ def _parser_validate(sub: Any) -> None:
         "--json", action="store_true", help='print one JSON object {"scheme", "cases", "problems"}'
     )
     p.add_argument(
-        "--naming", default="auto", choices=["auto", "2020", "2021", "2023", "custom"], help="naming scheme"
+        "--naming",
+        default="auto",
+        choices=["auto", "2020", "2021", "2023", "custom", "kaggle_3m"],
+        help="naming scheme",
     )
     p.add_argument("--pattern", help="file pattern for --naming custom, e.g. '{case}_{modality}.nii.gz'")
     p.add_argument(
@@ -57,7 +60,9 @@ def _parser_synth(sub: Any) -> None:
     p.add_argument("out_dir", help="output folder (one sub-folder per case)")
     p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical files)")
-    p.add_argument("--naming", default="2021", choices=["2020", "2021", "2023"], help="naming scheme")
+    p.add_argument(
+        "--naming", default="2021", choices=["2020", "2021", "2023", "kaggle_3m"], help="naming scheme"
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument(
         "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="volume shape (default 240 240 155)"
@@ -123,6 +128,12 @@ def _parser_predict(sub: Any) -> None:
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz (float16)")
     p.add_argument("--shard", default=None, metavar="I/N", help="predict every N-th case starting at I")
     p.add_argument(
+        "--format",
+        default="nifti",
+        choices=["nifti", "tif"],
+        help="tif (kaggle_3m only): also write OUTPUT/<case>/<case>_<k>_mask.tif (0/255)",
+    )
+    p.add_argument(
         "--no-postprocess", action="store_true", help="skip small-component removal and the ET rule"
     )
     p.set_defaults(func=c.cmd_predict)
@@ -169,6 +180,25 @@ def _parser_demo(sub: Any) -> None:
     p.set_defaults(func=c.cmd_demo)
 
 
+def _parser_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="local web app: segment a case and view it (FastAPI + NiiVue)",
+        description="Load CHECKPOINT once and serve a page to pick (--cases) or upload a case, segment it and "
+        "view it over the scans, plus an HTTP API (see docs/serve.md).",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt or last.pt)")
+    p.add_argument("--cases", default=None, help="folder of BraTS cases to offer on the page")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface (default 127.0.0.1; there is no authentication)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=256, help="largest upload in MiB (default 256)")
+    p.add_argument("--max-queue", type=int, default=4, help="segmentations allowed to wait (default 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=c.cmd_serve)
+
+
 def _parser_config_reference(sub: Any) -> None:
     p = sub.add_parser(
         "config-reference", help="print the config reference (Markdown) generated from the code"
@@ -193,5 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_predict(sub)
     _parser_evaluate(sub)
     _parser_demo(sub)
+    _parser_serve(sub)
     _parser_config_reference(sub)
     return parser

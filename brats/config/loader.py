@@ -200,6 +200,8 @@ def _check(cfg: Config, source: str) -> None:
         )
     if d.naming == "custom" and not d.pattern:
         raise ConfigError(f"{source}: data.naming is 'custom' but data.pattern is not set")
+    if not d.slice_spacing_mm > 0:
+        raise ConfigError(f"{source}: data.slice_spacing_mm must be > 0, got {d.slice_spacing_mm}")
     if not 0 <= cfg.predict.overlap < 1:
         raise ConfigError(f"{source}: predict.overlap must be in [0, 1), got {cfg.predict.overlap}")
     _check_pair(cfg.preprocess.percentiles, "preprocess.percentiles", source)

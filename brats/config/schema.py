@@ -76,8 +76,10 @@ def _copy(value: Any) -> Any:
 @dataclass
 class DataConfig:
     root: str = _f("data/synth", "Folder of cases (one sub-folder per patient, any BraTS naming).")
-    naming: Literal["auto", "2020", "2021", "2023", "custom"] = _f(
-        "auto", "Naming scheme of the case files; `auto` detects 2020, 2021 or 2023 naming."
+    naming: Literal["auto", "2020", "2021", "2023", "custom", "kaggle_3m"] = _f(
+        "auto",
+        "Naming scheme of the case files; `auto` detects 2020, 2021, 2023 or kaggle_3m (LGG TIFF slices, "
+        "binary masks; docs/lgg.md).",
     )
     pattern: str | None = _f(
         None,
@@ -101,6 +103,11 @@ class DataConfig:
     )
     n_folds: int = _f(5, "Number of folds in k-fold mode.", ge=2)
     skip_invalid: bool = _f(False, "Skip invalid cases with a warning instead of stopping with an error.")
+    slice_spacing_mm: float = _f(
+        1.0,
+        "kaggle_3m only: distance between TIFF slices in mm, used for the affine of written NIfTI files, HD95 "
+        "and volumes (the dataset does not record it; 1.0 = voxel units). In-plane spacing is 1 mm.",
+    )
 
 
 @dataclass

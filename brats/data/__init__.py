@@ -1,5 +1,9 @@
 """Reading cases: discovery in every naming, NIfTI loading and saving with geometry, validation, patient split.
 
+kaggle_3m (LGG TIFF slices, binary masks): :mod:`brats.data.kaggle` (reading, writing, the documented affine)
+and :mod:`brats.data.kaggle_validate` (named problems); ``load_case``/``load_seg``/``validate_case`` dispatch
+to them for ``Case.naming == "kaggle_3m"`` (docs/lgg.md).
+
 Arrays are channel-first ``(C, X, Y, Z)`` in nibabel's voxel order, channels in the requested modality order.
 """
 

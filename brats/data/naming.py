@@ -6,6 +6,8 @@ Naming schemes (``.nii.gz`` or ``.nii``; the segmentation is optional):
 * ``2021``: ``BraTS2021_00000/BraTS2021_00000_{t1,t1ce,t2,flair,seg}.nii.gz``
 * ``2023``: ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (ET = 3)
 * ``custom``: a pattern such as ``{case}_{modality}.nii.gz`` relative to each case folder.
+* ``kaggle_3m``: LGG TIFF slices ``TCGA_CS_4941_19960909/TCGA_CS_4941_19960909_{k}[_mask].tif``
+  (:mod:`brats.data.kaggle`, docs/lgg.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from brats.errors import BratsError
 from brats.labels import LabelScheme, scheme_for_naming
@@ -57,7 +60,8 @@ class Case:
         folder: the case folder.
         naming: ``2020``, ``2021``, ``2023`` or ``custom``.
         images: canonical modality name -> file, for the modalities found.
-        seg: the segmentation file, or None (validation/test data).
+        seg: the segmentation file, or None (validation/test data); for kaggle_3m the patient folder.
+        metadata: extra per-case facts (kaggle_3m: the patient's ``data.csv`` row).
     """
 
     case_id: str
@@ -65,6 +69,7 @@ class Case:
     naming: str
     images: dict[str, Path] = field(default_factory=dict)
     seg: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label_scheme(self) -> LabelScheme:
@@ -95,6 +100,10 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 def _detect_naming(folder: Path) -> str | None:
     """The naming scheme of a case folder from its files (and name), or None if it is not a case."""
     cid = folder.name
+    from brats.data.kaggle import KAGGLE_NAMING, is_kaggle_folder
+
+    if is_kaggle_folder(folder):
+        return KAGGLE_NAMING
     for naming in ("2023", "2021"):
         sep = SEPARATOR[naming]
         suffixes = SUFFIXES[naming]
@@ -112,6 +121,10 @@ def _case_from_folder(folder: Path, naming: str, pattern: str | None = None) -> 
     cid = folder.name
     images: dict[str, Path] = {}
     seg: Path | None = None
+    if naming == "kaggle_3m":
+        from brats.data.kaggle import kaggle_case
+
+        return kaggle_case(folder)
     if naming == "custom":
         assert pattern is not None
         for m in (*MODALITIES, "seg"):
@@ -139,7 +152,7 @@ def discover_cases(root: str | Path, naming: str = "auto", pattern: str | None =
 
     Args:
         root: a folder of case folders, or one case folder.
-        naming: ``auto`` (detected per case), ``2020``, ``2021``, ``2023`` or ``custom``.
+        naming: ``auto`` (detected per case), ``2020``, ``2021``, ``2023``, ``kaggle_3m`` or ``custom``.
         pattern: for ``custom``: file pattern relative to the case folder with ``{case}`` and ``{modality}``.
 
     Returns:
@@ -167,8 +180,10 @@ def discover_cases(root: str | Path, naming: str = "auto", pattern: str | None =
                 )
                 else None
             )
+        elif naming == "kaggle_3m":
+            found = naming if _detect_naming(folder) == naming else None
         else:
-            found = naming if _detect_naming(folder) is not None else None
+            found = naming if _detect_naming(folder) not in (None, "kaggle_3m") else None
         if found is None:
             continue
         cases.append(_case_from_folder(folder, found, pattern))

@@ -117,6 +117,10 @@ def load_case(
         CaseError: a modality is missing or unreadable, or shapes/affines disagree (the message lists every file
             with its shape and affine).
     """
+    if case.naming == "kaggle_3m":  # TIFF slices (brats.data.kaggle)
+        from brats.data.kaggle import load_kaggle_case
+
+        return load_kaggle_case(case, modalities)
     missing = [m for m in modalities if m not in case.images]
     if missing:
         raise CaseError(
@@ -166,6 +170,10 @@ def load_seg(case: Case, check: bool = True) -> np.ndarray:
     """The segmentation of a case as ``(X, Y, Z)`` uint8 source labels. Unknown labels raise when ``check``."""
     if case.seg is None:
         raise CaseError(f"case {case.case_id}: no segmentation file")
+    if case.naming == "kaggle_3m":  # binary TIFF masks, 255 -> 1 (brats.data.kaggle)
+        from brats.data.kaggle import load_kaggle_seg
+
+        return load_kaggle_seg(case, check)
     return load_label_file(case.seg, case.label_scheme, check)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from brats.data.naming import Case, is_2023_id
@@ -9,11 +11,16 @@ from brats.data.naming import Case, is_2023_id
 __all__ = ["patient_id", "split_cases"]
 
 
+_KAGGLE_ID = re.compile(r"^(TCGA_[A-Za-z0-9]+_[A-Za-z0-9]+)_\d{8}$")
+
+
 def patient_id(case_id: str) -> str:
-    """The patient of a case: 2023 ids ``BraTS-GLI-00000-000`` end in a time-point, which is dropped."""
+    """The patient of a case: 2023 ids ``BraTS-GLI-00000-000`` end in a time-point, which is dropped; kaggle_3m
+    folders ``TCGA_CS_4941_19960909`` end in a scan date, which is dropped too (``TCGA_CS_4941``)."""
     if is_2023_id(case_id):
         return case_id.rsplit("-", 1)[0]
-    return case_id
+    m = _KAGGLE_ID.match(case_id)
+    return m.group(1) if m else case_id
 
 
 def split_cases(

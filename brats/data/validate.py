@@ -20,9 +20,13 @@ class Problem:
     case: str
     file: str
     problem: str
+    code: str = ""  # a stable name of the problem kind where one is defined (kaggle_3m: docs/lgg.md)
 
     def to_dict(self) -> dict:
-        return {"case": self.case, "file": self.file, "problem": self.problem}
+        out = {"case": self.case, "file": self.file, "problem": self.problem}
+        if self.code:
+            out["code"] = self.code
+        return out
 
 
 def validate_case(
@@ -32,6 +36,10 @@ def validate_case(
     pattern: str | None = None,
 ) -> list[Problem]:
     """Every problem of one case: missing or unreadable files, geometry mismatches, unknown labels."""
+    if case.naming == "kaggle_3m":
+        from brats.data.kaggle_validate import validate_kaggle_case
+
+        return validate_kaggle_case(case, modalities, read_data)
     problems: list[Problem] = []
     cid = case.case_id
 

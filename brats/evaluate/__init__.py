@@ -2,7 +2,9 @@
 
 Modules: :mod:`~brats.evaluate.metrics` (counts and scores on arrays; also used by training's validation),
 :mod:`~brats.evaluate.cases` (one case), :mod:`~brats.evaluate.summary` (aggregation, files, tables),
-:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`). Definitions: docs/metrics.md.
+:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`), :mod:`~brats.evaluate.binary` and
+:mod:`~brats.evaluate.detection` (binary kaggle_3m cases: tumour overlap, slice/patient detection; docs/lgg.md).
+Definitions: docs/metrics.md.
 """
 
 from brats.evaluate.cases import (

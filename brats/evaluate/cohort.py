@@ -63,7 +63,11 @@ def _match_predictions(
         log.warning("%d case(s) without prediction scored as empty: %s", len(lacking), _shown(lacking, 10))
     known = {p.name for p in preds.values() if p is not None}
     unmatched = sorted(
-        p.name for p in pred_dir.iterdir() if p.name.endswith((".nii.gz", ".nii")) and p.name not in known
+        p.name
+        for p in pred_dir.iterdir()
+        if p.name.endswith((".nii.gz", ".nii"))
+        and not p.name.endswith("_prob.nii.gz")  # probabilities written by predict --probabilities
+        and p.name not in known
     )
     if unmatched:
         log.warning(
@@ -133,8 +137,19 @@ def run_evaluate(
     out = Path(out_dir) if out_dir is not None else pred_dir
     cases, no_ref = _reference_cases(ref_root, naming, pattern)
     preds, lacking, unmatched = _match_predictions(pred_dir, cases, missing)
-    rows, counts = _score_cases(cases, preds, empty, progress)
-    summary = summarize(rows, counts, empty)
+    binary = [c.label_scheme.is_binary for c in cases]
+    if any(binary):  # kaggle_3m: tumour overlap + detection (brats.evaluate.binary, docs/lgg.md)
+        if not all(binary):
+            raise MetricsError(
+                f"{ref_root}: binary (kaggle_3m) and BraTS reference cases mixed; evaluate them apart"
+            )
+        from brats.evaluate.binary import binary_cases_csv, score_binary_cases, summarize_binary
+
+        rows, bcounts, units, from_prob = score_binary_cases(cases, preds, empty, progress)
+        summary, csv_text = summarize_binary(rows, bcounts, units, empty, from_prob), binary_cases_csv(rows)
+    else:
+        rows, counts = _score_cases(cases, preds, empty, progress)
+        summary, csv_text = summarize(rows, counts, empty), cases_csv(rows)
     files = {"cases_csv": str(out / "cases.csv"), "summary_json": str(out / "summary.json")}
     summary.update(
         pred_dir=str(pred_dir),
@@ -148,7 +163,7 @@ def run_evaluate(
         version=__version__,
         files=files,
     )
-    atomic_write_text(files["cases_csv"], cases_csv(rows))
+    atomic_write_text(files["cases_csv"], csv_text)
     atomic_write_text(files["summary_json"], json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
     log.info("wrote %s and %s", files["cases_csv"], files["summary_json"])
     return summary

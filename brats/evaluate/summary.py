@@ -123,6 +123,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     Columns: ``n`` (cases with a Dice value), per-case mean Dice and its std, median Dice, mean IoU,
     precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision and recall.
     """
+    if summary.get("scheme") == "binary":  # kaggle_3m: tumour + detection tables
+        from brats.evaluate.binary import format_binary
+
+        return format_binary(summary)
     per, pooled = summary["per_case"], summary["pooled"]
     head = (
         f"{'':5}{'':>4} | {'per-case mean over cases':^58} | {'pooled counts':^27}\n"

@@ -1,9 +1,9 @@
-"""Patch extraction (2D axial or 3D) from normalised cases into the HDF5 store (:mod:`brats.store`).
+"""Patch extraction (2D axial or 3D) from normalised cases into the HDF5 store (:mod:`brats.extract.store`).
 
 ``run_extract(cfg)`` is the ``brats extract`` / ``tools/extract_patches.py`` stage:
 
 1. discover the cases under ``data.root`` and check their files (headers, geometry, labels);
-2. split them by patient (:func:`brats.io.split_cases`) and write ``OUTPUT_DIR/splits.json``;
+2. split them by patient (:func:`brats.data.split_cases`) and write ``OUTPUT_DIR/splits.json``;
 3. normalise every train/val case (:func:`brats.preprocess.normalize`), cut windows of ``patches.size`` with
    ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th axial slice), keep the
    windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x that many brain-only
@@ -216,7 +216,7 @@ def _write_stores(
 
 
 def store_attrs(cfg: Config, label_scheme: str) -> dict[str, Any]:
-    """The provenance attributes of a store made with ``cfg`` (see :data:`brats.store.ATTRS`)."""
+    """The provenance attributes of a store made with ``cfg`` (see :data:`brats.extract.store.ATTRS`)."""
     p = cfg.patches
     return {
         "modalities": list(cfg.data.modalities),

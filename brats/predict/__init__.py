@@ -1,7 +1,8 @@
 """``brats predict``: sliding-window inference over whole cases, post-processing, NIfTI export on the input grid.
 
 Modules: :mod:`~brats.predict.sliding` (windows, blending, TTA), :mod:`~brats.predict.postprocess`
-(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files).
+(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files), :mod:`~brats.predict.gate`
+(two-stage LGG: a slice classifier gates the segmenter).
 """
 
 from brats.predict.postprocess import (

@@ -16,6 +16,10 @@ For each case (:func:`predict_case`):
 5. ``OUTPUT/<case_id>.nii.gz`` (uint8) and optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``
    probabilities before post-processing, rounded to float16 precision and stored as float32 because NIfTI-1
    has no float16 datatype), both written atomically with the first modality's header.
+
+kaggle_3m patients (TIFF slices, binary scheme; docs/lgg.md) are predicted on their slice grid, with the
+checkpoint's ``data.slice_spacing_mm`` in the affine; ``fmt="tif"`` also writes
+``OUTPUT/<case_id>/<case_id>_<k>_mask.tif`` (0/255), the dataset's own layout.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 
 from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
+from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
 from brats.devices import resolve_device
 from brats.fs import check_output_dir
 from brats.labels import LabelScheme, get_scheme, to_source
@@ -95,6 +100,7 @@ class PredictSettings:
     label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
     naming: str = "auto"
     pattern: str | None = None
+    slice_spacing_mm: float = 1.0  # kaggle_3m slice grids (data.slice_spacing_mm)
     windows: str = "box"
     precision: str = "auto"
     amp_dtype: torch.dtype | None = None
@@ -142,6 +148,7 @@ def settings_from_checkpoint(
         label_scheme=ckpt.label_scheme,
         naming="custom" if cfg.data.naming == "custom" else "auto",
         pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
+        slice_spacing_mm=float(cfg.data.slice_spacing_mm),
         windows=str(pc.windows if windows is None else windows),
         precision=str(pc.precision if precision is None else precision),
     )
@@ -251,6 +258,7 @@ def predict_case(
     output_dir: str | Path,
     probabilities: bool = False,
     device: str | torch.device | None = None,
+    fmt: str = "nifti",
     loaded: tuple[np.ndarray, Geometry] | None = None,
 ) -> dict[str, Any]:
     """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
@@ -272,6 +280,8 @@ def predict_case(
     scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
     labels = to_source(classes, scheme)
     seg_path = save_seg(output_dir / f"{case.case_id}.nii.gz", labels, geometry)
+    if fmt == "tif":
+        write_kaggle_masks(output_dir / case.case_id, case.case_id, labels)
     prob_path = None
     if probabilities:
         prob_path = save_nifti(
@@ -302,6 +312,7 @@ def run_predict(
     shard: tuple[int, int] | None = None,
     postprocess: bool = True,
     progress: bool = False,
+    fmt: str = "nifti",
     windows: str | None = None,
     precision: str | None = None,
 ) -> list[Path]:
@@ -317,6 +328,7 @@ def run_predict(
         shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
         postprocess: apply ``predict.postprocess`` (small components, ET rule).
         progress: show a progress bar over cases.
+        fmt: ``nifti``, or ``tif`` (kaggle_3m cases only): also ``<case_id>/<case_id>_<k>_mask.tif``.
         windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
 
     Returns:
@@ -331,6 +343,9 @@ def run_predict(
         checkpoint, device, overlap, blend, tta, batch_size, postprocess, windows, precision
     )
     cases = resolve_cases(input_path, settings.naming, settings.pattern)
+    cases = [with_slice_spacing(c, settings.slice_spacing_mm) for c in cases]
+    if fmt not in ("nifti", "tif") or (fmt == "tif" and any(c.naming != "kaggle_3m" for c in cases)):
+        raise InferenceError(f"--format {fmt}: expected nifti, or tif for kaggle_3m cases only")
     if shard is not None:
         cases = cases[shard[0] :: shard[1]]
     log.info(
@@ -350,7 +365,9 @@ def run_predict(
             for i, case in enumerate(track(cases, desc="predict", unit="case", enabled=progress)):
                 loaded = ahead.pop().result()
                 ahead += [pool.submit(load_input, c, settings) for c in cases[i + 1 : i + 2]]
-                result = predict_case(model, case, settings, output_dir, probabilities, loaded=loaded)
+                result = predict_case(
+                    model, case, settings, output_dir, probabilities, fmt=fmt, loaded=loaded
+                )
                 paths.append(result["seg"])
     except KeyboardInterrupt:
         raise KeyboardInterrupt(

@@ -1,9 +1,9 @@
 """The synthetic BraTS-like cohort generator (``brats synth``): real anatomy, synthetic gliomas.
 
 Anatomy comes from the MNI152 2009a template that nilearn ships (grey/white-matter probability maps and brain
-mask; CSF = brain - GM - WM), warped per case (:mod:`brats.synth_anatomy`). Tumours are lobulated level sets with
-necrotic or non-enhancing core, enhancing rim and edema (:mod:`brats.synth_tumour`). Four contrasts come from the
-tissue fractions with per-case scale, offset, bias field and Rician noise (:mod:`brats.synth_contrast`).
+mask; CSF = brain - GM - WM), warped per case (:mod:`brats.synth.anatomy`). Tumours are lobulated level sets with
+necrotic or non-enhancing core, enhancing rim and edema (:mod:`brats.synth.tumour`). Four contrasts come from the
+tissue fractions with per-case scale, offset, bias field and Rician noise (:mod:`brats.synth.contrast`).
 See ``docs/synthetic.md`` for the model and what it does not imitate.
 
 Case ``i`` of seed ``s`` depends only on ``(s, i)`` (and the grid shape), so workers and cohort sizes never change

@@ -2,7 +2,7 @@
 
 Modules: :mod:`~brats.train.dataset`, :mod:`~brats.train.augment`, :mod:`~brats.train.losses`,
 :mod:`~brats.train.runtime` (devices, AMP, seeding, DDP, loaders), :mod:`~brats.train.engine` (the loop),
-:mod:`~brats.train.log` (metrics.csv, curves). The network factory shared with prediction is
+:mod:`~brats.train.log` (metrics.csv, curves), :mod:`~brats.train.classifier` (the LGG slice classifier). The network factory shared with prediction is
 :mod:`brats.networks`; checkpoints are :mod:`brats.checkpoint`.
 """
 

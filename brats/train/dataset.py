@@ -1,4 +1,4 @@
-"""PyTorch ``Dataset`` over an HDF5 patch store (:mod:`brats.store`), safe with DataLoader workers.
+"""PyTorch ``Dataset`` over an HDF5 patch store (:mod:`brats.extract.store`), safe with DataLoader workers.
 
 The file is opened lazily, once per process, on first access: a dataset built in the parent is picklable
 (no open HDF5 handle travels to the workers), and a worker started by ``fork`` notices the process id has
@@ -42,7 +42,7 @@ class PatchDataset(Dataset):
     ``index`` is the dataset index ``i`` (not the store row: see :meth:`row`).
 
     Attributes:
-        attrs: the store attributes (:func:`brats.store.read_store_info`): modalities, patch_size, stride,
+        attrs: the store attributes (:func:`brats.extract.read_store_info`): modalities, patch_size, stride,
             dim, normalization (dict), label_scheme, config (YAML text), version, n_patches, cases, ...
     """
 

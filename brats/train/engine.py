@@ -3,9 +3,9 @@
 :func:`run_training` reads ``OUTPUT_DIR/patches/{train,val}.h5`` and writes under ``OUTPUT_DIR``:
 
 * ``config.yaml``: the resolved config;
-* ``metrics.csv`` and ``curves.png``: one row / point per epoch (:mod:`brats.train_log`);
+* ``metrics.csv`` and ``curves.png``: one row / point per epoch (:mod:`brats.train.log`);
 * ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best ``train.best_metric``), written
-  atomically, holding everything :func:`brats.model.model_from_checkpoint` and resuming need.
+  atomically, holding everything :func:`brats.networks.model_from_checkpoint` and resuming need.
 
 Each epoch trains on the augmented train store (one pass, or ``train.steps_per_epoch`` batches), then scores
 the validation store (loss and Dice per training class), steps the scheduler on the validation loss and
@@ -35,7 +35,7 @@ from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_che
 from brats.config import Config, config_to_dict, save_config
 from brats.evaluate.metrics import batch_class_counts, dice_scores
 from brats.fs import atomic_write_text
-from brats.labels import NUM_CLASSES, get_scheme
+from brats.labels import BINARY_STRUCTURE, CLASS_NAMES, get_scheme
 from brats.networks import build_model
 from brats.preprocess import Normalization
 from brats.train.augment import build_transform
@@ -110,7 +110,8 @@ class Trainer:
         self.in_channels = len(self.info["modalities"])
 
         seed_everything(cfg.seed)
-        self.model = build_model(cfg.model, self.in_channels, NUM_CLASSES, dim=cfg.patches.dim).to(
+        self.num_classes = self.scheme.num_classes  # 4 for BraTS, 2 for the binary (kaggle_3m) scheme
+        self.model = build_model(cfg.model, self.in_channels, self.num_classes, dim=cfg.patches.dim).to(
             self.rt.device
         )
         if tc.channels_last:
@@ -185,7 +186,7 @@ class Trainer:
         return new_checkpoint(
             self.model.state_dict(),
             cfg,
-            classes=NUM_CLASSES,
+            classes=self.num_classes,
             modalities=list(self.info["modalities"]),
             normalization=Normalization.from_dict(
                 self.info.get("normalization"), where="train.h5 normalization"
@@ -230,11 +231,11 @@ class Trainer:
             improved = self._update_best(row[tc.best_metric])
             if rt.is_main:
                 self._write(improved)
+            dice = " ".join(f"{k[9:]} {v:.3f}" for k, v in val.items() if k.startswith("val_dice_"))
             log.log(
                 logging.INFO if rt.is_main else logging.DEBUG,
-                "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice NCR %.3f ED %.3f ET %.3f, %.1f s",
-                self.epoch, tc.epochs, train_loss, val["val_loss"], val["val_dice_NCR"], val["val_dice_ED"],
-                val["val_dice_ET"], row["seconds"],
+                "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice %s, %.1f s",
+                self.epoch, tc.epochs, train_loss, val["val_loss"], dice, row["seconds"],
             )  # fmt: skip
             over = tc.max_minutes is not None and time.monotonic() - start > 60 * tc.max_minutes
             stopped = self._agree(over) and self.epoch < tc.epochs
@@ -304,7 +305,8 @@ class Trainer:
         tc = self.cfg.train
         self.model.eval()  # the bare model: ranks may run different numbers of batches
         sums = torch.zeros(2, dtype=torch.float64)
-        counts = torch.zeros(NUM_CLASSES - 1, 3, dtype=torch.float64)
+        k = self.num_classes
+        counts = torch.zeros(k - 1, 3, dtype=torch.float64)
         for i, batch in enumerate(val_loader(self.val_ds, tc, self.rt)):
             if tc.val_max_batches is not None and i >= tc.val_max_batches:
                 break
@@ -314,10 +316,11 @@ class Trainer:
             loss = self.loss_fn(logits, y)
             sums += torch.tensor([float(loss) * len(x), len(x)], dtype=torch.float64)
             counts += torch.as_tensor(
-                batch_class_counts(logits.argmax(1).cpu(), y.cpu()), dtype=torch.float64
+                batch_class_counts(logits.argmax(1).cpu(), y.cpu(), num_classes=k), dtype=torch.float64
             )
         sums, counts = self._sum(sums), self._sum(counts)
-        dice = dice_scores(counts.numpy(), empty="brats")
+        names = (BINARY_STRUCTURE,) if self.scheme.is_binary else CLASS_NAMES
+        dice = dice_scores(counts.numpy(), empty="brats", names=names)
         out = {"val_loss": float(sums[0] / sums[1]) if sums[1] else math.nan}
         out.update({f"val_dice_{k}": float(v) for k, v in dice.items()})
         out["val_dice_mean"] = float(sum(dice.values()) / len(dice))
