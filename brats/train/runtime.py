@@ -118,7 +118,7 @@ def probe_amp(
 ) -> dict[str, Any] | None:
     """``train.amp: auto`` on a CPU: time training steps in float32 and bf16 and set ``rt.amp_dtype``.
 
-    A copy of ``model`` takes ``warmup + steps`` forward/backward passes on a random batch of
+    A copy of ``model`` (with its own Adam) takes ``warmup + steps`` training steps on a random batch of
     ``input_shape`` ``(B, C, H, W)`` in each precision (:func:`brats.precision.choose_cpu_precision`, cached
     per machine and ``what``, e.g. the model config and patch shape); the model itself, its batch-norm
     statistics and the global RNG are untouched. Returns the probe's record (None when nothing was chosen:
@@ -135,10 +135,15 @@ def probe_amp(
         classes = int(probe(x[:1]).shape[1])
     y = torch.randint(0, classes, (input_shape[0], *input_shape[2:]), generator=gen)
 
-    def step() -> None:
-        loss = loss_fn(probe(x), y)
+    opt = torch.optim.Adam([p for p in probe.parameters() if p.requires_grad], lr=train_cfg.lr)
+
+    def step() -> None:  # as the trainer's step: forward under autocast, float32 loss, backward, Adam
+        logits = probe(x)  # under the probe's autocast
+        with torch.autocast("cpu", enabled=False):
+            loss = loss_fn(logits.float(), y)
         loss.backward()
-        probe.zero_grad(set_to_none=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
     record = choose_cpu_precision(step, "train", what)
     rt.amp_dtype = torch.bfloat16 if record["choice"] == "bf16" else None
