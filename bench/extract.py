@@ -10,8 +10,13 @@
    gzip-4, each read back at random (patches/s, ``num_workers=0``), to choose the compression by measurement.
 3. Loader: ``brats.data.PatchDataset`` + ``DataLoader(shuffle=True, batch_size=16)`` over the whole training
    store with ``num_workers`` 0 and 2 (worker start-up included): patches/s.
-4. On the fly: the same patches (a random sample, in random order) cut from the ``.nii.gz`` volumes for each
-   patch: load the case (nibabel), normalise, crop, as a Dataset without a store would. patches/s.
+4. On the fly, as a competent user writes it without a store: one epoch over the same training patches in random
+   order, each case loaded (nibabel) and normalised **once**, on first use, and kept in memory (float32); every
+   patch is then cropped from the cached volume. patches/s over the epoch (first loads included), and the memory
+   the cache holds (what the store saves: a cohort of 1,251 BraTS cases would need ~180 GB of RAM this way).
+   (An earlier version re-read and re-normalised the whole case for every patch, a baseline nobody writes.)
+
+Writes ``bench/results/extract.json`` (:mod:`results_io`).
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from results_io import load_now, write_result  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from brats.config import load_config  # noqa: E402
@@ -87,25 +94,34 @@ def _recompress(src: Path, dst: Path, compression: str) -> None:
             w.add_case(cid, images[sel], labels[sel], position[sel])
 
 
-def _on_the_fly_rate(root: Path, store: Path, n: int, cfg, seed: int = 0) -> float:
-    """Each patch: read its case's volumes from .nii.gz, normalise, crop (no caching), like a store-less Dataset."""
+def _on_the_fly_rate(root: Path, store: Path, cfg, seed: int = 0) -> tuple[float, int]:
+    """One epoch over the store's patches in random order, cropped from volumes cached on first use.
+
+    Each case is loaded and normalised once (the first time one of its patches is drawn) and kept in memory.
+    Returns ``(patches/s over the epoch, bytes held by the cache at the end)``.
+    """
     info = read_store_info(store)
     with __import__("h5py").File(store, "r") as f:
         case_index, position = f["case_index"][()], f["position"][()]
     cases = {c.case_id: c for c in discover_cases(root)}
-    order = np.random.default_rng(seed).permutation(len(case_index))[:n]
+    order = np.random.default_rng(seed).permutation(len(case_index))
     h, w = info["patch_size"]
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     t0 = time.perf_counter()
     for i in order:
-        case = cases[info["cases"][int(case_index[i])]]
+        ci = int(case_index[i])
+        if ci not in cache:
+            case = cases[info["cases"][ci]]
+            image, _ = load_case(case, cfg.data.modalities)
+            image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles)
+            cache[ci] = (image, load_seg(case))
+        image, seg = cache[ci]
         x, y, z = (int(v) for v in position[i])
-        image, _ = load_case(case, cfg.data.modalities)
-        seg = load_seg(case)
-        image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles)
         patch = torch.from_numpy(image[:, x : x + h, y : y + w, z].astype(np.float32))
         label = torch.from_numpy(seg[x : x + h, y : y + w, z].astype(np.int64))
         assert patch.shape[1:] == label.shape
-    return len(order) / (time.perf_counter() - t0)
+    rate = len(order) / (time.perf_counter() - t0)
+    return rate, int(sum(a.nbytes + b.nbytes for a, b in cache.values()))
 
 
 def main() -> int:
@@ -113,7 +129,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=8, help="synthetic cases (default 8)")
     parser.add_argument("--shape", type=int, nargs=3, default=[240, 240, 155], help="volume shape")
     parser.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
-    parser.add_argument("--fly-patches", type=int, default=16, help="patches timed on the on-the-fly path")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/extract.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -122,10 +138,7 @@ def main() -> int:
         "cases": args.cases,
     }
     out["shape"] = args.shape
-    out["cpu_count"] = os.cpu_count()
-    out["load_avg_1min_at_start"] = round(
-        os.getloadavg()[0], 2
-    )  # other work on the machine skews the figures
+    before = load_now()  # other work on the machine skews the figures: results_io records the load
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root = tmp / "cases"
@@ -161,12 +174,15 @@ def main() -> int:
 
         loader = {str(w): round(_loader_rate(train, w), 1) for w in (0, 2)}
         out["loader_patches_per_s"] = loader
-        fly = _on_the_fly_rate(root, train, args.fly_patches, cfg)
-        out["on_the_fly_patches_per_s"] = round(fly, 2)
-        out["speedup_hdf5_vs_on_the_fly"] = round(loader["0"] / fly, 1)
-        out["ok"] = loader["0"] >= 10 * fly
+        fly, cache_bytes = _on_the_fly_rate(root, train, cfg)
+        out["cached_on_the_fly_patches_per_s"] = round(fly, 1)
+        out["cached_on_the_fly_cache_bytes"] = cache_bytes
+        out["cached_on_the_fly_cases"] = len(info["cases"])
+        out["store_vs_cached_on_the_fly"] = round(loader["0"] / fly, 2)
+    if not args.no_save:
+        write_result("extract", out, before)
     print(json.dumps(out))
-    return 0 if out["ok"] else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ key                    holds
 ``patch_size``, ``dim``  training patch geometry
 ``in_channels``,       network input and output channels
 ``classes``
-``postprocess``        post-processing settings prediction applies by default (``predict.postprocess``)
+``postprocess``        post-processing prediction applies by default: ``min_component_ml``, ``et_min_ml`` (mL)
+                       and ``source`` (``config``: the training config's ``predict.postprocess``;
+                       ``validation``: chosen by ``brats tune-postprocess``, which adds ``objective``,
+                       ``val_cases`` and the ``sweep`` table, see :mod:`brats.evaluate.tune`)
 ``history``            one dict per completed epoch (the rows of ``metrics.csv``)
 ``optimizer``,         resume state (:class:`TrainingState`); absent from exported, prediction-only files
 ``scheduler``,
@@ -51,6 +54,7 @@ __all__ = [
     "read_checkpoint",
     "read_state_dict",
     "new_checkpoint",
+    "postprocess_settings",
 ]
 
 #: Format version written by this toolkit. Version 1 (brats 0.1) kept the config's ``preprocess`` section as
@@ -173,6 +177,29 @@ def _check_version(raw: dict[str, Any], path: Path) -> None:
     )
 
 
+_VOXEL_KEYS = {"min_component": "min_component_ml", "et_min_voxels": "et_min_ml"}
+
+
+def _migrate_postprocess(raw: dict[str, Any]) -> None:
+    """Checkpoints written before thresholds were in mL held voxel counts (``min_component``, ``et_min_voxels``)
+    that assumed BraTS's 1 mm grid: convert them to mL at 1 mm^3 per voxel, in the config and the settings."""
+    sections = [raw.get("postprocess")]
+    predict = raw["config"].get("predict") if isinstance(raw.get("config"), dict) else None
+    if isinstance(predict, dict):
+        sections.append(predict.get("postprocess"))
+    for section in sections:
+        if not isinstance(section, dict):
+            continue
+        for old, new in _VOXEL_KEYS.items():
+            if old in section:
+                section.setdefault(new, float(section.pop(old)) / 1000.0)
+
+
+def postprocess_settings(cfg: Config) -> dict[str, Any]:
+    """The :attr:`Checkpoint.postprocess` of a freshly trained model: the config's thresholds, ``source: config``."""
+    return {**config_to_dict(cfg.predict.postprocess), "source": "config"}
+
+
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     """Read and check a checkpoint written by :func:`write_checkpoint`.
 
@@ -185,6 +212,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     if not isinstance(raw, dict) or "model" not in raw or "config" not in raw:
         raise CheckpointError(f"{path} is not a brats checkpoint (expected a dict with 'model' and 'config')")
     _check_version(raw, path)
+    _migrate_postprocess(raw)
     try:
         cfg = config_from_dict(raw["config"], source=f"checkpoint {path}")
         scheme = get_scheme(raw["label_scheme"]["name"])
@@ -206,7 +234,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         dim=int(raw["dim"]),
         in_channels=int(raw["in_channels"]),
         classes=int(raw["classes"]),
-        postprocess=dict(raw.get("postprocess") or config_to_dict(cfg.predict.postprocess)),
+        postprocess=dict(raw.get("postprocess") or postprocess_settings(cfg)),
         history=[dict(r) for r in raw.get("history", [])],
         training=_training_state(raw, cfg),
         version=int(raw["version"]),
@@ -238,9 +266,9 @@ def new_checkpoint(
         modalities=mods,
         patch_size=[int(s) for s in cfg.patches.size],
         dim=int(cfg.patches.dim),
-        in_channels=len(mods),
+        in_channels=len(mods) * (2 * int(cfg.patches.context_slices) + 1),  # 2.5D: modalities x (2k + 1)
         classes=int(classes),
-        postprocess=config_to_dict(cfg.predict.postprocess),
+        postprocess=postprocess_settings(cfg),
         history=list(history or []),
         training=training,
     )

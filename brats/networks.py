@@ -1,4 +1,5 @@
-"""Network factory (segmentation-models-pytorch), shared by training and prediction.
+"""Network factory (segmentation-models-pytorch 2D/2.5D; MONAI 3D via :mod:`brats.networks_monai`), shared by
+training and prediction.
 
 :func:`build_model` makes any smp architecture by name from :class:`brats.config.ModelConfig`. The network maps a
 batch of patches ``(B, C, H, W)`` float32 (``C`` = number of modalities, in the config's order) to logits
@@ -19,6 +20,7 @@ from torch import nn
 from brats.checkpoint import Checkpoint, CheckpointError, read_checkpoint, read_state_dict
 from brats.config import ModelConfig
 from brats.errors import BratsError
+from brats.networks_monai import build_monai_model, is_monai_arch, monai_multiple
 
 __all__ = [
     "ModelError",
@@ -27,6 +29,7 @@ __all__ = [
     "build_model",
     "freeze_unused_parameters",
     "model_from_checkpoint",
+    "input_multiple",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,8 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
             dict of the whole model or of its encoder, or a brats checkpoint).
         in_channels: input channels (number of modalities).
         classes: output channels (training classes, 4 for background, NCR, ED, ET).
-        dim: patch dimensionality; only 2 (axial patches) is supported.
+        dim: patch dimensionality: 2 (axial patches, smp architectures) or 3 (``monai.*`` architectures,
+            :mod:`brats.networks_monai`; ``(B, C, X, Y, Z)`` in and out).
 
     Returns:
         The model in training mode, mapping ``(B, in_channels, H, W)`` to logits ``(B, classes, H, W)``;
@@ -100,12 +104,10 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
         ModelError: unknown architecture or encoder (the message lists the valid ones), inconsistent
             decoder channels, 3D patches, or an unreadable / mismatching weights file.
     """
-    if dim != 2:
-        raise ModelError(
-            f"3D models are not supported yet (patches.dim={dim}); use patches.dim: 2 (axial 2D patches)"
-        )
     if in_channels < 1 or classes < 1:
         raise ModelError(f"in_channels and classes must be positive, got {in_channels} and {classes}")
+    if is_monai_arch(model_cfg.arch) or dim != 2:
+        return _build_3d(model_cfg, in_channels, classes, dim)
     cls = _resolve_arch(model_cfg.arch)
     _check_encoder(model_cfg.encoder)
     kwargs: dict[str, Any] = {
@@ -134,6 +136,33 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
     if model_cfg.weights_path:
         _load_weights(model, Path(model_cfg.weights_path))
     return model
+
+
+def _build_3d(model_cfg: ModelConfig, in_channels: int, classes: int, dim: int) -> nn.Module:
+    """A MONAI 3D network (:mod:`brats.networks_monai`); smp networks are 2D only."""
+    if not is_monai_arch(model_cfg.arch) or dim != 3:
+        raise ModelError(
+            f"model.arch {model_cfg.arch!r} needs patches.dim: {3 if is_monai_arch(model_cfg.arch) else 2}, "
+            f"got {dim} (3D: monai.SegResNet or monai.DynUNet; 2D and 2.5D: smp architectures)"
+        )
+    try:
+        model = build_monai_model(model_cfg, in_channels, classes)
+    except BratsError as exc:
+        raise ModelError(str(exc)) from exc
+    if model_cfg.weights_path:
+        _load_weights(model, Path(model_cfg.weights_path))
+    return model
+
+
+def input_multiple(model_cfg: ModelConfig) -> int:
+    """Patch and window sizes must be multiples of this: ``2 ** encoder_depth`` (smp) or the MONAI network's
+    total downsampling (:func:`brats.networks_monai.monai_multiple`)."""
+    if is_monai_arch(model_cfg.arch):
+        try:
+            return monai_multiple(model_cfg)
+        except BratsError as exc:
+            raise ModelError(str(exc)) from exc
+    return 2 ** int(model_cfg.encoder_depth)
 
 
 def _check_output_size(model: nn.Module, arch: str, model_cfg: ModelConfig, in_channels: int) -> None:

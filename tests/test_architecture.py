@@ -14,6 +14,7 @@ LAYERS: list[set[str]] = [
     {"fs", "labels", "devices", "progress"},
     {"config", "preprocess", "data", "precision"},
     {"checkpoint"},
+    {"networks_monai"},
     {"networks"},
     {"synth", "extract"},
     {"train"},

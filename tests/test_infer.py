@@ -254,7 +254,7 @@ def make_checkpoint(path: Path, bias: list[float] | None = None) -> Path:
         {
             "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
             "patches": {"size": [32, 32], "stride": [16, 16]},
-            "predict": {"postprocess": {"min_component": 5, "et_min_voxels": 0}},
+            "predict": {"postprocess": {"min_component_ml": 0.005, "et_min_ml": 0}},
         }
     )
     torch.manual_seed(0)
@@ -425,3 +425,35 @@ def test_geometry_mismatch_names_the_files(tmp_path, ckpt_dir):
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :-1], img.affine), str(t2))
     with pytest.raises(CaseError, match=rf"{folder.name}.*disagree[\s\S]*_t2\.nii\.gz"):
         run_predict(ckpt_dir / "class1.pt", folder, tmp_path / "out", progress=False)
+
+
+def test_postprocess_thresholds_come_from_the_checkpoint_unless_overridden(tmp_path, ckpt_dir):
+    from brats.checkpoint import read_checkpoint
+    from brats.predict.predictor import settings_from_checkpoint
+
+    ckpt = read_checkpoint(ckpt_dir / "random.pt")
+    assert ckpt.postprocess == {"min_component_ml": 0.005, "et_min_ml": 0.0, "source": "config"}
+    s = settings_from_checkpoint(ckpt)
+    assert (s.min_component_ml, s.et_min_ml) == (0.005, 0.0)
+    s = settings_from_checkpoint(ckpt, min_component_ml=0.0, et_min_ml=0.25)
+    assert (s.min_component_ml, s.et_min_ml) == (0.0, 0.25)
+
+
+def test_negative_ml_threshold_is_one_line_and_writes_nothing(tmp_path, ckpt_dir, capsys):
+    from brats.cli import main
+
+    folder = make_case(tmp_path / "cases", 0, shape=SHAPE, seg=False)
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        "--checkpoint",
+        str(ckpt_dir / "random.pt"),
+        "--input",
+        str(folder),
+        "--output",
+        str(out),
+    ]
+    assert main([*argv, "--et-min-ml", "-0.5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "et_min_ml must be >= 0" in err[0] and "-0.5" in err[0]
+    assert not out.exists()

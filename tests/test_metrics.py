@@ -45,6 +45,10 @@ for _name in ("NCR", "ED", "ET", "TC", "WT"):
     EXPECTED_HEADER += [f"{_name}_{m}" for m in ("dice", "iou", "precision", "recall", "specificity")]
     EXPECTED_HEADER += [f"{_name}_hd95"] if _name in ("ET", "TC", "WT") else []
     EXPECTED_HEADER += [f"{_name}_{m}" for m in ("vol_ref", "vol_pred", "vol_ref_ml", "vol_pred_ml")]
+for _name in ("ET", "TC", "WT"):
+    EXPECTED_HEADER += [
+        f"{_name}_lesion_{m}" for m in ("dice", "hd95", "tp", "fp", "fn", "precision", "recall", "f1")
+    ]
 
 
 def same(a: float, b: float, tol: float = 1e-12) -> bool:

@@ -58,7 +58,7 @@ def test_errors_list_valid_values():
         build_model(tiny_cfg(encoder="resnet19"), 4)
     with pytest.raises(ModelError, match=r"one value per encoder stage.*\[32, 16, 8\]"):
         build_model(tiny_cfg(decoder_channels=[64, 32, 16, 8]), 4)
-    with pytest.raises(ModelError, match="3D models are not supported yet"):
+    with pytest.raises(ModelError, match="needs patches.dim: 2, got 3"):
         build_model(tiny_cfg(), 4, dim=3)
 
 

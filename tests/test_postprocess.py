@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from brats.predict import postprocess, remove_small_components, suppress_small_et, tumour_components
+from brats.evaluate import sweep_postprocess
+from brats.predict import (
+    ml_to_voxels,
+    postprocess,
+    postprocess_ml,
+    remove_small_components,
+    suppress_small_et,
+    tumour_components,
+)
 
 
 def _volume() -> np.ndarray:
@@ -138,3 +146,67 @@ def test_empty_and_bad_inputs():
         remove_small_components(np.zeros((2, 2, 2), np.float32), 3)
     with pytest.raises(ValueError, match=r"\(X, Y, Z\)"):
         suppress_small_et(np.zeros((2, 2), np.uint8), 3)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Thresholds in mL
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ml, spacing, voxels",
+    [
+        (0.2, (1, 1, 1), 200),  # 0.2 / 0.001 is 200.00000000000003 in floating point: still 200
+        (0.5, (1, 1, 1), 500),
+        (0.0, (1, 1, 1), 0),
+        # 3.75 mm grid: one voxel is 52.734375 mm3; 0.5 mL / 0.052734375 mL = 9.48 -> 10 voxels
+        (0.5, (3.75, 3.75, 3.75), 10),
+        (0.2, (3.75, 3.75, 3.75), 4),  # 3.79 -> 4
+        (0.006, (1.0, 1.0, 2.0), 3),  # 2 mm3 voxels: exactly 3
+    ],
+)
+def test_ml_to_voxels_hand_computed(ml, spacing, voxels):
+    assert ml_to_voxels(ml, spacing) == voxels
+
+
+def test_ml_to_voxels_rejects_negative():
+    with pytest.raises(ValueError, match=">= 0 mL"):
+        ml_to_voxels(-0.1, (1, 1, 1))
+
+
+def test_postprocess_ml_means_the_same_volume_on_any_grid():
+    c = _volume()  # components of 8, 3, 2 and 1 voxels
+    # 2 mm3 voxels: components of 16, 6, 4 and 2 mm3. 0.005 mL = 5 mm3 -> 3 voxels: B (2) and C (1) go.
+    out_ml, stats = postprocess_ml(c, (1.0, 1.0, 2.0), min_component_ml=0.005)
+    np.testing.assert_array_equal(out_ml, remove_small_components(c, 3))
+    assert stats["min_component_voxels"] == 3 and stats["components_removed"] == 2
+    # 1 mm3 voxels: 5 voxels: B, C and D (3) go, only A stays.
+    out_1mm, _ = postprocess_ml(c, (1.0, 1.0, 1.0), min_component_ml=0.005)
+    np.testing.assert_array_equal(out_1mm > 0, remove_small_components(c, 8) > 0)
+    assert int((out_1mm > 0).sum()) == 8
+
+
+def test_sweep_scores_by_hand():
+    # Reference: the 2x2x2 cube A with its ET voxel. Prediction: A plus a stray 1-voxel ED blob.
+    ref = np.zeros((6, 6, 3), np.uint8)
+    ref[0:2, 0:2, 0:2] = 2
+    ref[1, 1, 1] = 3
+    pred = ref.copy()
+    pred[5, 5, 2] = 2
+    rows = sweep_postprocess(
+        [pred], [ref], [(1.0, 1.0, 1.0)], min_component_ml=(0.0, 0.002), et_min_ml=(0.0,)
+    )
+    off, on = rows
+    # WT: TP 8, FP 1 -> 16/17; TC and ET: identical (1 voxel) -> 1.
+    assert off["dice_WT"] == pytest.approx(16 / 17) and off["dice_TC"] == off["dice_ET"] == 1.0
+    assert off["objective"] == pytest.approx((16 / 17 + 2) / 3) and off["changed"] == 0
+    assert on["dice_WT"] == 1.0 and on["objective"] == 1.0 and on["changed"] == 1
+
+
+@pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml"])
+def test_config_rejects_negative_ml(key):
+    from brats.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"predict.postprocess.{key} must be >= 0"):
+        load_config(None, [f"predict.postprocess.{key}=-1"])
+    assert getattr(load_config(None, [f"predict.postprocess.{key}=0.5"]).predict.postprocess, key) == 0.5

@@ -39,7 +39,7 @@ def tiny_checkpoint(path: Path, bias_class: int = 3) -> Path:
         {
             "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
             "patches": {"size": [32, 32], "stride": [16, 16]},
-            "predict": {"postprocess": {"min_component": 5, "et_min_voxels": 0}},
+            "predict": {"postprocess": {"min_component_ml": 0.005, "et_min_ml": 0}},
         }
     )
     torch.manual_seed(0)

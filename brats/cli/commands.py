@@ -109,11 +109,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_args(args: argparse.Namespace, source: str) -> None:
+    """Exactly one of ``--<source>`` and ``--run`` with ``--split``."""
+    given = getattr(args, source) is not None
+    if given and (args.run is not None or args.split is not None):
+        raise BratsError(f"give --{source} or --run RUN_DIR --split SPLIT, not both")
+    if not given and (args.run is None or args.split is None):
+        raise BratsError(f"give --{source} PATH, or --run RUN_DIR with --split train|val|test")
+    if args.data_root is not None and args.run is None:
+        raise BratsError("--data-root goes with --run")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from brats.predict import run_predict
 
+    _source_args(args, "input")
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        if args.run is None:
+            raise BratsError("give --checkpoint (or --run RUN_DIR to use RUN_DIR/checkpoints/best.pt)")
+        checkpoint = Path(args.run) / "checkpoints" / "best.pt"
     paths = run_predict(
-        checkpoint=args.checkpoint,
+        checkpoint=checkpoint,
         input_path=args.input,
         output_dir=args.output,
         overlap=args.overlap,
@@ -126,16 +145,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
         postprocess=not args.no_postprocess,
         progress=True,
         fmt=args.format,
+        run_dir=args.run,
+        split=args.split,
+        data_root=args.data_root,
+        min_component_ml=args.min_component_ml,
+        et_min_ml=args.et_min_ml,
         windows=args.windows,
         precision=args.precision,
     )
-    print(f"wrote {len(paths)} segmentation(s) to {args.output}")
+    where = f"the {args.split} split of {args.run}" if args.run else args.input
+    print(f"wrote {len(paths)} segmentation(s) of {where} to {args.output}")
+    return 0
+
+
+def cmd_tune_postprocess(args: argparse.Namespace) -> int:
+    from brats.evaluate import tune_postprocess
+
+    result = tune_postprocess(
+        args.run, args.checkpoint, progress=True, device=args.device, data_root=args.data_root
+    )
+    print(f"objective: {result['objective']}")
+    print(
+        f"{'min_component_ml':>16} {'et_min_ml':>9} {'WT':>6} {'TC':>6} {'ET':>6} {'mean':>6} {'changed':>7}"
+    )
+    for r in result["sweep"]:
+        print(
+            f"{r['min_component_ml']:>16g} {r['et_min_ml']:>9g} {r['dice_WT']:6.4f} {r['dice_TC']:6.4f} "
+            f"{r['dice_ET']:6.4f} {r['objective']:6.4f} {r['changed']:>7}"
+        )
+    print(
+        f"chosen on {len(result['val_cases'])} validation case(s): min_component_ml {result['min_component_ml']:g}, "
+        f"et_min_ml {result['et_min_ml']:g} (mean Dice {result['score']:.4f}; without post-processing "
+        f"{result['score_off']:.4f})"
+    )
+    print(f"stored in {result['checkpoint']} and {result['file']}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from brats.evaluate import format_summary, run_evaluate
 
+    _source_args(args, "ref")
     summary = run_evaluate(
         pred_dir=args.pred,
         ref_root=args.ref,
@@ -143,6 +193,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         empty=args.empty,
         missing=args.missing,
         progress=True,
+        run_dir=args.run,
+        split=args.split,
+        data_root=args.data_root,
+        lesion_variant=args.lesion_variant,
     )
     print(format_summary(summary))
     return 0

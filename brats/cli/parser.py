@@ -94,17 +94,35 @@ def _parser_train(sub: Any) -> None:
     p.set_defaults(func=c.cmd_train)
 
 
+def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        default=None,
+        help=f"run folder of `brats extract`: {what} exactly the cases of --split in RUN_DIR/splits.json",
+    )
+    p.add_argument("--split", choices=["train", "val", "test"], default=None, help="split of --run")
+    p.add_argument(
+        "--data-root", default=None, help="with --run: the data root, if it moved since extraction"
+    )
+
+
 def _parser_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="sliding-window prediction of whole cases, written as NIfTI on the input grid",
-        description="Predict every case under --input and write OUTPUT/<case_id>.nii.gz in the case's label "
-        "convention, on exactly the input's grid.",
+        description="Predict every case under --input (or exactly the cases of one split of a run: --run RUN_DIR "
+        "--split test) and write OUTPUT/<case_id>.nii.gz in the case's label convention, on exactly the "
+        "input's grid. Post-processing thresholds come from the checkpoint (chosen on validation by "
+        "`brats tune-postprocess`) unless given here.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt or last.pt)")
     p.add_argument(
-        "--input", required=True, help="a case folder, a folder of cases, or a text file of case folders"
+        "--checkpoint", default=None, help="checkpoint file (default with --run: RUN_DIR/checkpoints/best.pt)"
     )
+    p.add_argument(
+        "--input", default=None, help="a case folder, a folder of cases, or a text file of case folders"
+    )
+    _add_split_args(p, "predict")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overlap", type=float, default=None, help="window overlap in [0, 1) (default 0.5)")
     p.add_argument(
@@ -136,17 +154,50 @@ def _parser_predict(sub: Any) -> None:
     p.add_argument(
         "--no-postprocess", action="store_true", help="skip small-component removal and the ET rule"
     )
+    p.add_argument(
+        "--min-component-ml",
+        type=float,
+        default=None,
+        help="remove tumour components smaller than this (mL; 0 = off; default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--et-min-ml",
+        type=float,
+        default=None,
+        help="relabel ET as NCR when smaller than this (mL; 0 = off; default: the checkpoint's)",
+    )
     p.set_defaults(func=c.cmd_predict)
+
+
+def _parser_tune_postprocess(sub: Any) -> None:
+    p = sub.add_parser(
+        "tune-postprocess",
+        help="choose the post-processing thresholds on the validation split and store them in the checkpoint",
+        description="Predict the validation split of RUN_DIR/splits.json once, score a grid of post-processing "
+        "thresholds (min_component_ml x et_min_ml) by the mean of WT, TC and ET Dice over the validation "
+        "cases, and store the best pair and the sweep table in the checkpoint and RUN_DIR/postprocess.json.",
+    )
+    p.add_argument("--run", metavar="RUN_DIR", required=True, help="run folder (splits.json, checkpoints/)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint to tune and rewrite (default RUN_DIR/checkpoints/best.pt)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-root", default=None, help="the data root, if it moved since extraction")
+    p.set_defaults(func=c.cmd_tune_postprocess)
 
 
 def _parser_evaluate(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="per-class and per-region Dice, IoU, HD95 of predictions against references",
-        description="Score OUTPUT/<case_id>.nii.gz predictions against the reference segmentations under --ref.",
+        help="legacy and lesion-wise Dice, HD95 and lesion counts of predictions against references",
+        description="Score OUTPUT/<case_id>.nii.gz predictions against the reference segmentations under --ref "
+        "(or exactly the cases of one split of a run: --run RUN_DIR --split test).",
     )
     p.add_argument("--pred", required=True, help="folder of <case_id>.nii.gz predictions")
-    p.add_argument("--ref", required=True, help="folder of reference cases (any BraTS naming)")
+    p.add_argument("--ref", default=None, help="folder of reference cases (any BraTS naming)")
+    _add_split_args(p, "score")
     p.add_argument(
         "--out", default=None, help="output folder for cases.csv and summary.json (default: --pred)"
     )
@@ -154,10 +205,17 @@ def _parser_evaluate(sub: Any) -> None:
         "--empty",
         choices=["brats", "nan"],
         default="brats",
-        help="rule for empty masks (see docs/metrics.md)",
+        help="rule for empty masks in the legacy metrics (see docs/metrics.md)",
     )
     p.add_argument(
         "--missing", choices=["error", "zero"], default="error", help="a missing prediction: error or empty"
+    )
+    p.add_argument(
+        "--lesion-variant",
+        choices=["official", "2023"],
+        default="official",
+        help="lesion-wise rules: the official brats-evaluation package's (default) or BraTS 2023's "
+        "(docs/metrics-lesionwise.md)",
     )
     p.set_defaults(func=c.cmd_evaluate)
 
@@ -221,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_extract(sub)
     _parser_train(sub)
     _parser_predict(sub)
+    _parser_tune_postprocess(sub)
     _parser_evaluate(sub)
     _parser_demo(sub)
     _parser_serve(sub)

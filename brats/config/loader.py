@@ -35,6 +35,8 @@ def _type_name(tp: Any) -> str:
         non_none = [a for a in args if a is not type(None)]
         inner = " or ".join(_type_name(a) for a in non_none)
         return f"{inner} or null" if len(non_none) < len(args) else inner
+    if origin is dict:
+        return "mapping"
     if origin is list:
         return f"list of {_type_name(args[0])}" if args else "list"
     if dataclasses.is_dataclass(tp):
@@ -86,6 +88,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return (
             [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)] if args else list(value)
         )
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise fail()
+        return dict(value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise fail()
@@ -184,6 +190,11 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: patches.size and patches.stride must be positive, got {p.size}, {p.stride}"
         )
+    if p.context_slices < 0 or (p.context_slices and p.dim != 2):
+        raise ConfigError(
+            f"{source}: patches.context_slices must be >= 0 and is for patches.dim: 2 only, "
+            f"got {p.context_slices} with dim={p.dim}"
+        )
     d = cfg.data
     if not d.modalities:
         raise ConfigError(f"{source}: data.modalities must name at least one modality")
@@ -204,6 +215,10 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: data.slice_spacing_mm must be > 0, got {d.slice_spacing_mm}")
     if not 0 <= cfg.predict.overlap < 1:
         raise ConfigError(f"{source}: predict.overlap must be in [0, 1), got {cfg.predict.overlap}")
+    for key in ("min_component_ml", "et_min_ml"):
+        value = getattr(cfg.predict.postprocess, key)
+        if not value >= 0:  # also catches NaN
+            raise ConfigError(f"{source}: predict.postprocess.{key} must be >= 0 (mL; 0 = off), got {value}")
     _check_pair(cfg.preprocess.percentiles, "preprocess.percentiles", source)
     _check_pair(cfg.augment.rescale.percentiles, "augment.rescale.percentiles", source)
     if d.fold is not None and d.fold >= d.n_folds:

@@ -134,6 +134,13 @@ class PatchConfig:
         [64, 64], "Stride between patches; the last window sits flush with the border.", ge=1
     )
     slice_stride: int = _f(1, "2D only: use every n-th axial slice.", ge=1)
+    context_slices: int = _f(
+        0,
+        "2D only (2.5D): also feed the k axial slices above and below each slice; the model input has "
+        "modalities x (2k + 1) channels, modality-major (t1[z-k..z+k], t1ce[z-k..z+k], ...); slices beyond the "
+        "first/last are zeros. 0 = plain 2D.",
+        ge=0,
+    )
     min_foreground: int = _f(1, "Keep a patch when it holds at least this many tumour voxels.", ge=1)
     background_fraction: float = _f(
         0.1,
@@ -154,12 +161,14 @@ class TransformConfig:
 
 @dataclass
 class FlipConfig(TransformConfig):
-    axes: list[int] = _f([0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch).")
+    axes: list[int] = _f(
+        [0, 1], "Spatial axes that may be flipped (0 = X, 1 = Y of an axial patch; 3D patches also 2 = Z)."
+    )
 
 
 @dataclass
 class AffineConfig(TransformConfig):
-    degrees: float = _f(20.0, "Maximum in-plane rotation in degrees.")
+    degrees: float = _f(20.0, "Maximum rotation in degrees (2D: in-plane; 3D: about each axis).")
     scales: float = _f(0.1, "Maximum relative scaling.")
 
 
@@ -213,7 +222,11 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = _f("Unet", "segmentation-models-pytorch architecture name (Unet, UnetPlusPlus, FPN, ...).")
+    arch: str = _f(
+        "Unet",
+        "segmentation-models-pytorch architecture name (Unet, UnetPlusPlus, FPN, ...; 2D and 2.5D), or a MONAI "
+        "3D network `monai.SegResNet` / `monai.DynUNet` (patches.dim: 3).",
+    )
     encoder: str = _f("resnet34", "Encoder name (resnet18, resnet34, efficientnet-b0, mobilenet_v2, ...).")
     encoder_depth: int = _f(5, "Number of encoder stages.", ge=1, le=5)
     decoder_channels: list[int] = _f([256, 128, 64, 32, 16], "Decoder channels, one per encoder stage.", ge=1)
@@ -221,6 +234,12 @@ class ModelConfig:
         None, "Pretrained encoder weights by smp name (downloads; off by default). Prefer `weights_path`."
     )
     weights_path: str | None = _f(None, "Local file of weights (a state dict) loaded into the model.")
+    kwargs: dict[str, Any] = _f(
+        {},
+        "`monai.*` 3D architectures only: keyword arguments of the MONAI network, e.g. `{init_filters: 8}` "
+        "for monai.SegResNet or `{filters: [8, 16, 32, 64]}` for monai.DynUNet; unknown names are errors "
+        "(see docs/training.md).",
+    )
 
 
 @dataclass
@@ -282,14 +301,16 @@ class TrainConfig:
 
 @dataclass
 class PostprocessConfig:
-    min_component: int = _f(
-        200,
-        "Remove connected tumour components (WT, 26-connectivity) smaller than this many voxels (0 = off).",
+    min_component_ml: float = _f(
+        0.0,
+        "Remove connected tumour components (WT, 26-connectivity) smaller than this volume in mL (0 = off); "
+        "converted to voxels with each case's voxel volume. Off by default: `brats tune-postprocess` chooses it on "
+        "the validation split and stores it in the checkpoint (docs/predict.md).",
     )
-    et_min_voxels: int = _f(
-        500,
-        "nnU-Net BraTS rule: when the predicted ET has fewer voxels than this, relabel it as NCR (0 = off; "
-        "500 chosen on validation cases, see docs/predict.md).",
+    et_min_ml: float = _f(
+        0.0,
+        "nnU-Net BraTS rule: when the predicted ET is smaller than this volume in mL, relabel it as NCR (0 = off). "
+        "Off by default; chosen on the validation split by `brats tune-postprocess` (docs/predict.md).",
     )
 
 

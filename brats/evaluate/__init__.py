@@ -1,9 +1,11 @@
-"""``brats evaluate``: per-class and per-region Dice, IoU, precision, recall, specificity, HD95 over a cohort.
+"""``brats evaluate``: per-class and per-region Dice, IoU, precision, recall, specificity, HD95 and the lesion-wise
+BraTS metrics over a cohort.
 
 Modules: :mod:`~brats.evaluate.metrics` (counts and scores on arrays; also used by training's validation),
 :mod:`~brats.evaluate.cases` (one case), :mod:`~brats.evaluate.summary` (aggregation, files, tables),
-:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`), :mod:`~brats.evaluate.binary` and
-:mod:`~brats.evaluate.detection` (binary kaggle_3m cases: tumour overlap, slice/patient detection; docs/lgg.md).
+:mod:`~brats.evaluate.cohort` (:func:`run_evaluate`), :mod:`~brats.evaluate.lesionwise` (lesion-wise rules),
+:mod:`~brats.evaluate.tune` (post-processing thresholds chosen on the validation split), :mod:`~brats.evaluate.binary`
+and :mod:`~brats.evaluate.detection` (binary kaggle_3m cases: tumour overlap, slice/patient detection; docs/lgg.md).
 Definitions: docs/metrics.md.
 """
 
@@ -40,8 +42,16 @@ from brats.evaluate.metrics import (
 from brats.evaluate.summary import (
     AGG_METRICS,
     format_summary,
+    lesion_rows,
     report_rows,
     summarize,
+)
+from brats.evaluate.tune import (
+    GRID_ET_MIN_ML,
+    GRID_MIN_COMPONENT_ML,
+    OBJECTIVE,
+    sweep_postprocess,
+    tune_postprocess,
 )
 
 __all__ = [
@@ -49,6 +59,9 @@ __all__ = [
     "BRATS_HD95_MAX",
     "Counts",
     "EMPTY_RULES",
+    "GRID_ET_MIN_ML",
+    "GRID_MIN_COMPONENT_ML",
+    "OBJECTIVE",
     "HD95_NAMES",
     "MISSING_RULES",
     "MetricsError",
@@ -67,10 +80,13 @@ __all__ = [
     "find_prediction",
     "format_summary",
     "hd95",
+    "lesion_rows",
     "load_prediction",
     "overlap_scores",
     "report_rows",
     "run_evaluate",
     "structure_counts",
     "summarize",
+    "sweep_postprocess",
+    "tune_postprocess",
 ]

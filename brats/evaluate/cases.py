@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from brats.data import Case, CaseError, geometry_mismatch, load_geometry, load_label_file
+from brats.evaluate.lesionwise import LESION_COLUMNS, lesion_metrics
 from brats.evaluate.metrics import (
     HD95_NAMES,
     OVERLAP_METRICS,
@@ -30,11 +31,13 @@ __all__ = ["PRED_PATTERNS", "case_columns", "evaluate_case", "find_prediction", 
 PRED_PATTERNS: tuple[str, ...] = ("{}.nii.gz", "{}.nii", "{}_seg.nii.gz", "{}_seg.nii")
 
 
-def case_columns(ml: bool = True) -> list[str]:
+def case_columns(ml: bool = True, lesions: bool = True) -> list[str]:
     """The metric columns of a case row (``cases.csv`` after ``case``): ``<NAME>_<metric>``.
 
     Per structure NCR, ED, ET, TC, WT: dice, iou, precision, recall, specificity, hd95 (ET, TC, WT only),
-    vol_ref, vol_pred (voxels) and, with ``ml``, vol_ref_ml, vol_pred_ml (millilitres).
+    vol_ref, vol_pred (voxels) and, with ``ml``, vol_ref_ml, vol_pred_ml (millilitres). Then, with ``lesions``,
+    the lesion-wise columns ``<R>_lesion_<m>`` for R in ET, TC, WT and m in dice, hd95, tp, fp, fn, precision,
+    recall, f1 (:data:`brats.evaluate.lesionwise.LESION_COLUMNS`).
     """
     cols = []
     for name in STRUCTURE_NAMES:
@@ -44,7 +47,7 @@ def case_columns(ml: bool = True) -> list[str]:
         cols += [f"{name}_vol_ref", f"{name}_vol_pred"]
         if ml:
             cols += [f"{name}_vol_ref_ml", f"{name}_vol_pred_ml"]
-    return cols
+    return cols + (list(LESION_COLUMNS) if lesions else [])
 
 
 def evaluate_case(
@@ -52,13 +55,17 @@ def evaluate_case(
     ref: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     empty: str = "brats",
+    lesion_variant: str | None = "official",
 ) -> tuple[dict[str, float], dict[str, Counts]]:
     """Score one case.
 
     Args:
         pred, ref: ``(X, Y, Z)`` training-class maps (0 background, 1 NCR, 2 ED, 3 ET), same shape.
-        spacing: voxel size in mm (from the NIfTI header), used by HD95 and the ``_ml`` volumes.
-        empty: empty rule, ``brats`` or ``nan``.
+        spacing: voxel size in mm (from the NIfTI header), used by HD95, the ``_ml`` volumes and the lesion-wise
+            metrics.
+        empty: empty rule of the legacy metrics, ``brats`` or ``nan`` (the lesion-wise rules have their own).
+        lesion_variant: ``official`` or ``2023`` lesion-wise rules (:func:`brats.evaluate.lesionwise.lesion_metrics`),
+            or None for no lesion-wise columns.
 
     Returns:
         ``(row, counts)``: ``row`` maps every name of :func:`case_columns` to a number (volumes in voxels are
@@ -84,7 +91,9 @@ def evaluate_case(
         row[f"{name}_vol_pred"] = c.tp + c.fp
         row[f"{name}_vol_ref_ml"] = (c.tp + c.fn) * voxel_ml
         row[f"{name}_vol_pred_ml"] = (c.tp + c.fp) * voxel_ml
-    return {k: row[k] for k in case_columns()}, counts
+    if lesion_variant is not None:
+        row.update(lesion_metrics(pred, ref, spacing, lesion_variant))
+    return {k: row[k] for k in case_columns(lesions=lesion_variant is not None)}, counts
 
 
 def find_prediction(pred_dir: Path, case_id: str) -> Path | None:

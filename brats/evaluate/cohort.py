@@ -1,8 +1,10 @@
 """Cohort evaluation: match predictions to reference cases, score each case, aggregate, write CSV/JSON.
 
-``brats evaluate --pred DIR --ref ROOT`` calls :func:`run_evaluate` and prints
-:func:`brats.evaluate.summary.format_summary`. References are found by the same I/O layer as every other
-command (:func:`brats.data.discover_cases`), in any naming the toolkit reads, ``custom`` included.
+``brats evaluate --pred DIR --ref ROOT`` (or ``--run RUN_DIR --split test``: exactly the cases of that split of
+``splits.json``) calls :func:`run_evaluate` and prints :func:`brats.evaluate.summary.format_summary`. References are
+found by the same I/O layer as every other command (:func:`brats.data.discover_cases`), in any naming the toolkit
+reads, ``custom`` included. Each case gets the legacy voxel metrics and the lesion-wise ones
+(:mod:`brats.evaluate.lesionwise`).
 Definitions of every number: docs/metrics.md.
 """
 
@@ -17,7 +19,9 @@ import numpy as np
 
 from brats import __version__
 from brats.data import Case, discover_cases, load_geometry, load_seg
+from brats.data.runs import run_split_cases
 from brats.evaluate.cases import evaluate_case, find_prediction, load_prediction
+from brats.evaluate.lesionwise import VARIANTS
 from brats.evaluate.metrics import BRATS_HD95_MAX, Counts, MetricsError, check_empty_rule
 from brats.evaluate.summary import cases_csv, json_safe, summarize
 from brats.fs import atomic_write_text
@@ -34,9 +38,8 @@ def _shown(items: list[str], limit: int = 20) -> str:
     return ", ".join(items[:limit]) + (f" ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def _reference_cases(ref_root: Path, naming: str, pattern: str | None) -> tuple[list[Case], list[str]]:
+def _reference_cases(all_cases: list[Case], ref_root: Path) -> tuple[list[Case], list[str]]:
     """The reference cases with a segmentation, and the ids of those without (skipped with a warning)."""
-    all_cases = discover_cases(ref_root, naming, pattern)
     no_ref = [c.case_id for c in all_cases if c.seg is None]
     cases = [c for c in all_cases if c.seg is not None]
     if no_ref:
@@ -77,7 +80,7 @@ def _match_predictions(
 
 
 def _score_cases(
-    cases: list[Case], preds: dict[str, Path | None], empty: str, progress: bool
+    cases: list[Case], preds: dict[str, Path | None], empty: str, lesion_variant: str | None, progress: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Counts]]]:
     from brats.progress import track
 
@@ -88,21 +91,54 @@ def _score_cases(
         spacing = load_geometry(case.seg).spacing  # type: ignore[arg-type]
         path = preds[case.case_id]
         pred = np.zeros_like(ref) if path is None else load_prediction(path, case)
-        row, cnt = evaluate_case(pred, ref, spacing=spacing, empty=empty)
+        row, cnt = evaluate_case(pred, ref, spacing=spacing, empty=empty, lesion_variant=lesion_variant)
         rows.append({"case": case.case_id, **row})
         counts.append(cnt)
     return rows, counts
 
 
+def _run_naming(run_dir: str | Path) -> tuple[str, str | None]:
+    """``(data.naming, data.pattern)`` of a run, from ``config_extract.yaml`` or ``config.yaml`` in the run folder
+    (``("auto", None)`` when neither exists)."""
+    from brats.config import load_config
+
+    for name in ("config_extract.yaml", "config.yaml"):
+        path = Path(run_dir) / name
+        if path.is_file():
+            cfg = load_config(path)
+            return cfg.data.naming, cfg.data.pattern
+    return "auto", None
+
+
+def _references(
+    ref_root: str | Path | None,
+    naming: str,
+    pattern: str | None,
+    run_dir: str | Path | None,
+    split: str | None,
+    data_root: str | Path | None,
+) -> tuple[Path, list[Case]]:
+    """``(root, cases)``: every case under ``ref_root``, or exactly the cases of ``split`` of ``run_dir``."""
+    if ref_root is not None:
+        return Path(ref_root), discover_cases(ref_root, naming, pattern)
+    assert run_dir is not None and split is not None  # checked by the caller
+    run_nm, run_pat = _run_naming(run_dir)
+    return run_split_cases(run_dir, split, run_nm, run_pat, data_root)
+
+
 def run_evaluate(
     pred_dir: str | Path,
-    ref_root: str | Path,
+    ref_root: str | Path | None,
     out_dir: str | Path | None = None,
     empty: str = "brats",
     missing: str = "error",
     progress: bool = False,
     naming: str = "auto",
     pattern: str | None = None,
+    run_dir: str | Path | None = None,
+    split: str | None = None,
+    data_root: str | Path | None = None,
+    lesion_variant: str | None = "official",
 ) -> dict[str, Any]:
     """Score the predictions in ``pred_dir`` against the reference cases under ``ref_root``.
 
@@ -118,9 +154,13 @@ def run_evaluate(
         progress: show a progress bar.
         naming, pattern: how the reference cases are named (``auto``, ``2020``, ``2021``, ``2023`` or
             ``custom`` with a ``pattern``), as ``data.naming`` / ``data.pattern``.
+        run_dir, split: instead of ``ref_root``: exactly the cases of ``split`` in ``run_dir/splits.json``, from
+            its data root (or ``data_root``), named as the run's config says.
+        lesion_variant: lesion-wise rules, ``official`` (default) or ``2023`` (docs/metrics-lesionwise.md);
+            None leaves the lesion-wise columns out.
 
     Returns:
-        The summary (see :func:`brats.evaluate.summary.summarize`) plus ``pred_dir``, ``ref_root``,
+        The summary (see :func:`brats.evaluate.summary.summarize`) plus ``pred_dir``, ``ref_root``, ``split``,
         ``missing``, ``cases``, ``missing_predictions``, ``unmatched_predictions``, ``no_reference``,
         ``hd95_max_mm`` and ``files``.
 
@@ -131,11 +171,20 @@ def run_evaluate(
     check_empty_rule(empty)
     if missing not in MISSING_RULES:
         raise MetricsError(f"unknown missing rule {missing!r}; expected one of {', '.join(MISSING_RULES)}")
-    pred_dir, ref_root = Path(pred_dir), Path(ref_root)
+    if lesion_variant is not None and lesion_variant not in VARIANTS:
+        raise MetricsError(
+            f"unknown lesion-wise variant {lesion_variant!r}; choose one of {', '.join(VARIANTS)}"
+        )
+    if (ref_root is None) == (run_dir is None or split is None):
+        raise MetricsError(
+            "give either a reference folder or a run folder and a split (--run RUN_DIR --split test)"
+        )
+    pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise MetricsError(f"{pred_dir}: prediction folder not found")
     out = Path(out_dir) if out_dir is not None else pred_dir
-    cases, no_ref = _reference_cases(ref_root, naming, pattern)
+    ref_root, all_cases = _references(ref_root, naming, pattern, run_dir, split, data_root)
+    cases, no_ref = _reference_cases(all_cases, ref_root)
     preds, lacking, unmatched = _match_predictions(pred_dir, cases, missing)
     binary = [c.label_scheme.is_binary for c in cases]
     if any(binary):  # kaggle_3m: tumour overlap + detection (brats.evaluate.binary, docs/lgg.md)
@@ -148,12 +197,13 @@ def run_evaluate(
         rows, bcounts, units, from_prob = score_binary_cases(cases, preds, empty, progress)
         summary, csv_text = summarize_binary(rows, bcounts, units, empty, from_prob), binary_cases_csv(rows)
     else:
-        rows, counts = _score_cases(cases, preds, empty, progress)
-        summary, csv_text = summarize(rows, counts, empty), cases_csv(rows)
+        rows, counts = _score_cases(cases, preds, empty, lesion_variant, progress)
+        summary, csv_text = summarize(rows, counts, empty, lesion_variant), cases_csv(rows)
     files = {"cases_csv": str(out / "cases.csv"), "summary_json": str(out / "summary.json")}
     summary.update(
         pred_dir=str(pred_dir),
         ref_root=str(ref_root),
+        split=split,
         missing=missing,
         cases=[r["case"] for r in rows],
         missing_predictions=lacking,

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from brats.evaluate.cases import case_columns
+from brats.evaluate.lesionwise import METRICS as LESION_METRICS
+from brats.evaluate.lesionwise import REGIONS as LESION_REGIONS
 from brats.evaluate.metrics import (
     HD95_NAMES,
     OVERLAP_METRICS,
@@ -19,7 +21,15 @@ from brats.evaluate.metrics import (
     overlap_scores,
 )
 
-__all__ = ["AGG_METRICS", "summarize", "cases_csv", "json_safe", "report_rows", "format_summary"]
+__all__ = [
+    "AGG_METRICS",
+    "summarize",
+    "cases_csv",
+    "json_safe",
+    "report_rows",
+    "lesion_rows",
+    "format_summary",
+]
 
 #: Metrics aggregated over cases for each structure (hd95 for the regions only), then the volumes.
 AGG_METRICS: tuple[str, ...] = (*OVERLAP_METRICS, "hd95", "vol_ref", "vol_pred", "vol_ref_ml", "vol_pred_ml")
@@ -39,7 +49,10 @@ def _aggregate(values: list[float]) -> dict[str, Any]:
 
 
 def summarize(
-    rows: list[dict[str, Any]], counts: list[dict[str, Counts]], empty: str = "brats"
+    rows: list[dict[str, Any]],
+    counts: list[dict[str, Counts]],
+    empty: str = "brats",
+    lesion_variant: str | None = None,
 ) -> dict[str, Any]:
     """Aggregate case rows (from :func:`brats.evaluate.cases.evaluate_case`).
 
@@ -48,6 +61,8 @@ def summarize(
         "pooled": {NAME: {tp, fp, fn, tn, dice, iou, precision, recall, specificity, accuracy}}}``.
         ``std`` is the sample standard deviation (ddof 1; None below 2 values); NaN values are left out of
         mean/median/std and counted in ``n_nan``. Pooled ratios come from counts summed over all cases.
+        With ``lesion_variant`` (the rows hold lesion-wise columns), also ``"lesionwise": {"variant",
+        REGION: {metric: {mean, median, std, count, n_nan} (+ "sum" for tp, fp, fn)}}`` for ET, TC, WT.
     """
     check_empty_rule(empty)
     per_case: dict[str, dict[str, Any]] = {}
@@ -60,7 +75,23 @@ def summarize(
         n_all = sum(total)
         scores["accuracy"] = (total.tp + total.tn) / n_all if n_all else math.nan
         pooled[name] = {**total._asdict(), **scores}
-    return {"n_cases": len(rows), "empty": empty, "per_case": per_case, "pooled": pooled}
+    out = {"n_cases": len(rows), "empty": empty, "per_case": per_case, "pooled": pooled}
+    if lesion_variant is not None:
+        out["lesionwise"] = _lesion_summary(rows, lesion_variant)
+    return out
+
+
+def _lesion_summary(rows: list[dict[str, Any]], variant: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"variant": variant}
+    for region in LESION_REGIONS:
+        stats: dict[str, Any] = {}
+        for m in LESION_METRICS:
+            values = [r[f"{region}_lesion_{m}"] for r in rows]
+            stats[m] = _aggregate(values)
+            if m in ("tp", "fp", "fn"):
+                stats[m]["sum"] = int(sum(values))
+        out[region] = stats
+    return out
 
 
 def _fmt_csv(value: Any) -> str:
@@ -71,7 +102,7 @@ def _fmt_csv(value: Any) -> str:
 
 
 def cases_csv(rows: list[dict[str, Any]]) -> str:
-    cols = ["case", *case_columns()]
+    cols = ["case", *case_columns(lesions=bool(rows) and "ET_lesion_dice" in rows[0])]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
@@ -111,6 +142,49 @@ def report_rows(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
     return json_safe(mean_rows), json_safe(pooled_rows)
 
 
+def lesion_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Lesion-wise table rows of a summary (from :func:`run_evaluate` or ``summary.json``), for reports.
+
+    Returns:
+        One dict per region ET, TC, WT: ``name``, ``variant`` (``official`` or ``2023``), ``n`` (cases with a
+        lesion-wise Dice), the per-case means ``dice``, ``hd95`` (mm), ``precision``, ``recall``, ``f1``, and the
+        lesion counts summed over cases ``tp``, ``fp``, ``fn``. Undefined values are None; ``[]`` for a summary
+        without lesion-wise metrics.
+    """
+    lw = summary.get("lesionwise")
+    if not lw:
+        return []
+    rows = []
+    for region in LESION_REGIONS:
+        st = lw[region]
+        row: dict[str, Any] = {"name": region, "variant": lw["variant"], "n": st["dice"]["count"]}
+        row.update({m: st[m]["mean"] for m in ("dice", "hd95", "precision", "recall", "f1")})
+        row.update({m: st[m]["sum"] for m in ("tp", "fp", "fn")})
+        rows.append(row)
+    return json_safe(rows)
+
+
+def _lesion_lines(summary: dict[str, Any]) -> list[str]:
+    rows = lesion_rows(summary)
+    if not rows:
+        return []
+    head = (
+        f"{'':5}{'n':>4} | {'Dice':>6} {'HD95mm':>7} {'Prec':>6} {'Recall':>6} {'F1':>6} | "
+        f"{'TP':>5} {'FP':>5} {'FN':>5}"
+    )
+    lines = [
+        f"lesion-wise ({rows[0]['variant']} rules; per-case means, lesion counts summed over cases)",
+        head,
+        "-" * len(head),
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['name']:5}{r['n']:>4} | {_num(r['dice'], 6)} {_num(r['hd95'], 7, 2)} {_num(r['precision'], 6)} "
+            f"{_num(r['recall'], 6)} {_num(r['f1'], 6)} | {r['tp']:>5} {r['fp']:>5} {r['fn']:>5}"
+        )
+    return lines
+
+
 def _num(value: float | None, width: int, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-".rjust(width)
@@ -121,7 +195,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A printed table: one row per structure (NCR, ED, ET, TC, WT).
 
     Columns: ``n`` (cases with a Dice value), per-case mean Dice and its std, median Dice, mean IoU,
-    precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision and recall.
+    precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision and recall. With
+    lesion-wise metrics, a second block (:func:`lesion_rows`): one row per region ET, TC, WT.
     """
     if summary.get("scheme") == "binary":  # kaggle_3m: tumour + detection tables
         from brats.evaluate.binary import format_binary
@@ -157,6 +232,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if nan_notes:
         lines.append("left out as NaN (empty masks): " + ", ".join(nan_notes))
+    lines += _lesion_lines(summary)
     if "files" in summary:
         lines.append(f"wrote {summary['files']['cases_csv']} and {summary['files']['summary_json']}")
     return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())

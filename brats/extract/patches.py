@@ -40,6 +40,7 @@ from brats.data import (
     validate_case,
 )
 from brats.errors import BratsError
+from brats.extract.context import context_channels, stack_context
 from brats.extract.store import StoreWriter
 from brats.extract.windows import case_rng, cut_patches, select_windows, window_grid
 from brats.fs import atomic_path, atomic_write_text
@@ -80,6 +81,8 @@ def extract_case(case: Case, cfg: Config) -> CasePatches:
     mask = brain_mask(image)
     image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles, mask=mask)
     image = image.astype(cfg.preprocess.dtype)
+    if p.dim == 2 and p.context_slices:  # 2.5D: modality-major neighbour stacks (brats.extract.context)
+        image = stack_context(image, p.context_slices)
     starts, ext = window_grid(image.shape[1:], p)  # type: ignore[arg-type]
     need = tuple(max(s, e) for s, e in zip(image.shape[1:], ext))
     image, seg, mask = pad_to(image, need), pad_to(seg, need), pad_to(mask, need)
@@ -191,7 +194,8 @@ def _write_stores(
     with atomic_path(paths["train"]) as tmp_train, atomic_path(paths["val"]) as tmp_val:
         for split, tmp in (("train", tmp_train), ("val", tmp_val)):
             kept[split] = []
-            with StoreWriter(tmp, len(d.modalities), patch, cfg.preprocess.dtype, p.compression, attrs) as w:
+            n_channels = context_channels(len(d.modalities), p.context_slices if p.dim == 2 else 0)
+            with StoreWriter(tmp, n_channels, patch, cfg.preprocess.dtype, p.compression, attrs) as w:
                 for cid in _progress(splits[split], len(splits[split]), f"extract {split}", progress):
                     res, err = next(results)
                     if err:
@@ -224,6 +228,7 @@ def store_attrs(cfg: Config, label_scheme: str) -> dict[str, Any]:
         "patch_size": [int(s) for s in p.size],
         "stride": [int(s) for s in p.stride],
         "slice_stride": int(p.slice_stride) if p.dim == 2 else 1,
+        "context_slices": int(p.context_slices) if p.dim == 2 else 0,
         "min_foreground": int(p.min_foreground),
         "background_fraction": float(p.background_fraction),
         "normalization": Normalization.from_config(cfg.preprocess).to_dict(),

@@ -43,6 +43,8 @@ ATTRS: dict[str, str] = {
     "patch_size": "`[H, W]` (2D) or `[SX, SY, SZ]` (3D), voxels",
     "stride": "window stride, same length as `patch_size`; the last window is flush with the border",
     "slice_stride": "2D: every n-th axial slice was used",
+    "context_slices": "2.5D: `k` neighbouring slices on each side stacked per modality (`C` = modalities x "
+    "(2k + 1), modality-major, zeros beyond the volume; `brats.extract.context`); 0 = plain 2D",
     "normalization": "JSON text: `{method, percentiles, mask, dtype}` (see `brats.preprocess`)",
     "label_scheme": "`brats2021` (ET = 4) or `brats2023` (ET = 3): the convention of `labels`",
     "config": "the resolved config (YAML text) that made the store",

@@ -1,12 +1,15 @@
 """``brats predict``: sliding-window inference over whole cases, post-processing, NIfTI export on the input grid.
 
 Modules: :mod:`~brats.predict.sliding` (windows, blending, TTA), :mod:`~brats.predict.postprocess`
-(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files), :mod:`~brats.predict.gate`
-(two-stage LGG: a slice classifier gates the segmenter).
+(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files),
+:mod:`~brats.predict.gate` (two-stage LGG: a slice classifier gates the segmenter). The post-processing thresholds
+are chosen on the validation split by :func:`brats.evaluate.tune_postprocess` (it predicts and scores).
 """
 
 from brats.predict.postprocess import (
+    ml_to_voxels,
     postprocess,
+    postprocess_ml,
     remove_small_components,
     suppress_small_et,
     tumour_components,
@@ -37,8 +40,10 @@ __all__ = [
     "flip_combinations",
     "load_predictor",
     "make_predictor",
+    "ml_to_voxels",
     "num_windows",
     "postprocess",
+    "postprocess_ml",
     "predict_case",
     "predict_probabilities",
     "predict_volume",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from brats.data import Case, load_case
-from brats.predict.postprocess import postprocess as apply_postprocess
+from brats.predict.postprocess import postprocess_ml
 from brats.predict.predictor import PredictSettings, predict_probabilities
 
 __all__ = ["slice_probabilities", "gate_labels", "predict_gated"]
@@ -62,7 +62,7 @@ def predict_gated(
         ``(X, Y, Z)`` tumour probability (zeroed on gated-off slices), ``(Z,)`` classifier probabilities or
         None.
     """
-    prob, _ = predict_probabilities(model, case, settings, device)
+    prob, geometry = predict_probabilities(model, case, settings, device)
     classes = prob.argmax(axis=0).astype(np.uint8)
     tumour = prob[1].copy()
     slice_prob = None
@@ -74,5 +74,5 @@ def predict_gated(
         classes = gate_labels(classes, slice_prob, threshold)
         tumour[..., slice_prob < threshold] = 0.0
     if settings.postprocess:
-        classes, _ = apply_postprocess(classes, settings.min_component, settings.et_min_voxels)
+        classes, _ = postprocess_ml(classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml)
     return classes, tumour, slice_prob

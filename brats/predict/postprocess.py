@@ -1,6 +1,9 @@
 """Post-processing of predicted label maps (training classes ``0 background, 1 NCR, 2 ED, 3 ET``).
 
-Two rules, both pure functions of a ``(X, Y, Z)`` integer class map that return a new array:
+Two rules, both pure functions of a ``(X, Y, Z)`` integer class map that return a new array. The functions below
+count voxels; configs, checkpoints and the command line give the thresholds in millilitres
+(``predict.postprocess.min_component_ml``, ``et_min_ml``), converted per case with :func:`ml_to_voxels` and the
+case's voxel size (:func:`postprocess_ml`), so a threshold means the same volume on a 1 mm and a 3.75 mm grid:
 
 * :func:`remove_small_components`: connected components of the whole tumour (WT = classes 1, 2, 3;
   26-connectivity) smaller than ``min_voxels`` become background. A 2D model trained on tumour-rich patches
@@ -14,6 +17,9 @@ Two rules, both pure functions of a ``(X, Y, Z)`` integer class map that return 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -24,6 +30,8 @@ __all__ = [
     "remove_small_components",
     "suppress_small_et",
     "postprocess",
+    "ml_to_voxels",
+    "postprocess_ml",
 ]
 
 NCR = 1
@@ -126,3 +134,37 @@ def postprocess(
         "et_relabelled": bool(0 < et_voxels < et_min_voxels),
     }
     return suppress_small_et(out, et_min_voxels), stats
+
+
+def ml_to_voxels(ml: float, spacing: Sequence[float]) -> int:
+    """The voxel threshold equivalent to ``ml`` millilitres on a grid of ``spacing`` mm.
+
+    "Smaller than ``ml``" means ``n * voxel_ml < ml``, i.e. ``n < ml / voxel_ml``, so the threshold is
+    ``ceil(ml / voxel_ml)`` (rounded to 1e-6 first, so 0.2 mL on a 1 mm grid is 200 voxels, not 201).
+
+    Example:
+        >>> ml_to_voxels(0.2, (1, 1, 1)), ml_to_voxels(0.5, (3.75, 3.75, 3.75)), ml_to_voxels(0, (1, 1, 1))
+        (200, 10, 0)
+    """
+    if not ml >= 0:
+        raise ValueError(f"threshold must be >= 0 mL, got {ml}")
+    voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+    if not voxel_ml > 0:
+        raise ValueError(f"voxel size must be positive, got spacing {tuple(spacing)}")
+    return int(math.ceil(round(ml / voxel_ml, 6)))
+
+
+def postprocess_ml(
+    classes: np.ndarray, spacing: Sequence[float], min_component_ml: float = 0.0, et_min_ml: float = 0.0
+) -> tuple[np.ndarray, dict]:
+    """:func:`postprocess` with thresholds in mL, converted with the voxel size ``spacing`` (mm).
+
+    Returns:
+        ``(classes, stats)`` as :func:`postprocess`, the stats with ``min_component_voxels`` and
+        ``et_min_voxels`` (the converted thresholds) added.
+    """
+    min_voxels = ml_to_voxels(min_component_ml, spacing)
+    et_voxels = ml_to_voxels(et_min_ml, spacing)
+    out, stats = postprocess(classes, min_voxels, et_voxels)
+    stats.update(min_component_voxels=min_voxels, et_min_voxels=et_voxels)
+    return out, stats

@@ -40,13 +40,15 @@ import torch
 from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
+from brats.data.runs import run_split_cases
 from brats.devices import resolve_device
+from brats.extract.context import stack_context
 from brats.fs import check_output_dir
 from brats.labels import LabelScheme, get_scheme, to_source
-from brats.networks import model_from_checkpoint
+from brats.networks import input_multiple, model_from_checkpoint
 from brats.precision import forward_precision
 from brats.predict.fuse import fold_batchnorm
-from brats.predict.postprocess import postprocess as apply_postprocess
+from brats.predict.postprocess import postprocess_ml
 from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError, predict_volume
 from brats.preprocess import Normalization, rescale_batch
 
@@ -77,9 +79,11 @@ class PredictSettings:
         overlap, blend, tta, batch_size: sliding-window settings.
         multiple: window sizes are multiples of it (``2 ** encoder_depth``).
         window_fn: per-window-batch transform (the training rescale), or None.
-        min_component, et_min_voxels: post-processing thresholds (0 = off).
+        min_component_ml, et_min_ml: post-processing thresholds in mL (0 = off), converted per case with its
+            voxel size; by default the checkpoint's (chosen on validation by ``brats tune-postprocess``).
         postprocess: apply them.
         label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
+        context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
         windows: ``box`` (each slice's brain box is one window) or ``patch`` (training-patch windows).
         precision: ``auto``, ``fp32`` or ``bf16``; ``amp_dtype`` is what it resolved to on the device
             (:func:`resolve_precision`), ``precision_record`` why.
@@ -94,13 +98,14 @@ class PredictSettings:
     batch_size: int = 16
     multiple: int = 32
     window_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-    min_component: int = 0
-    et_min_voxels: int = 0
+    min_component_ml: float = 0.0
+    et_min_ml: float = 0.0
     postprocess: bool = True
     label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
     naming: str = "auto"
     pattern: str | None = None
     slice_spacing_mm: float = 1.0  # kaggle_3m slice grids (data.slice_spacing_mm)
+    context_slices: int = 0
     windows: str = "box"
     precision: str = "auto"
     amp_dtype: torch.dtype | None = None
@@ -114,6 +119,10 @@ class PredictSettings:
             raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
         if self.batch_size < 1:
             raise InferenceError(f"batch size must be at least 1, got {self.batch_size}")
+        for key in ("min_component_ml", "et_min_ml"):
+            value = getattr(self, key)
+            if not value >= 0:
+                raise InferenceError(f"{where}: {key} must be >= 0 (mL; 0 = off), got {value}")
         if self.windows not in WINDOW_MODES:
             raise InferenceError(f"windows must be one of {', '.join(WINDOW_MODES)}, got {self.windows!r}")
         if self.precision not in PRECISIONS:
@@ -127,10 +136,16 @@ def settings_from_checkpoint(
     tta: bool | None = None,
     batch_size: int | None = None,
     postprocess: bool = True,
+    min_component_ml: float | None = None,
+    et_min_ml: float | None = None,
     windows: str | None = None,
     precision: str | None = None,
 ) -> PredictSettings:
-    """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section."""
+    """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section.
+
+    Post-processing thresholds: the arguments, else the checkpoint's :attr:`~brats.checkpoint.Checkpoint.postprocess`
+    (the values ``brats tune-postprocess`` chose on validation, or the config's at training time).
+    """
     cfg = ckpt.config
     pc = cfg.predict
     settings = PredictSettings(
@@ -141,9 +156,16 @@ def settings_from_checkpoint(
         blend=str(pc.blend if blend is None else blend),
         tta=bool(pc.tta if tta is None else tta),
         batch_size=int(pc.batch_size if batch_size is None else batch_size),
-        multiple=2 ** int(cfg.model.encoder_depth),
-        min_component=int(ckpt.postprocess.get("min_component", pc.postprocess.min_component)),
-        et_min_voxels=int(ckpt.postprocess.get("et_min_voxels", pc.postprocess.et_min_voxels)),
+        multiple=input_multiple(cfg.model),
+        context_slices=int(cfg.patches.context_slices),
+        min_component_ml=float(
+            ckpt.postprocess.get("min_component_ml", pc.postprocess.min_component_ml)
+            if min_component_ml is None
+            else min_component_ml
+        ),
+        et_min_ml=float(
+            ckpt.postprocess.get("et_min_ml", pc.postprocess.et_min_ml) if et_min_ml is None else et_min_ml
+        ),
         postprocess=bool(postprocess),
         label_scheme=ckpt.label_scheme,
         naming="custom" if cfg.data.naming == "custom" else "auto",
@@ -168,6 +190,8 @@ def load_predictor(
     tta: bool | None = None,
     batch_size: int | None = None,
     postprocess: bool = True,
+    min_component_ml: float | None = None,
+    et_min_ml: float | None = None,
     windows: str | None = None,
     precision: str | None = None,
 ) -> tuple[torch.nn.Module, PredictSettings]:
@@ -181,7 +205,7 @@ def load_predictor(
     if len(ckpt.patch_size) != ckpt.dim:
         raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
     settings = settings_from_checkpoint(
-        ckpt, overlap, blend, tta, batch_size, postprocess, windows=windows, precision=precision
+        ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows, precision
     )
     settings.check(str(checkpoint))
     fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
@@ -194,9 +218,11 @@ def resolve_precision(
     model: torch.nn.Module, settings: PredictSettings, device: torch.device, what: Any = None
 ) -> dict[str, Any]:
     """Set ``settings.amp_dtype`` from ``settings.precision`` on ``device`` (see
-    :func:`brats.precision.forward_precision`, probing a batch ``(batch_size, C, *patch_size)``); return the
-    record, also kept in ``settings.precision_record``."""
-    shape = (settings.batch_size, len(settings.modalities), *settings.patch_size)
+    :func:`brats.precision.forward_precision`, probing a batch ``(B, C, *patch_size)``: ``B`` = the batch size in
+    2D, 1 in 3D; ``C`` the model's input channels); return the record, also kept in ``settings.precision_record``."""
+    channels = len(settings.modalities) * (2 * settings.context_slices + 1)
+    batch = settings.batch_size if len(settings.patch_size) == 2 else 1
+    shape = (batch, channels, *settings.patch_size)
     settings.amp_dtype, record = forward_precision(model, settings.precision, device, shape, what)
     settings.precision_record = record
     return record
@@ -234,9 +260,10 @@ def predict_probabilities(
             names the case and the files).
     """
     image, geometry = loaded if loaded is not None else load_input(case, settings)
+    brain = np.any(image != 0, axis=0)
     prob = predict_volume(
         model,
-        image,
+        stack_context(image, settings.context_slices),
         settings.patch_size,
         overlap=settings.overlap,
         blend=settings.blend,
@@ -247,6 +274,7 @@ def predict_probabilities(
         multiple=settings.multiple,
         windows=settings.windows,
         amp_dtype=settings.amp_dtype,
+        mask=brain,
     )
     return prob, geometry
 
@@ -276,7 +304,9 @@ def predict_case(
     classes = prob.argmax(axis=0).astype(np.uint8)
     stats = None
     if settings.postprocess:
-        classes, stats = apply_postprocess(classes, settings.min_component, settings.et_min_voxels)
+        classes, stats = postprocess_ml(
+            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml
+        )
     scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
     labels = to_source(classes, scheme)
     seg_path = save_seg(output_dir / f"{case.case_id}.nii.gz", labels, geometry)
@@ -301,7 +331,7 @@ def predict_case(
 
 def run_predict(
     checkpoint: str | Path,
-    input_path: str | Path,
+    input_path: str | Path | None,
     output_dir: str | Path,
     overlap: float | None = None,
     blend: str | None = None,
@@ -313,22 +343,32 @@ def run_predict(
     postprocess: bool = True,
     progress: bool = False,
     fmt: str = "nifti",
+    run_dir: str | Path | None = None,
+    split: str | None = None,
+    data_root: str | Path | None = None,
+    min_component_ml: float | None = None,
+    et_min_ml: float | None = None,
     windows: str | None = None,
     precision: str | None = None,
 ) -> list[Path]:
-    """Predict every case under ``input_path`` and write ``output_dir/<case_id>.nii.gz``.
+    """Predict every case under ``input_path`` (or of one split of a run) and write ``output_dir/<case_id>.nii.gz``.
 
     Args:
         checkpoint: a checkpoint written by training (``best.pt`` / ``last.pt``).
-        input_path: a case folder, a folder of cases, or a text file listing case folders (one per line).
+        input_path: a case folder, a folder of cases, or a text file listing case folders (one per line);
+            None with ``run_dir`` and ``split``.
         output_dir: output folder (created).
         overlap, blend, tta, batch_size: sliding-window settings; None = the checkpoint config's ``predict``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         probabilities: also write ``<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``, float16 values in float32).
         shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
-        postprocess: apply ``predict.postprocess`` (small components, ET rule).
+        postprocess: apply post-processing (small components, ET rule).
         progress: show a progress bar over cases.
         fmt: ``nifti``, or ``tif`` (kaggle_3m cases only): also ``<case_id>/<case_id>_<k>_mask.tif``.
+        run_dir, split: instead of ``input_path``: exactly the cases of ``split`` (``train``, ``val``, ``test``) in
+            ``run_dir/splits.json``, read from its data root (:func:`brats.data.runs.run_split_cases`).
+        data_root: with ``run_dir``: the data root, when it moved since extraction.
+        min_component_ml, et_min_ml: post-processing thresholds in mL; None = the checkpoint's.
         windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
 
     Returns:
@@ -338,11 +378,19 @@ def run_predict(
         i, n = shard
         if n < 1 or not 0 <= i < n:
             raise InferenceError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    if (input_path is None) == (run_dir is None or split is None):
+        raise InferenceError(
+            "give either an input path or a run folder and a split (--run RUN_DIR --split test)"
+        )
     output_dir = check_output_dir(output_dir, "--output")
     model, settings = load_predictor(
-        checkpoint, device, overlap, blend, tta, batch_size, postprocess, windows, precision
-    )
-    cases = resolve_cases(input_path, settings.naming, settings.pattern)
+        checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows,
+        precision,
+    )  # fmt: skip
+    if input_path is not None:
+        cases = resolve_cases(input_path, settings.naming, settings.pattern)
+    else:
+        _, cases = run_split_cases(run_dir, str(split), settings.naming, settings.pattern, data_root)  # type: ignore[arg-type]
     cases = [with_slice_spacing(c, settings.slice_spacing_mm) for c in cases]
     if fmt not in ("nifti", "tif") or (fmt == "tif" and any(c.naming != "kaggle_3m" for c in cases)):
         raise InferenceError(f"--format {fmt}: expected nifti, or tif for kaggle_3m cases only")

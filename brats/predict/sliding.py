@@ -334,6 +334,7 @@ def predict_volume(
     channels_last: bool = True,
     windows: str = "patch",
     amp_dtype: torch.dtype | None = None,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Class probabilities of a whole normalised volume by sliding windows.
 
@@ -356,6 +357,7 @@ def predict_volume(
             fully convolutional, and its labels agree with ``patch`` windows at overlap 0.5 on >= 99 % of the
             brain voxels, see docs/performance.md). 3D models always use ``patch``.
         amp_dtype: autocast dtype of the model's forward pass (``torch.bfloat16``), or None for float32.
+        mask: ``(X, Y, Z)`` bool brain mask (default: any channel non-zero); 2.5D passes the centre slices'.
 
     Returns:
         ``(K, X, Y, Z)`` float32 probabilities (they sum to 1 over ``K``); ``K`` is the model's output
@@ -379,7 +381,7 @@ def predict_volume(
         probe = torch.zeros((1, image.shape[0], *(_round_up(int(p), multiple) for p in patch_size)))
         return int(predictor(probe.to(dev)).shape[1])
 
-    canvas = _Canvas(np.any(image != 0, axis=0))
+    canvas = _Canvas(np.any(image != 0, axis=0) if mask is None else np.asarray(mask, bool))
     opts = {"overlap": overlap, "multiple": multiple, "fit_windows": fit_windows, "brain_box": brain_box}
     opts |= {"box_windows": box, "batch_size": batch_size}
     (_predict_slices if len(patch_size) == 2 else _predict_box)(image, canvas, patch_size, run, opts)

@@ -1,8 +1,9 @@
 """``brats train``: dataset over a patch store, TorchIO pipelines, losses, the training engine and its logs.
 
-Modules: :mod:`~brats.train.dataset`, :mod:`~brats.train.augment`, :mod:`~brats.train.losses`,
-:mod:`~brats.train.runtime` (devices, AMP, seeding, DDP, loaders), :mod:`~brats.train.engine` (the loop),
-:mod:`~brats.train.log` (metrics.csv, curves), :mod:`~brats.train.classifier` (the LGG slice classifier). The network factory shared with prediction is
+Modules: :mod:`~brats.train.dataset`, :mod:`~brats.train.augment` (2D), :mod:`~brats.train.augment3d` (3D),
+:mod:`~brats.train.losses`, :mod:`~brats.train.runtime` (devices, AMP, seeding, DDP, loaders),
+:mod:`~brats.train.engine` (the loop), :mod:`~brats.train.log` (metrics.csv, curves),
+:mod:`~brats.train.classifier` (the LGG slice classifier). The network factory shared with prediction is
 :mod:`brats.networks`; checkpoints are :mod:`brats.checkpoint`.
 """
 
@@ -13,6 +14,11 @@ from brats.train.augment import (
     build_transform,
     intensity_transforms,
     spatial_transforms,
+)
+from brats.train.augment3d import (
+    PatchTransform3D,
+    build_transform_3d,
+    spatial_transforms_3d,
 )
 from brats.train.dataset import (
     PatchDataset,
@@ -54,12 +60,14 @@ __all__ = [
     "METRIC_COLUMNS",
     "PatchDataset",
     "PatchTransform",
+    "PatchTransform3D",
     "Runtime",
     "SegmentationLoss",
     "TrainError",
     "Trainer",
     "build_loss",
     "build_transform",
+    "build_transform_3d",
     "check_stores",
     "epoch_seed",
     "init_distributed",
@@ -73,6 +81,7 @@ __all__ = [
     "seed_everything",
     "set_rng_state",
     "spatial_transforms",
+    "spatial_transforms_3d",
     "train_loader",
     "val_loader",
     "write_metrics_csv",

@@ -39,6 +39,7 @@ from brats.labels import BINARY_STRUCTURE, CLASS_NAMES, get_scheme
 from brats.networks import build_model
 from brats.preprocess import Normalization
 from brats.train.augment import build_transform
+from brats.train.augment3d import build_transform_3d
 from brats.train.dataset import PatchDataset
 from brats.train.log import metric_mode, plot_curves, write_metrics_csv
 from brats.train.losses import build_loss
@@ -98,16 +99,17 @@ class Trainer:
             self.best_mode = metric_mode(tc.best_metric)
         except ValueError as exc:
             raise TrainError(str(exc)) from exc
-        if cfg.patches.dim != 2:
-            raise TrainError(f"3D training is not supported yet (patches.dim={cfg.patches.dim})")
         if tc.num_threads:
             torch.set_num_threads(int(tc.num_threads))
         self.info = check_stores(cfg, out / "patches")
         self.rt: Runtime = init_distributed(tc)
         self.scheme = get_scheme(self.info["label_scheme"])
-        self.train_ds = PatchDataset(out / "patches" / "train.h5", build_transform(cfg, "train", self.scheme))
-        self.val_ds = PatchDataset(out / "patches" / "val.h5", build_transform(cfg, "val", self.scheme))
-        self.in_channels = len(self.info["modalities"])
+        build = build_transform_3d if cfg.patches.dim == 3 else build_transform
+        self.train_ds = PatchDataset(out / "patches" / "train.h5", build(cfg, "train", self.scheme))
+        self.val_ds = PatchDataset(out / "patches" / "val.h5", build(cfg, "val", self.scheme))
+        # modalities x (2k + 1) for 2.5D stores (patches.context_slices: k)
+        self.in_channels = int(self.info["image_shape"][0])
+        self.memory_format = torch.channels_last_3d if cfg.patches.dim == 3 else torch.channels_last
 
         seed_everything(cfg.seed)
         self.num_classes = self.scheme.num_classes  # 4 for BraTS, 2 for the binary (kaggle_3m) scheme
@@ -115,7 +117,7 @@ class Trainer:
             self.rt.device
         )
         if tc.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(
             [p for p in self.model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay
         )
@@ -260,7 +262,7 @@ class Trainer:
     def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["image"].to(self.rt.device, non_blocking=True)
         if self.cfg.train.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=self.memory_format)
         return x, batch["label"].to(self.rt.device, non_blocking=True)
 
     def train_epoch(self, epoch: int) -> float:

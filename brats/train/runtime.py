@@ -27,6 +27,7 @@ from brats.config import Config, TrainConfig
 from brats.devices import resolve_device
 from brats.errors import BratsError
 from brats.extract.store import read_store_info
+from brats.networks import input_multiple
 from brats.precision import choose_cpu_precision, cpu_has_bf16
 from brats.preprocess import Normalization
 
@@ -347,11 +348,19 @@ def check_stores(cfg: Config, folder: Path) -> dict[str, Any]:
             f"{folder / 'train.h5'} was normalised differently from the config's preprocess section "
             f"({'; '.join(conflicts)}); prediction would normalise differently: re-extract or fix the config"
         )
+    stored_k, k_cfg = int(info.get("context_slices", 0)), int(cfg.patches.context_slices)
+    if stored_k != k_cfg:
+        raise TrainError(
+            f"{folder / 'train.h5'} holds context_slices={stored_k} but patches.context_slices={k_cfg}; re-extract"
+        )
     size = list(cfg.patches.size) if cfg.augment.crop_or_pad else list(info["patch_size"])
-    k = 2**cfg.model.encoder_depth
+    try:
+        k = input_multiple(cfg.model)
+    except BratsError as exc:
+        raise TrainError(str(exc)) from exc
     if any(s % k for s in size):
         fit = [-(-s // k) * k for s in size]
-        raise TrainError(
-            f"patch size {size} is not divisible by 2**model.encoder_depth = {k}; use patches.size {fit}"
-        )
+        monai = cfg.model.arch.lower().startswith("monai.")
+        what = f"the downsampling of {cfg.model.arch}" if monai else "2**model.encoder_depth"
+        raise TrainError(f"patch size {size} is not divisible by {what} = {k}; use patches.size {fit}")
     return info
