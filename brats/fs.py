@@ -45,15 +45,20 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def check_output_dir(path: str | Path, key: str) -> Path:
-    """Create the output folder ``path``; a :class:`BratsError` naming ``key`` and ``path`` when it is a file,
-    cannot be created or is not writable."""
+    """Check that the output folder ``path`` can be written (nothing is created: the writers create it).
+
+    Raises:
+        BratsError: naming ``key`` and the path, when ``path`` (or a folder above it) is a file, or the folder
+            (or, when it does not exist yet, the nearest existing folder above it) is not writable.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise BratsError(f"{key} {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BratsError(f"{key} {path}: cannot create the folder ({exc.strerror or exc})") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise BratsError(f"{key} {path}: the folder is not writable")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BratsError(f"{key} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BratsError(f"{key} {path}: the folder {existing} is not writable")
     return path

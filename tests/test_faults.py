@@ -203,6 +203,7 @@ def test_unwritable_output_folder_checked_by_access(tmp_path, predict_setup, cap
     """The same check as above, also under root (``os.access`` reports the folder read-only)."""
     ckpt, cases = predict_setup
     out = tmp_path / "locked"
+    out.mkdir()
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == out else real(p, mode, **kw))
     code, err = run_cli(capsys, predict_argv(ckpt, cases, out))

@@ -7,15 +7,13 @@ which order, how to normalise, the patch size, the per-window intensity rescale 
 For each case (:func:`predict_case`):
 
 1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.data.load_case`;
-2. normalise per modality inside the brain exactly as the patch store recorded it (the checkpoint's
-   :class:`brats.preprocess.Normalization`), rounded through the store's dtype (float16 by default) so the model
-   sees the values it was trained on;
+2. normalise as the patch store recorded it (:class:`brats.preprocess.Normalization`, rounded through its dtype,
+   float16 by default): the values the model was trained on (the next case is read meanwhile, in a thread);
 3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`);
 4. argmax to training classes, post-processing (:mod:`brats.predict.postprocess`), mapping back to the case's source
    labels (ET = 4 for 2020/2021 naming, 3 for 2023);
-5. ``OUTPUT/<case_id>.nii.gz`` (uint8) and optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``
-   probabilities before post-processing, rounded to float16 precision and stored as float32 because NIfTI-1
-   has no float16 datatype), both written atomically with the first modality's header.
+5. ``OUTPUT/<case_id>.nii.gz`` (uint8), optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)`` float16
+   values stored as float32: NIfTI-1 has no float16), both written atomically with the first modality's header.
 
 kaggle_3m patients (TIFF slices, binary scheme; docs/lgg.md) are predicted on their slice grid, with the
 checkpoint's ``data.slice_spacing_mm`` in the affine; ``fmt="tif"`` also writes
@@ -29,7 +27,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +46,7 @@ from brats.networks import input_multiple, model_from_checkpoint
 from brats.precision import forward_precision
 from brats.predict.fuse import fold_batchnorm
 from brats.predict.postprocess import postprocess_ml
+from brats.predict.prefetch import predict_cases
 from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError, predict_volume
 from brats.preprocess import Normalization, rescale_batch
 
@@ -84,9 +82,8 @@ class PredictSettings:
         postprocess: apply them.
         label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
         context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
-        windows: ``box`` (each slice's brain box is one window) or ``patch`` (training-patch windows).
-        precision: ``auto``, ``fp32`` or ``bf16``; ``amp_dtype`` is what it resolved to on the device
-            (:func:`resolve_precision`), ``precision_record`` why.
+        windows, precision: ``box``/``patch`` windows; ``auto``/``fp32``/``bf16``, resolved on the device into
+            ``amp_dtype`` by :func:`load_predictor` (``precision_record`` says why).
     """
 
     modalities: list[str]
@@ -123,10 +120,9 @@ class PredictSettings:
             value = getattr(self, key)
             if not value >= 0:
                 raise InferenceError(f"{where}: {key} must be >= 0 (mL; 0 = off), got {value}")
-        if self.windows not in WINDOW_MODES:
-            raise InferenceError(f"windows must be one of {', '.join(WINDOW_MODES)}, got {self.windows!r}")
-        if self.precision not in PRECISIONS:
-            raise InferenceError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS)):
+            if getattr(self, key) not in allowed:
+                raise InferenceError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
 
 
 def settings_from_checkpoint(
@@ -198,7 +194,7 @@ def load_predictor(
     """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
 
     ``None`` arguments take the checkpoint config's ``predict`` section; the precision is resolved on the
-    device (:func:`resolve_precision`).
+    device (:func:`brats.precision.forward_precision`).
     """
     dev = resolve_device(device, key="--device")
     model, ckpt = model_from_checkpoint(checkpoint, dev)
@@ -210,22 +206,10 @@ def load_predictor(
     settings.check(str(checkpoint))
     fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
     model.to(memory_format=torch.channels_last if ckpt.dim == 2 else torch.channels_last_3d)
-    resolve_precision(model, settings, dev, what=dataclasses.asdict(ckpt.config.model))
+    shape = (settings.batch_size if ckpt.dim == 2 else 1, ckpt.in_channels, *settings.patch_size)
+    probe = forward_precision(model, settings.precision, dev, shape, dataclasses.asdict(ckpt.config.model))
+    settings.amp_dtype, settings.precision_record = probe
     return model, settings
-
-
-def resolve_precision(
-    model: torch.nn.Module, settings: PredictSettings, device: torch.device, what: Any = None
-) -> dict[str, Any]:
-    """Set ``settings.amp_dtype`` from ``settings.precision`` on ``device`` (see
-    :func:`brats.precision.forward_precision`, probing a batch ``(B, C, *patch_size)``: ``B`` = the batch size in
-    2D, 1 in 3D; ``C`` the model's input channels); return the record, also kept in ``settings.precision_record``."""
-    channels = len(settings.modalities) * (2 * settings.context_slices + 1)
-    batch = settings.batch_size if len(settings.patch_size) == 2 else 1
-    shape = (batch, channels, *settings.patch_size)
-    settings.amp_dtype, record = forward_precision(model, settings.precision, device, shape, what)
-    settings.precision_record = record
-    return record
 
 
 def _case_error(case: Case, exc: Exception) -> CaseError:
@@ -234,7 +218,7 @@ def _case_error(case: Case, exc: Exception) -> CaseError:
 
 
 def load_input(case: Case, settings: PredictSettings) -> tuple[np.ndarray, Geometry]:
-    """The normalised image ``(C, X, Y, Z)`` float32 of a case and its grid (see :func:`predict_probabilities`)."""
+    """The normalised image ``(C, X, Y, Z)`` float32 of a case and its grid (steps 1-2 of the module doc)."""
     try:
         image, geometry = load_case(case, settings.modalities)
     except CaseError as exc:
@@ -397,28 +381,13 @@ def run_predict(
     if shard is not None:
         cases = cases[shard[0] :: shard[1]]
     log.info(
-        "predicting %d case(s): overlap %s, %s blending, tta %s, batch %d",
-        len(cases),
-        settings.overlap,
-        settings.blend,
-        settings.tta,
-        settings.batch_size,
-    )
-    from brats.progress import track
+        "predicting %d case(s): overlap %s, %s blending, tta %s, batch %d, %s windows",
+        len(cases), settings.overlap, settings.blend, settings.tta, settings.batch_size, settings.windows,
+    )  # fmt: skip
 
-    paths: list[Path] = []
-    try:  # the next case is read and normalised in a thread while this one is predicted
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = [pool.submit(load_input, c, settings) for c in cases[:1]]
-            for i, case in enumerate(track(cases, desc="predict", unit="case", enabled=progress)):
-                loaded = ahead.pop().result()
-                ahead += [pool.submit(load_input, c, settings) for c in cases[i + 1 : i + 2]]
-                result = predict_case(
-                    model, case, settings, output_dir, probabilities, fmt=fmt, loaded=loaded
-                )
-                paths.append(result["seg"])
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(
-            f"interrupted: {len(paths)} of {len(cases)} case(s) written to {output_dir}, no partial file left"
-        ) from None
-    return paths
+    def one(case: Case, loaded: tuple[np.ndarray, Geometry]) -> Path:
+        return predict_case(model, case, settings, output_dir, probabilities, fmt=fmt, loaded=loaded)["seg"]
+
+    return predict_cases(
+        cases, functools.partial(load_input, settings=settings), one, Path(output_dir), progress
+    )
