@@ -1,22 +1,30 @@
 #!/usr/bin/env python
-"""Prediction speed of one 240x240x155 case on the CPU; prints one JSON object (last line).
+"""Prediction speed against plain MONAI, NIfTI I/O included; prints one JSON object (last line).
 
-A resnet34 2D U-Net (smp, random weights, seed 0, fp32, channels_last) predicts one synthetic case
-(``brats.synth.generate_case(0, 0)``, z-score normalised) by four paths, each in a fresh process (so each peak
-memory is its own) after one warm-up forward (and the MONAI import, ~1-4 s, outside the clock):
+Cases: ``--cases`` (default 3) synthetic 240x240x155 cases written by :func:`brats.synth.generate_cohort`
+(``.nii.gz``, BraTS 2021 naming). Model: a brats checkpoint, by default a U-Net / ResNet-34 with random weights
+(seed 0, per-window percentile rescale on, as the shipped configs train it) or ``--checkpoint`` (a trained
+one: label agreement means more there). Every path runs in a fresh process (its own peak RSS, from
+``resource.getrusage``), with ``--threads`` torch threads (default 2), one after the other, and is timed from
+"read the checkpoint" to "every segmentation written":
 
-* ``lower_bound`` (L): one forward pass over each non-empty slice's brain bounding box padded to a multiple of
-  32 (slices of equal padded size batched, 16 per pass), no overlap, no blending;
-* ``default``: :func:`brats.predict.predict_volume` as ``brats predict`` runs it (overlap 0.5, Gaussian);
-* ``overlap0``: the same with ``--overlap 0``;
-* ``monai``: plain MONAI ``sliding_window_inference`` over whole 240x240 slices (all slices batched), 128x128
-  windows, overlap 0.5, Gaussian, 16 windows per pass.
+* ``monai``: plain MONAI. For each case: nibabel loads the 4 modalities, the checkpoint's normalisation,
+  ``sliding_window_inference`` over every axial slice (whole 240x240 slices batched), 128x128 windows,
+  overlap 0.5, Gaussian blending, 16 windows per pass; the per-window function is the toolkit's (the
+  training rescale of each window, then the model, softmax), float32; argmax, source labels, nibabel writes.
+* ``reference``: ``brats predict --windows patch --precision fp32`` (overlap 0.5, Gaussian, brain boxes,
+  empty slices skipped): the toolkit's own float32 output that the others are checked against.
+* ``patch_bf16``: the same with ``--precision bf16`` (only where the CPU has bf16 instructions).
+* ``box_fp32``: ``brats predict --precision fp32`` (box windows: one window per slice's brain box).
+* ``default``: ``brats predict`` defaults (box windows, ``--precision auto``). The precision probe runs once
+  per machine and model and is cached; its one-off cost is reported as ``probe_seconds`` and excluded.
 
-Targets (issue 6): default <= 2.5 L, overlap0 <= 1.3 L, monai / default >= 2.
+The toolkit paths post-process as ``brats predict`` does (the checkpoint's thresholds); ``monai`` does not.
+``agreement_with_reference`` is the fraction of brain voxels (any modality non-zero) whose label equals the
+``reference`` output, over all cases. ``speedup_vs_monai`` = monai seconds / path seconds.
 
-Usage: ``python bench/predict.py [--threads N] [--repeats R] [--paths lower_bound,default,overlap0,monai]``
-(``--threads`` defaults to ``OMP_NUM_THREADS`` or 1). ``seconds`` are wall-clock medians over the repeats;
-``cpu_seconds`` (process CPU time) are steadier when other jobs share the machine.
+Usage: ``python bench/predict.py [--threads 2] [--cases 3] [--checkpoint CKPT] [--paths a,b]``; raw results go
+to ``bench/results/predict.json`` (:func:`results_io.write_result`).
 
 ``python bench/predict.py --sweep-postprocess CKPT CASES`` instead scores the post-processing thresholds of a
 trained checkpoint on labelled cases (see :func:`sweep_postprocess`); choose them on validation cases.
@@ -32,122 +40,121 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-PATHS = ("lower_bound", "default", "overlap0", "monai")
+PATHS = ("monai", "reference", "patch_bf16", "box_fp32", "default")
+TOOLKIT = {
+    "reference": {"windows": "patch", "precision": "fp32"},
+    "patch_bf16": {"windows": "patch", "precision": "bf16"},
+    "box_fp32": {"windows": "box", "precision": "fp32"},
+    "default": {},
+}
 PATCH = (128, 128)
 BATCH = 16
 
 
-def make_case(path: Path) -> dict:
-    """Write the normalised synthetic case ``(C, X, Y, Z)`` float32 to ``path`` (.npy); return its facts."""
-    import numpy as np
-
-    from brats.preprocess import normalize
-    from brats.synth import generate_case
-
-    images, seg, _ = generate_case(0, 0)
-    image = np.stack([images[m] for m in ("t1", "t1ce", "t2", "flair")]).astype(np.float32)
-    image = normalize(image, "zscore")
-    image = image.astype(np.float16).astype(np.float32)  # the storage dtype of training patches
-    np.save(path, image)
-    mask = np.any(image != 0, axis=0)
-    return {
-        "shape": list(image.shape),
-        "brain_voxels": int(mask.sum()),
-        "nonempty_slices": int(mask.any(axis=(0, 1)).sum()),
-        "tumour_voxels": int((seg > 0).sum()),
-    }
-
-
-def build_model(threads: int):
+def make_checkpoint(path: Path, encoder: str = "resnet34") -> Path:
+    """A random-weight U-Net checkpoint (seed 0) in the training format, trained-like config otherwise."""
     import torch
 
-    from brats.config import ModelConfig
-    from brats.networks import build_model as build
+    from brats.checkpoint import new_checkpoint, write_checkpoint
+    from brats.config import config_from_dict
+    from brats.networks import build_model
 
-    torch.set_num_threads(threads)
+    cfg = config_from_dict({"model": {"encoder": encoder}})
     torch.manual_seed(0)
-    model = build(ModelConfig(encoder="resnet34"), in_channels=4, classes=4).eval()
-    return model.to(memory_format=torch.channels_last)
+    model = build_model(cfg.model, in_channels=4, classes=4)
+    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)
 
 
-def lower_bound(model, image):
-    """One forward over each non-empty slice's brain box (padded to 32), slices of one size batched."""
-    import numpy as np
-    import torch
-
-    from brats.predict.sliding import _slice_boxes
-
-    X, Y, Z = image.shape[1:]
-    out = np.zeros((4, X, Y, Z), np.float32)
-    src = torch.from_numpy(image)
-    with torch.inference_mode():
-        for (sx, sy), items in _slice_boxes(np.any(image != 0, axis=0), True, 32).items():
-            for k in range(0, len(items), BATCH):
-                chunk = items[k : k + BATCH]
-                batch = torch.zeros((len(chunk), 4, sx, sy))
-                for i, (z, x0, y0) in enumerate(chunk):
-                    part = src[:, x0 : x0 + sx, y0 : y0 + sy, z]
-                    batch[i, :, : part.shape[1], : part.shape[2]] = part
-                prob = torch.softmax(model(batch.contiguous(memory_format=torch.channels_last)), 1).numpy()
-                for i, (z, x0, y0) in enumerate(chunk):
-                    wx, wy = min(sx, X - x0), min(sy, Y - y0)
-                    out[:, x0 : x0 + wx, y0 : y0 + wy, z] = prob[i, :, :wx, :wy]
-    return out
-
-
-def plain_monai(model, image):
-    """MONAI sliding_window_inference over whole axial slices (all slices as one batch)."""
+def plain_monai(checkpoint: str, cases_dir: str, out_dir: str) -> None:
+    """The plain MONAI path (see the module doc) over every case under ``cases_dir``."""
+    import nibabel as nib
     import numpy as np
     import torch
     from monai.inferers import sliding_window_inference
 
-    def predictor(x):
+    from brats.data import discover_cases
+    from brats.labels import to_source
+    from brats.networks import model_from_checkpoint
+    from brats.predict.predictor import settings_from_checkpoint
+
+    model, ckpt = model_from_checkpoint(checkpoint, "cpu")
+    model = model.to(memory_format=torch.channels_last)
+    settings = settings_from_checkpoint(ckpt)
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        if settings.window_fn is not None:
+            x = settings.window_fn(x)
         return torch.softmax(model(x.contiguous(memory_format=torch.channels_last)), 1)
 
-    with torch.inference_mode():
-        slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))  # (Z, C, X, Y)
-        prob = sliding_window_inference(slices, PATCH, BATCH, predictor, overlap=0.5, mode="gaussian")
-    return np.moveaxis(prob.numpy(), 0, -1)  # (4, X, Y, Z)
+    for case in discover_cases(cases_dir):
+        imgs = [nib.load(str(case.images[m])) for m in settings.modalities]
+        image = np.stack([img.get_fdata(dtype=np.float32) for img in imgs])
+        image = settings.normalization.apply(image)
+        with torch.inference_mode():
+            slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))  # (Z, C, X, Y)
+            prob = sliding_window_inference(slices, PATCH, BATCH, predictor, overlap=0.5, mode="gaussian")
+        labels = to_source(prob.argmax(1).numpy().astype(np.uint8).transpose(1, 2, 0), case.label_scheme)
+        out = nib.Nifti1Image(labels, imgs[0].affine, imgs[0].header)
+        out.set_data_dtype(np.uint8)
+        nib.save(out, str(Path(out_dir) / f"{case.case_id}.nii.gz"))
 
 
-def worker(path: str, data: str, threads: int, out: str) -> None:
-    """Time one path in this (fresh) process; write ``{"seconds", "maxrss_mb", "tracemalloc_peak_mb"}``."""
-    import numpy as np
+def worker(path: str, checkpoint: str, cases_dir: str, out_dir: str, threads: int) -> dict:
+    """Run one path in this (fresh) process; return its seconds, CPU seconds and peak RSS."""
     import torch
 
-    from brats.predict.sliding import predict_volume
+    torch.set_num_threads(threads)
+    import monai.inferers  # noqa: F401 - imported before the clock, in every path
 
-    model = build_model(threads)
-    image = np.load(data)
-    import monai.inferers  # noqa: F401 - imported before the clock starts, like the model's first pass
+    probe = 0.0
+    if path == "default":  # the once-per-machine probe, cached in BRATS_CACHE_DIR, off the clock
+        from brats.predict.predictor import load_predictor
 
-    with torch.inference_mode():  # warm-up: oneDNN builds its kernels on the first pass
-        model(torch.zeros(2, 4, 128, 128).contiguous(memory_format=torch.channels_last))
-    run = {
-        "lower_bound": lambda: lower_bound(model, image),
-        "default": lambda: predict_volume(model, image, PATCH, 0.5, "gaussian", BATCH),
-        "overlap0": lambda: predict_volume(model, image, PATCH, 0.0, "gaussian", BATCH),
-        "monai": lambda: plain_monai(model, image),
-    }[path]
-    tracemalloc.start()
+        t0 = time.perf_counter()
+        load_predictor(checkpoint, "cpu")
+        probe = time.perf_counter() - t0
+    from brats.networks import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(checkpoint, "cpu")
+    x = torch.zeros(2, 4, *PATCH).contiguous(memory_format=torch.channels_last)
+    bf16 = TOOLKIT.get(path, {}).get("precision") == "bf16"
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        model.to(memory_format=torch.channels_last)(x)  # warm-up: oneDNN builds its kernels on the first pass
     t0, c0 = time.perf_counter(), time.process_time()
-    prob = run()
+    if path == "monai":
+        plain_monai(checkpoint, cases_dir, out_dir)
+    else:
+        from brats.predict import run_predict
+
+        run_predict(checkpoint, cases_dir, out_dir, device="cpu", **TOOLKIT[path])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    np.save(out, prob.argmax(0).astype(np.uint8))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(out).with_suffix(".json").write_text(
-        json.dumps(
-            {"seconds": seconds, "cpu_seconds": cpu, "maxrss_mb": rss, "tracemalloc_peak_mb": peak / 2**20}
-        )
-    )
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss, "probe_seconds": probe}
+
+
+def agreement(cases_dir: Path, out: Path, ref: Path) -> float:
+    """Fraction of brain voxels (any modality non-zero), over all cases, where ``out`` labels == ``ref``."""
+    import nibabel as nib
+    import numpy as np
+
+    from brats.data import discover_cases
+
+    same = total = 0
+    for case in discover_cases(cases_dir):
+        brain = np.zeros(nib.load(str(case.images["t1"])).shape, bool)
+        for f in case.images.values():
+            brain |= np.asarray(nib.load(str(f)).dataobj) != 0
+        a = np.asarray(nib.load(str(out / f"{case.case_id}.nii.gz")).dataobj)
+        b = np.asarray(nib.load(str(ref / f"{case.case_id}.nii.gz")).dataobj)
+        same += int((a == b)[brain].sum())
+        total += int(brain.sum())
+    return same / total
 
 
 def sweep_postprocess(
@@ -216,14 +223,57 @@ def sweep_postprocess(
     return {"checkpoint": str(checkpoint), "cases": detail, "rows": rows, "best": best}
 
 
+def run_paths(args: argparse.Namespace, paths: list[str], tmp: Path) -> dict:
+    """Run every path in a fresh process, then compare their labels with ``reference``."""
+    from brats.precision import cpu_has_bf16
+    from brats.synth import generate_cohort
+
+    cases = tmp / "cases"
+    generate_cohort(cases, n_cases=args.cases, seed=0, workers=1)
+    ckpt = Path(args.checkpoint) if args.checkpoint else make_checkpoint(tmp / "model.pt", args.encoder)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), BRATS_CACHE_DIR=str(tmp / "cache"))
+    result: dict = {"runs": {}}
+    for p in paths:
+        if p == "patch_bf16" and not cpu_has_bf16():
+            continue
+        out = tmp / p
+        out.mkdir()
+        cmd = [sys.executable, __file__, "--threads", str(args.threads), "--worker", p, str(ckpt), str(cases)]
+        info = subprocess.run(cmd + [str(out)], check=True, env=env, stdout=subprocess.PIPE, text=True)
+        result["runs"][p] = json.loads(info.stdout.strip().splitlines()[-1])
+    runs = result["runs"]
+    if "monai" in runs:
+        result["speedup_vs_monai"] = {
+            p: round(runs["monai"]["seconds"] / r["seconds"], 2) for p, r in runs.items()
+        }
+        result["speedup_vs_monai_cpu"] = {
+            p: round(runs["monai"]["cpu_seconds"] / r["cpu_seconds"], 2) for p, r in runs.items()
+        }
+    if "reference" in runs:
+        result["agreement_with_reference"] = {
+            p: round(agreement(cases, tmp / p, tmp / "reference"), 4) for p in runs
+        }
+    probe = (
+        json.loads((tmp / "cache" / "precision.json").read_text())
+        if (tmp / "cache" / "precision.json").is_file()
+        else {}
+    )
+    result["precision_probe"] = list(probe.values())
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
-    parser.add_argument("--repeats", type=int, default=1, help="runs per path (median reported)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cases", type=int, default=3, help="synthetic full-size cases (default 3)")
+    parser.add_argument("--checkpoint", default=None, help="a trained checkpoint (default: random weights)")
+    parser.add_argument("--encoder", default="resnet34", help="encoder of the random-weight U-Net")
     parser.add_argument(
         "--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS)
     )
-    parser.add_argument("--worker", nargs=3, metavar=("PATH", "DATA", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/<name>.json")
+    parser.add_argument("--name", default="predict", help="result name: bench/results/<name>.json")
+    parser.add_argument("--worker", nargs=4, metavar=("PATH", "CKPT", "CASES", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--sweep-postprocess",
         nargs=2,
@@ -243,72 +293,26 @@ def main() -> int:
         print(json.dumps(sweep_postprocess(*args.sweep_postprocess, mcs, ets)))
         return 0
     if args.worker:
-        worker(args.worker[0], args.worker[1], args.threads, args.worker[2])
+        print(json.dumps(worker(*args.worker, args.threads)))
         return 0
-    import numpy as np
-
     paths = [p for p in args.paths.split(",") if p]
     bad = [p for p in paths if p not in PATHS]
     if bad:
         parser.error(f"unknown path(s) {bad}; choose from {', '.join(PATHS)}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    result: dict = {
-        "case": "brats.synth.generate_case(0, 0), 240x240x155, z-score",
-        "model": "smp Unet resnet34, random weights, fp32, channels_last",
+    from results_io import load_now, write_result
+
+    before = load_now()
+    payload: dict = {
+        "cases": f"{args.cases} x brats.synth.generate_cohort(seed 0), 240x240x155 .nii.gz, I/O included",
+        "model": args.checkpoint or f"smp Unet {args.encoder}, random weights (seed 0), rescale on",
         "threads": args.threads,
-        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "image.npy"
-        result["data"] = make_case(data)
-        times: dict[str, list[float]] = {p: [] for p in paths}
-        cpu: dict[str, list[float]] = {p: [] for p in paths}
-        for _ in range(args.repeats):
-            for p in paths:
-                out = Path(tmp) / f"{p}.npy"
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--threads",
-                    str(args.threads),
-                    "--worker",
-                    p,
-                    str(data),
-                    str(out),
-                ]
-                subprocess.run(cmd, check=True, env=env)
-                info = json.loads(out.with_suffix(".json").read_text())
-                times[p].append(info["seconds"])
-                cpu[p].append(info["cpu_seconds"])
-                result.setdefault("peak_rss_mb", {})[p] = round(info["maxrss_mb"], 0)
-                result.setdefault("tracemalloc_peak_mb", {})[p] = round(info["tracemalloc_peak_mb"], 0)
-        result["seconds"] = {p: round(float(np.median(t)), 2) for p, t in times.items()}
-        result["runs"] = {p: [round(v, 2) for v in t] for p, t in times.items()}
-        result["cpu_seconds"] = {p: round(float(np.median(t)), 2) for p, t in cpu.items()}
-        s = result["seconds"]
-        if "lower_bound" in s:
-            for key in ("seconds", "cpu_seconds"):
-                lb = result[key]["lower_bound"]
-                result[f"ratio_to_lower_bound_{key}"] = {p: round(v / lb, 2) for p, v in result[key].items()}
-        if "monai" in s and "default" in s:
-            result["monai_over_default"] = round(s["monai"] / s["default"], 2)
-            ref = np.load(Path(tmp) / "monai.npy")
-            mask = np.any(np.load(data) != 0, axis=0)
-            agree = {}
-            for p in paths:
-                if p != "monai":
-                    agree[p] = round(float((np.load(Path(tmp) / f"{p}.npy") == ref)[mask].mean()), 4)
-            result["argmax_agreement_with_monai_in_brain"] = agree
-        if {"lower_bound", "default", "overlap0", "monai"} <= set(s):
-            for key in ("seconds", "cpu_seconds"):
-                t = result[key]
-                result[f"targets_met_{key}"] = {
-                    "default_le_2.5L": t["default"] <= 2.5 * t["lower_bound"],
-                    "overlap0_le_1.3L": t["overlap0"] <= 1.3 * t["lower_bound"],
-                    "monai_ge_2x_default": t["monai"] >= 2 * t["default"],
-                }
-    result["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
-    print(json.dumps(result))
+        payload |= run_paths(args, paths, Path(tmp))
+    payload["seconds_per_case"] = {p: round(r["seconds"] / args.cases, 2) for p, r in payload["runs"].items()}
+    if not args.no_save:
+        write_result(args.name, payload, load_before=before)
+    print(json.dumps(payload))
     return 0
 
 

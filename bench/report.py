@@ -179,12 +179,57 @@ def _train(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-RENDER = {"synth": _synth, "extract": _extract, "train": _train}
+_PREDICT_PATHS = {
+    "monai": "plain MONAI `sliding_window_inference`, every slice, overlap 0.5, Gaussian, float32",
+    "reference": "`--windows patch --precision fp32` (overlap 0.5, Gaussian): the reference",
+    "patch_bf16": "`--windows patch --precision bf16`",
+    "box_fp32": "`--windows box --precision fp32`",
+    "default": "**`brats predict` defaults** (`--windows box --precision auto`)",
+}
+
+
+def _predict(res: dict[str, Any]) -> list[str]:
+    runs = res.get("runs")
+    if not isinstance(runs, dict) or "speedup_vs_monai" not in res:
+        return _generic(res)
+    agree = res.get("agreement_with_reference", {})
+    rows = [
+        [
+            _PREDICT_PATHS.get(p, p),
+            f"{r['seconds']:.1f}",
+            f"{r['cpu_seconds']:.1f}",
+            f"{res['speedup_vs_monai'][p]:.2f}",
+            f"{res['speedup_vs_monai_cpu'][p]:.2f}",
+            f"{agree[p]:.4f}" if p in agree else "",
+            f"{r['peak_rss_mb']:,.0f}",
+        ]
+        for p, r in runs.items()
+    ]
+    lines = [
+        f"`bench/predict.py`: {res.get('cases', '?')}; model: {res.get('model', '?')}; {res.get('threads')} torch "
+        "threads; each path in a fresh process, timed from reading the checkpoint to the last file written. "
+        "Agreement: fraction of brain voxels with the label of the float32 overlap-0.5 reference. The wall-time "
+        "ratio moves with the load (plain MONAI runs first); the CPU-time ratio is steadier.",
+        "",
+        *_table(
+            ["path", "wall s", "CPU s", "x MONAI (wall)", "x MONAI (CPU)", "agreement", "peak RSS MB"], rows
+        ),
+    ]
+    for probe in res.get("precision_probe", []):
+        lines += [
+            "",
+            f"Precision probe (`--precision auto`, once per machine and model, not timed above): float32 "
+            f"{probe['fp32_s']} s, bf16 {probe['bf16_s']} s per forward pass ({probe['speedup']}x): {probe['choice']}.",
+        ]
+    return lines
+
+
+RENDER = {"synth": _synth, "extract": _extract, "train": _train, "predict": _predict}
 TITLES = {
     "synth": "Synthetic cohort",
     "extract": "Extraction and loading",
     "train": "Training step",
-    "predict": "Prediction of one case",
+    "predict": "Prediction against plain MONAI",
 }
 
 
@@ -199,6 +244,10 @@ def render(folder: Path | None = None) -> str:
             continue
         body = RENDER.get(name, _generic)(rec["result"])
         lines.append("\n".join([_where(rec), "", *body]) + "\n")
+        extra = read_result(f"{name}_trained", folder)  # the same benchmark with a trained checkpoint
+        if extra is not None:
+            body = RENDER.get(name, _generic)(extra["result"])
+            lines.append("\n".join(["With a trained checkpoint: " + _where(extra), "", *body]) + "\n")
     lines.append(
         "## Whole demo\n\n`brats demo` timings and test scores are in [quickstart.md](quickstart.md).\n"
     )

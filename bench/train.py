@@ -77,6 +77,25 @@ def augment_rate(cfg, n: int) -> dict:
     return {"patches": n, "patches_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
+def amp_auto_choice(cfg) -> dict:
+    """What ``train.amp: auto`` picks on this machine: the probe of :func:`brats.train.runtime.probe_amp`
+    (1 warm-up + 2 timed steps per precision), measured afresh (a temporary cache), with its seconds."""
+    import tempfile
+
+    from brats.train.runtime import Runtime, probe_amp
+
+    cfg.train.amp = "auto"
+    c, bs = len(cfg.data.modalities), cfg.train.batch_size
+    model = build_model(cfg.model, c, 4).to(memory_format=torch.channels_last).train()
+    rt = Runtime(torch.device("cpu"), None, False)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["BRATS_CACHE_DIR"] = tmp
+        t0 = time.perf_counter()
+        record = probe_amp(cfg.train, rt, model, build_loss(cfg.loss), (bs, c, *cfg.patches.size), {})
+        seconds = time.perf_counter() - t0
+    return {**(record or {}), "probe_seconds": round(seconds, 2)}
+
+
 def _cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
@@ -131,6 +150,7 @@ def main() -> None:
     bf = {r["memory_format"]: r["patches_per_s"] for r in results if r["amp"] == "bf16"}
     if bf:
         out["bf16_vs_fp32_channels_last"] = round(bf["channels_last"] / fp32["channels_last"], 3)
+    out["amp_auto"] = amp_auto_choice(cfg)
     if args.augment:
         out["augment_train_pipeline"] = augment_rate(cfg, args.augment)
     print(json.dumps(out))  # one line: bench/run_all.py reads the last JSON line

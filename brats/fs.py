@@ -8,7 +8,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+from brats.errors import BratsError
+
+__all__ = ["atomic_path", "atomic_write_text", "check_output_dir"]
 
 
 @contextlib.contextmanager
@@ -39,4 +41,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return path
+
+
+def check_output_dir(path: str | Path, key: str) -> Path:
+    """Check that the output folder ``path`` can be written (nothing is created: the writers create it).
+
+    Raises:
+        BratsError: naming ``key`` and the path, when ``path`` (or a folder above it) is a file, or the folder
+            (or, when it does not exist yet, the nearest existing folder above it) is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BratsError(f"{key} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BratsError(f"{key} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BratsError(f"{key} {path}: the folder {existing} is not writable")
     return path

@@ -11,4 +11,8 @@ export OMP_WAIT_POLICY=PASSIVE
 # Static checks first (configured in pyproject.toml): lint and types of the library.
 .venv/bin/ruff check brats tests bench tools
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q "$@"
+# The declared minimum versions (a separate venv, a fast subset); BRATS_SKIP_MIN_VERSIONS=1 skips it.
+if [ "${BRATS_SKIP_MIN_VERSIONS:-0}" != "1" ]; then
+  bash scripts/test_min_versions.sh
+fi

@@ -1,9 +1,12 @@
 """Shared test settings: quiet, single-threaded torch (two spinning OpenMP threads collapse on a busy 2-core box)."""
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The bf16-vs-float32 probe cache (brats.precision) goes to a temporary folder, not the user's ~/.cache.
+os.environ.setdefault("BRATS_CACHE_DIR", tempfile.mkdtemp(prefix="brats-cache-"))
 
 try:
     import torch

@@ -124,8 +124,8 @@ def test_arange_round_trip_through_store(tmp_path, dim):
                 "dim": dim,
                 "size": size,
                 "stride": stride,
-                "min_foreground": 0,
-                "background_fraction": 0.0,
+                "min_foreground": 1,
+                "background_fraction": 1e6,  # with the tumour windows: every brain window
             },
         }
     )

@@ -150,6 +150,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         min_component_ml=args.min_component_ml,
         et_min_ml=args.et_min_ml,
+        windows=args.windows,
+        precision=args.precision,
     )
     where = f"the {args.split} split of {args.run}" if args.run else args.input
     print(f"wrote {len(paths)} segmentation(s) of {where} to {args.output}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -25,8 +26,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BratsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(_one_line(exc) or _interrupted(args), file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk or a vanished folder outside the places that name their file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (multi-line listings joined with ``; ``)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """``interrupted`` plus the output the command was writing (outputs are written atomically)."""
+    out = next(
+        (
+            getattr(args, k)
+            for k in ("output", "output_dir", "out", "out_dir", "pred")
+            if getattr(args, k, None)
+        ),
+        None,
+    )
+    return f"interrupted: no partial file left in {out}" if out else "interrupted"

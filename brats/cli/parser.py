@@ -130,6 +130,18 @@ def _parser_predict(sub: Any) -> None:
     )
     p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 16)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default=None,
+        help="forward-pass precision (default auto: bf16 on a CPU where a short probe measures it faster)",
+    )
+    p.add_argument(
+        "--windows",
+        choices=["box", "patch"],
+        default=None,
+        help="2D: one window per slice's brain box (box, default) or training-patch sliding windows (patch)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz (float16)")
     p.add_argument("--shard", default=None, metavar="I/N", help="predict every N-th case starting at I")

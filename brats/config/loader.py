@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from brats.config.schema import Config, ConfigError, _copy
+from brats.config.schema import RANGE_KEYS, Config, ConfigError, _copy
 from brats.fs import atomic_write_text
 
 __all__ = [
@@ -119,9 +120,39 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     return value
 
 
+_RANGE_TEXT = {"ge": ">= {}", "gt": "> {}", "le": "<= {}", "lt": "< {}"}
+_RANGE_OK = {
+    "ge": lambda v, b: v >= b,
+    "gt": lambda v, b: v > b,
+    "le": lambda v, b: v <= b,
+    "lt": lambda v, b: v < b,
+}
+
+
+def range_text(meta: Any) -> str:
+    """The range a field declares, e.g. ``>= 0 and <= 1`` (empty when it declares none)."""
+    return " and ".join(_RANGE_TEXT[k].format(meta[k]) for k in RANGE_KEYS if k in meta)
+
+
+def _check_range(value: Any, meta: Any, key: str, source: str) -> None:
+    """Raise naming ``key`` when ``value`` (a number, or each number of a list) is outside the field's range."""
+    bounds = {k: meta[k] for k in RANGE_KEYS if k in meta}
+    if not bounds or value is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    for i, v in enumerate(items):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        bad = math.isnan(v) or any(not _RANGE_OK[k](v, b) for k, b in bounds.items())
+        if bad:
+            where = f"{key}[{i}]" if isinstance(value, list) else key
+            raise ConfigError(f"Config key '{where}' in {source}: must be {range_text(bounds)}, got {v!r}")
+
+
 def _build(cls: type, data: dict, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
@@ -131,6 +162,7 @@ def _build(cls: type, data: dict, prefix: str, source: str) -> Any:
             valid = ", ".join(names)
             raise ConfigError(f"Unknown config key '{dotted}' in {source}{hint}. Valid keys here: {valid}")
         kwargs[key] = _coerce(value, hints[key], dotted, source)
+        _check_range(kwargs[key], fields[key].metadata, dotted, source)
     obj = cls(**kwargs)
     return obj
 
@@ -187,6 +219,20 @@ def _check(cfg: Config, source: str) -> None:
         value = getattr(cfg.predict.postprocess, key)
         if not value >= 0:  # also catches NaN
             raise ConfigError(f"{source}: predict.postprocess.{key} must be >= 0 (mL; 0 = off), got {value}")
+    _check_pair(cfg.preprocess.percentiles, "preprocess.percentiles", source)
+    _check_pair(cfg.augment.rescale.percentiles, "augment.rescale.percentiles", source)
+    if d.fold is not None and d.fold >= d.n_folds:
+        raise ConfigError(f"{source}: data.fold must be < data.n_folds = {d.n_folds}, got {d.fold}")
+
+
+def _check_pair(values: list[float], key: str, source: str) -> None:
+    """A ``[lower, upper]`` percentile pair: two values, ``0 <= lower < upper <= 100``."""
+    ok = len(values) == 2 and 0 <= values[0] < values[1] <= 100
+    if not ok:
+        raise ConfigError(
+            f"Config key '{key}' in {source}: expected [lower, upper] with 0 <= lower < upper <= 100, "
+            f"got {list(values)}"
+        )
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -210,10 +256,13 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
         try:
             value = yaml.safe_load(raw) if raw.strip() != "" else ""
-        except yaml.YAMLError:
-            value = raw
+        except yaml.YAMLError as exc:
+            reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+            raise ConfigError(f"--set {key}: the value {raw!r} is not valid YAML ({reason})") from exc
         _set_dotted(data, key, value)
     return data
 

@@ -37,12 +37,31 @@ class ConfigError(BratsError, ValueError):
     """A config file or override is invalid. The message names the key and the source."""
 
 
-def _f(default: Any, doc: str, **kw: Any) -> Any:
-    """A dataclass field with a documentation string (``metadata['doc']``)."""
+#: Range bounds a field may declare: ``ge`` (>=), ``gt`` (>), ``le`` (<=), ``lt`` (<).
+RANGE_KEYS = ("ge", "gt", "le", "lt")
+
+
+def _f(
+    default: Any,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    **kw: Any,
+) -> Any:
+    """A dataclass field with a documentation string (``metadata['doc']``) and an optional range.
+
+    ``ge``/``gt``/``le``/``lt`` bound a number (or every number of a list); the loader checks them and names the
+    key in the error (``null`` for an optional field is always allowed).
+    """
+    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    meta: dict[str, Any] = {"doc": doc} | {k: v for k, v in bounds.items() if v is not None}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         value = default
-        return field(default_factory=lambda: _copy(value), metadata={"doc": doc}, **kw)
-    return field(default=default, metadata={"doc": doc}, **kw)
+        return field(default_factory=lambda: _copy(value), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
 
 
 def _copy(value: Any) -> Any:
@@ -72,15 +91,17 @@ class DataConfig:
         "Input channels, in order (t1, t1ce, t2, flair; 2023 files t1n/t1c/t2w/t2f map to the same names). "
         "The same order is used in the HDF5 store, the model input and the docs.",
     )
-    train_fraction: float = _f(0.7, "Fraction of patients in the training split.")
+    train_fraction: float = _f(0.7, "Fraction of patients in the training split.", ge=0, le=1)
     val_fraction: float = _f(
-        0.15, "Fraction of patients in the validation split (the rest is the test split)."
+        0.15, "Fraction of patients in the validation split (the rest is the test split).", ge=0, le=1
     )
     split_seed: int = _f(0, "Seed of the patient-level split.")
     fold: int | None = _f(
-        None, "k-fold mode: use fold `fold` (0-based) of `n_folds` as validation, the rest as training."
+        None,
+        "k-fold mode: use fold `fold` (0-based) of `n_folds` as validation, the rest as training.",
+        ge=0,
     )
-    n_folds: int = _f(5, "Number of folds in k-fold mode.")
+    n_folds: int = _f(5, "Number of folds in k-fold mode.", ge=2)
     skip_invalid: bool = _f(False, "Skip invalid cases with a warning instead of stopping with an error.")
     slice_spacing_mm: float = _f(
         1.0,
@@ -96,27 +117,36 @@ class PreprocessConfig:
         "Per-case, per-modality intensity normalisation inside the brain (non-zero voxels): `zscore` "
         "(mean 0, std 1) or `percentile` (rescale percentiles to [0, 1], as the seed article does).",
     )
-    percentiles: list[float] = _f([0.5, 99.5], "Lower and upper percentiles for `percentile` normalisation.")
+    percentiles: list[float] = _f(
+        [0.5, 99.5],
+        "Lower and upper percentiles for `percentile` normalisation (0 <= lower < upper <= 100).",
+        ge=0,
+        le=100,
+    )
     dtype: Literal["float16", "float32"] = _f("float16", "Storage dtype of the normalised images.")
 
 
 @dataclass
 class PatchConfig:
     dim: Literal[2, 3] = _f(2, "2 for axial 2D patches (C, H, W); 3 for 3D patches (C, D, H, W).")
-    size: list[int] = _f([128, 128], "Patch size in voxels: [H, W] for 2D, [D, H, W] for 3D.")
-    stride: list[int] = _f([64, 64], "Stride between patches; the last window sits flush with the border.")
-    slice_stride: int = _f(1, "2D only: use every n-th axial slice.")
+    size: list[int] = _f([128, 128], "Patch size in voxels: [H, W] for 2D, [D, H, W] for 3D.", ge=1)
+    stride: list[int] = _f(
+        [64, 64], "Stride between patches; the last window sits flush with the border.", ge=1
+    )
+    slice_stride: int = _f(1, "2D only: use every n-th axial slice.", ge=1)
     context_slices: int = _f(
         0,
         "2D only (2.5D): also feed the k axial slices above and below each slice; the model input has "
         "modalities x (2k + 1) channels, modality-major (t1[z-k..z+k], t1ce[z-k..z+k], ...); slices beyond the "
         "first/last are zeros. 0 = plain 2D.",
+        ge=0,
     )
-    min_foreground: int = _f(1, "Keep a patch when it holds at least this many tumour voxels.")
+    min_foreground: int = _f(1, "Keep a patch when it holds at least this many tumour voxels.", ge=1)
     background_fraction: float = _f(
         0.1,
         "Keep in addition this fraction of brain-only patches (relative to the number of tumour patches "
         "of the case). Patches with no brain at all are never kept.",
+        ge=0,
     )
     compression: Literal["lzf", "gzip"] | None = _f(
         None, "HDF5 compression of the store (null = none; fastest random reads)."
@@ -198,8 +228,8 @@ class ModelConfig:
         "3D network `monai.SegResNet` / `monai.DynUNet` (patches.dim: 3).",
     )
     encoder: str = _f("resnet34", "Encoder name (resnet18, resnet34, efficientnet-b0, mobilenet_v2, ...).")
-    encoder_depth: int = _f(5, "Number of encoder stages.")
-    decoder_channels: list[int] = _f([256, 128, 64, 32, 16], "Decoder channels, one per encoder stage.")
+    encoder_depth: int = _f(5, "Number of encoder stages.", ge=1, le=5)
+    decoder_channels: list[int] = _f([256, 128, 64, 32, 16], "Decoder channels, one per encoder stage.", ge=1)
     encoder_weights: str | None = _f(
         None, "Pretrained encoder weights by smp name (downloads; off by default). Prefer `weights_path`."
     )
@@ -215,50 +245,58 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     name: Literal["focal", "focal_dice"] = _f("focal", "`focal` or `focal_dice` (weighted sum).")
-    gamma: float = _f(2.0, "Focal loss focusing parameter.")
-    focal_weight: float = _f(1.0, "Weight of the focal term in `focal_dice`.")
-    dice_weight: float = _f(1.0, "Weight of the Dice term in `focal_dice`.")
+    gamma: float = _f(2.0, "Focal loss focusing parameter.", ge=0)
+    focal_weight: float = _f(1.0, "Weight of the focal term in `focal_dice`.", ge=0)
+    dice_weight: float = _f(1.0, "Weight of the Dice term in `focal_dice`.", ge=0)
 
 
 @dataclass
 class SchedulerConfig:
-    factor: float = _f(0.5, "ReduceLROnPlateau: multiply the learning rate by this factor on a plateau.")
-    patience: int = _f(
-        3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing."
+    factor: float = _f(
+        0.5, "ReduceLROnPlateau: multiply the learning rate by this factor on a plateau.", gt=0, lt=1
     )
-    min_lr: float = _f(1e-6, "ReduceLROnPlateau: lower bound of the learning rate.")
+    patience: int = _f(
+        3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing.", ge=0
+    )
+    min_lr: float = _f(1e-6, "ReduceLROnPlateau: lower bound of the learning rate.", ge=0)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _f(20, "Number of epochs.")
+    epochs: int = _f(20, "Number of epochs.", ge=1)
     steps_per_epoch: int | None = _f(
-        None, "Training batches per epoch (null = one pass over the training store)."
+        None, "Training batches per epoch (null = one pass over the training store).", ge=1
     )
     max_minutes: float | None = _f(
-        None, "Stop training after this many minutes (checked after every epoch); null = no limit."
+        None,
+        "Stop training after this many minutes (checked after every epoch; 0 = after the first epoch); "
+        "null = no limit.",
+        ge=0,
     )
-    batch_size: int = _f(16, "Patches per batch.")
-    lr: float = _f(1e-3, "Adam learning rate.")
-    weight_decay: float = _f(1e-5, "Adam weight decay.")
+    batch_size: int = _f(16, "Patches per batch.", ge=1)
+    lr: float = _f(1e-3, "Adam learning rate.", gt=0)
+    weight_decay: float = _f(1e-5, "Adam weight decay.", ge=0)
     scheduler: SchedulerConfig = _f(
         SchedulerConfig(), "Learning-rate schedule (ReduceLROnPlateau on val loss)."
     )
-    num_workers: int = _f(0, "DataLoader worker processes.")
+    num_workers: int = _f(0, "DataLoader worker processes.", ge=0)
     pin_memory: bool = _f(False, "DataLoader pin_memory (useful on CUDA).")
     amp: Literal["auto", "fp16", "bf16", "off"] = _f(
-        "auto", "Mixed precision: `auto` = float16 + GradScaler on CUDA, off on CPU; `fp16`, `bf16` or `off`."
+        "auto",
+        "Mixed precision: `auto` = float16 + GradScaler on CUDA; on CPU bf16 when a short probe of this model's "
+        "training step measures it faster than float32 (cached per machine and model; the choice and the figures "
+        "go to the log and `amp_probe.json` in the run folder), else float32; `fp16`, `bf16` or `off`.",
     )
     device: str = _f("auto", "`auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.")
     channels_last: bool = _f(True, "Use channels_last memory format (faster convolutions on CPU).")
-    num_threads: int | None = _f(None, "torch CPU threads (null = torch default).")
+    num_threads: int | None = _f(None, "torch CPU threads (null = torch default).", ge=1)
     best_metric: str = _f(
         "val_loss",
         "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
         "such as `val_dice_mean` (higher is better).",
     )
-    val_max_batches: int | None = _f(None, "Cap on validation batches per epoch (null = whole store).")
-    log_every: int = _f(10, "Log the running training loss every n steps.")
+    val_max_batches: int | None = _f(None, "Cap on validation batches per epoch (null = whole store).", ge=1)
+    log_every: int = _f(10, "Log the running training loss every n steps.", ge=1)
 
 
 @dataclass
@@ -278,10 +316,21 @@ class PostprocessConfig:
 
 @dataclass
 class PredictConfig:
-    overlap: float = _f(0.5, "Sliding-window overlap in [0, 1).")
+    overlap: float = _f(0.5, "Sliding-window overlap in [0, 1).", ge=0, lt=1)
     blend: Literal["gaussian", "constant"] = _f("gaussian", "Blending of overlapping windows.")
     tta: bool = _f(False, "Flip test-time augmentation (mean of softmax over flips).")
-    batch_size: int = _f(16, "Windows per forward pass.")
+    batch_size: int = _f(16, "Windows per forward pass.", ge=1)
+    windows: Literal["box", "patch"] = _f(
+        "box",
+        "2D models: `box` = each axial slice's brain box (rounded up to a multiple of 32) is one window (overlap "
+        "and blend then have no effect; labels agree with `patch` at overlap 0.5 on >= 99 % of brain voxels, "
+        "docs/performance.md); `patch` = sliding windows of at most the training patch.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = _f(
+        "auto",
+        "Precision of the forward pass: `auto` = float16 on CUDA; on CPU bf16 when a short probe measures it "
+        "faster than float32 (cached per machine and model), else float32.",
+    )
     postprocess: PostprocessConfig = _f(PostprocessConfig(), "Post-processing of the predicted labels.")
 
 

@@ -18,6 +18,7 @@ from brats.labels import LabelScheme, check_labels
 
 __all__ = [
     "AFFINE_TOL",
+    "check_finite",
     "Geometry",
     "load_case",
     "load_seg",
@@ -54,12 +55,34 @@ def _load_nifti(path: Path) -> nib.Nifti1Image:
 
 
 def _read_data(img: nib.Nifti1Image, path: Path, dtype: type) -> np.ndarray:
+    """The voxel data; floating data must be finite (a NaN or infinite voxel raises, naming the file)."""
     try:
         if np.issubdtype(dtype, np.floating):
-            return np.asarray(img.get_fdata(dtype=dtype))
-        return np.asarray(img.dataobj)
+            data = np.asarray(img.get_fdata(dtype=dtype))
+        else:
+            return np.asarray(img.dataobj)
     except Exception as exc:  # truncated gzip: EOFError, zlib.error, OSError ...
         raise CaseError(f"{path}: cannot read image data ({type(exc).__name__}: {exc})") from exc
+    check_finite(data, path)
+    return data
+
+
+def check_finite(data: np.ndarray, path: Path | str) -> None:
+    """Raise :class:`CaseError` naming ``path`` when ``data`` holds NaN or infinite values.
+
+    One float64 sum decides (NaN and inf propagate into it); the voxels are counted only when it fails.
+    """
+    if not np.issubdtype(data.dtype, np.floating) or np.isfinite(
+        np.add.reduce(data, axis=None, dtype=np.float64)
+    ):
+        return
+    nan, inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
+    if nan or inf:
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(data))[0])
+        raise CaseError(
+            f"{path}: {nan} NaN and {inf} infinite voxel(s) (first at voxel {first}); "
+            "fix or re-export the image"
+        )
 
 
 def load_geometry(path: str | Path) -> Geometry:
@@ -187,8 +210,11 @@ def save_nifti(
         hdr.set_intent("vector")
     img = nib.Nifti1Image(data, None, header=hdr)
     # affine=None keeps the header's qform/sform (and codes) exactly as they are in the input.
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
+    try:
+        with atomic_path(path) as tmp:
+            nib.save(img, str(tmp))
+    except OSError as exc:  # a file where the folder should be, no permission, a full disk
+        raise CaseError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     return path
 
 

@@ -98,12 +98,9 @@ def validate_cohort(
     """
     cases = discover_cases(root, naming, pattern)
     problems: list[Problem] = []
-    iterator = cases
-    if progress:
-        from tqdm.auto import tqdm
+    from brats.progress import track
 
-        iterator = tqdm(cases, desc="validate", unit="case")
-    for case in iterator:
+    for case in track(cases, desc="validate", unit="case", enabled=progress):
         problems.extend(validate_case(case, modalities, read_data=read_data, pattern=pattern))
     schemes = sorted({c.naming for c in cases})
     return {

@@ -118,11 +118,11 @@ def score_binary_cases(
     cases: list[Case], preds: dict[str, Path | None], empty: str, progress: bool = False
 ) -> tuple[list[dict[str, Any]], list[Counts], list[dict[str, np.ndarray]], bool]:
     """Rows, counts and slice units of every case, and whether every score came from probabilities."""
-    from tqdm.auto import tqdm
+    from brats.progress import track
 
     rows, counts, units = [], [], []
     all_prob = True
-    for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
+    for case in track(cases, desc="evaluate", unit="case", enabled=progress):
         ref = load_seg(case)
         path = preds[case.case_id]
         spacing: tuple[float, ...] = (1.0, 1.0, float(case.metadata.get("slice_spacing_mm", 1.0)))

@@ -82,11 +82,11 @@ def _match_predictions(
 def _score_cases(
     cases: list[Case], preds: dict[str, Path | None], empty: str, lesion_variant: str | None, progress: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Counts]]]:
-    from tqdm.auto import tqdm
+    from brats.progress import track
 
     rows: list[dict[str, Any]] = []
     counts: list[dict[str, Counts]] = []
-    for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
+    for case in track(cases, desc="evaluate", unit="case", enabled=progress):
         ref = to_classes(load_seg(case), case.label_scheme, where=str(case.seg))
         spacing = load_geometry(case.seg).spacing  # type: ignore[arg-type]
         path = preds[case.case_id]

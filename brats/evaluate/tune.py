@@ -108,10 +108,10 @@ def _predict_val(
     unlabelled = [c.case_id for c in cases if c.seg is None]
     if unlabelled:
         raise BratsError(f"validation case(s) without a segmentation: {', '.join(unlabelled)}")
-    from tqdm.auto import tqdm
+    from brats.progress import track
 
     ids, preds, refs, spacings = [], [], [], []
-    for case in tqdm(cases, desc="tune (val)", unit="case", disable=not progress):
+    for case in track(cases, desc="tune (val)", unit="case", enabled=progress):
         prob, geometry = predict_probabilities(model, case, settings)
         pred = prob.argmax(axis=0).astype(np.uint8)
         del prob

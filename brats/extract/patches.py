@@ -154,9 +154,9 @@ def _ordered_map(
 def _progress(iterable: Iterable, total: int, desc: str, progress: bool) -> Iterable:
     if not progress:
         return iterable
-    from tqdm.auto import tqdm
+    from brats.progress import track
 
-    return tqdm(iterable, total=total, desc=desc, unit="case")
+    return track(iterable, total=total, desc=desc, unit="case")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -7,15 +7,13 @@ which order, how to normalise, the patch size, the per-window intensity rescale 
 For each case (:func:`predict_case`):
 
 1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.data.load_case`;
-2. normalise per modality inside the brain exactly as the patch store recorded it (the checkpoint's
-   :class:`brats.preprocess.Normalization`), rounded through the store's dtype (float16 by default) so the model
-   sees the values it was trained on;
+2. normalise as the patch store recorded it (:class:`brats.preprocess.Normalization`, rounded through its dtype,
+   float16 by default): the values the model was trained on (the next case is read meanwhile, in a thread);
 3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`);
 4. argmax to training classes, post-processing (:mod:`brats.predict.postprocess`), mapping back to the case's source
    labels (ET = 4 for 2020/2021 naming, 3 for 2023);
-5. ``OUTPUT/<case_id>.nii.gz`` (uint8) and optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``
-   probabilities before post-processing, rounded to float16 precision and stored as float32 because NIfTI-1
-   has no float16 datatype), both written atomically with the first modality's header.
+5. ``OUTPUT/<case_id>.nii.gz`` (uint8), optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)`` float16
+   values stored as float32: NIfTI-1 has no float16), both written atomically with the first modality's header.
 
 kaggle_3m patients (TIFF slices, binary scheme; docs/lgg.md) are predicted on their slice grid, with the
 checkpoint's ``data.slice_spacing_mm`` in the affine; ``fmt="tif"`` also writes
@@ -24,6 +22,7 @@ checkpoint's ``data.slice_spacing_mm`` in the affine; ``fmt="tif"`` also writes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -41,22 +40,30 @@ from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
 from brats.data.runs import run_split_cases
 from brats.devices import resolve_device
 from brats.extract.context import stack_context
+from brats.fs import check_output_dir
 from brats.labels import LabelScheme, get_scheme, to_source
 from brats.networks import input_multiple, model_from_checkpoint
+from brats.precision import forward_precision
+from brats.predict.fuse import fold_batchnorm
 from brats.predict.postprocess import postprocess_ml
-from brats.predict.sliding import BLEND_MODES, InferenceError, predict_volume
+from brats.predict.prefetch import predict_cases
+from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError, predict_volume
 from brats.preprocess import Normalization, rescale_batch
 
 __all__ = [
     "PredictSettings",
     "settings_from_checkpoint",
     "load_predictor",
+    "load_input",
     "predict_probabilities",
     "predict_case",
     "run_predict",
 ]
 
 log = logging.getLogger(__name__)
+
+#: ``--precision`` choices: ``auto`` measures on a CPU (:mod:`brats.precision`), float16 on CUDA.
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -75,6 +82,8 @@ class PredictSettings:
         postprocess: apply them.
         label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
         context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
+        windows, precision: ``box``/``patch`` windows; ``auto``/``fp32``/``bf16``, resolved on the device into
+            ``amp_dtype`` by :func:`load_predictor` (``precision_record`` says why).
     """
 
     modalities: list[str]
@@ -94,6 +103,10 @@ class PredictSettings:
     pattern: str | None = None
     slice_spacing_mm: float = 1.0  # kaggle_3m slice grids (data.slice_spacing_mm)
     context_slices: int = 0
+    windows: str = "box"
+    precision: str = "auto"
+    amp_dtype: torch.dtype | None = None
+    precision_record: dict[str, Any] = field(default_factory=dict)
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
@@ -107,6 +120,9 @@ class PredictSettings:
             value = getattr(self, key)
             if not value >= 0:
                 raise InferenceError(f"{where}: {key} must be >= 0 (mL; 0 = off), got {value}")
+        for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS)):
+            if getattr(self, key) not in allowed:
+                raise InferenceError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
 
 
 def settings_from_checkpoint(
@@ -118,6 +134,8 @@ def settings_from_checkpoint(
     postprocess: bool = True,
     min_component_ml: float | None = None,
     et_min_ml: float | None = None,
+    windows: str | None = None,
+    precision: str | None = None,
 ) -> PredictSettings:
     """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section.
 
@@ -149,6 +167,8 @@ def settings_from_checkpoint(
         naming="custom" if cfg.data.naming == "custom" else "auto",
         pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
         slice_spacing_mm=float(cfg.data.slice_spacing_mm),
+        windows=str(pc.windows if windows is None else windows),
+        precision=str(pc.precision if precision is None else precision),
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
@@ -168,20 +188,27 @@ def load_predictor(
     postprocess: bool = True,
     min_component_ml: float | None = None,
     et_min_ml: float | None = None,
+    windows: str | None = None,
+    precision: str | None = None,
 ) -> tuple[torch.nn.Module, PredictSettings]:
     """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
 
-    ``None`` arguments take the checkpoint config's ``predict`` section.
+    ``None`` arguments take the checkpoint config's ``predict`` section; the precision is resolved on the
+    device (:func:`brats.precision.forward_precision`).
     """
     dev = resolve_device(device, key="--device")
     model, ckpt = model_from_checkpoint(checkpoint, dev)
     if len(ckpt.patch_size) != ckpt.dim:
         raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
     settings = settings_from_checkpoint(
-        ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml
+        ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows, precision
     )
     settings.check(str(checkpoint))
+    fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
     model.to(memory_format=torch.channels_last if ckpt.dim == 2 else torch.channels_last_3d)
+    shape = (settings.batch_size if ckpt.dim == 2 else 1, ckpt.in_channels, *settings.patch_size)
+    probe = forward_precision(model, settings.precision, dev, shape, dataclasses.asdict(ckpt.config.model))
+    settings.amp_dtype, settings.precision_record = probe
     return model, settings
 
 
@@ -190,10 +217,24 @@ def _case_error(case: Case, exc: Exception) -> CaseError:
     return CaseError(msg if case.case_id in msg else f"case {case.case_id}: {msg}")
 
 
+def load_input(case: Case, settings: PredictSettings) -> tuple[np.ndarray, Geometry]:
+    """The normalised image ``(C, X, Y, Z)`` float32 of a case and its grid (steps 1-2 of the module doc)."""
+    try:
+        image, geometry = load_case(case, settings.modalities)
+    except CaseError as exc:
+        raise _case_error(case, exc) from exc
+    return settings.normalization.apply(image), geometry
+
+
 def predict_probabilities(
-    model: torch.nn.Module, case: Case, settings: PredictSettings, device: str | torch.device | None = None
+    model: torch.nn.Module,
+    case: Case,
+    settings: PredictSettings,
+    device: str | torch.device | None = None,
+    loaded: tuple[np.ndarray, Geometry] | None = None,
 ) -> tuple[np.ndarray, Geometry]:
-    """Load, normalise and predict one case (no post-processing, nothing written).
+    """Load, normalise and predict one case (no post-processing, nothing written); ``loaded``: the result of
+    :func:`load_input` when the caller read the case already (e.g. in a background thread).
 
     Returns:
         ``(prob, geometry)``: ``(K, X, Y, Z)`` float32 class probabilities and the grid of the first modality.
@@ -202,11 +243,7 @@ def predict_probabilities(
         CaseError: a modality is missing or unreadable, or the modalities' geometry disagrees (the message
             names the case and the files).
     """
-    try:
-        image, geometry = load_case(case, settings.modalities)
-    except CaseError as exc:
-        raise _case_error(case, exc) from exc
-    image = settings.normalization.apply(image)
+    image, geometry = loaded if loaded is not None else load_input(case, settings)
     brain = np.any(image != 0, axis=0)
     prob = predict_volume(
         model,
@@ -219,6 +256,8 @@ def predict_probabilities(
         window_fn=settings.window_fn,
         device=device,
         multiple=settings.multiple,
+        windows=settings.windows,
+        amp_dtype=settings.amp_dtype,
         mask=brain,
     )
     return prob, geometry
@@ -232,6 +271,7 @@ def predict_case(
     probabilities: bool = False,
     device: str | torch.device | None = None,
     fmt: str = "nifti",
+    loaded: tuple[np.ndarray, Geometry] | None = None,
 ) -> dict[str, Any]:
     """Predict one case and write ``OUTPUT/<case_id>.nii.gz`` (and ``<case_id>_prob.nii.gz``).
 
@@ -244,7 +284,7 @@ def predict_case(
     """
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
-    prob, geometry = predict_probabilities(model, case, settings, device)
+    prob, geometry = predict_probabilities(model, case, settings, device, loaded)
     classes = prob.argmax(axis=0).astype(np.uint8)
     stats = None
     if settings.postprocess:
@@ -292,6 +332,8 @@ def run_predict(
     data_root: str | Path | None = None,
     min_component_ml: float | None = None,
     et_min_ml: float | None = None,
+    windows: str | None = None,
+    precision: str | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` (or of one split of a run) and write ``output_dir/<case_id>.nii.gz``.
 
@@ -311,6 +353,7 @@ def run_predict(
             ``run_dir/splits.json``, read from its data root (:func:`brats.data.runs.run_split_cases`).
         data_root: with ``run_dir``: the data root, when it moved since extraction.
         min_component_ml, et_min_ml: post-processing thresholds in mL; None = the checkpoint's.
+        windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
 
     Returns:
         The segmentation paths written, in case order.
@@ -323,9 +366,11 @@ def run_predict(
         raise InferenceError(
             "give either an input path or a run folder and a split (--run RUN_DIR --split test)"
         )
+    output_dir = check_output_dir(output_dir, "--output")
     model, settings = load_predictor(
-        checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml
-    )
+        checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows,
+        precision,
+    )  # fmt: skip
     if input_path is not None:
         cases = resolve_cases(input_path, settings.naming, settings.pattern)
     else:
@@ -336,17 +381,13 @@ def run_predict(
     if shard is not None:
         cases = cases[shard[0] :: shard[1]]
     log.info(
-        "predicting %d case(s): overlap %s, %s blending, tta %s, batch %d",
-        len(cases),
-        settings.overlap,
-        settings.blend,
-        settings.tta,
-        settings.batch_size,
-    )
-    from tqdm.auto import tqdm
+        "predicting %d case(s): overlap %s, %s blending, tta %s, batch %d, %s windows",
+        len(cases), settings.overlap, settings.blend, settings.tta, settings.batch_size, settings.windows,
+    )  # fmt: skip
 
-    paths: list[Path] = []
-    for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
-        result = predict_case(model, case, settings, output_dir, probabilities, fmt=fmt)
-        paths.append(result["seg"])
-    return paths
+    def one(case: Case, loaded: tuple[np.ndarray, Geometry]) -> Path:
+        return predict_case(model, case, settings, output_dir, probabilities, fmt=fmt, loaded=loaded)["seg"]
+
+    return predict_cases(
+        cases, functools.partial(load_input, settings=settings), one, Path(output_dir), progress
+    )

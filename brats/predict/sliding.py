@@ -14,6 +14,8 @@ MONAI's :func:`~monai.inferers.sliding_window_inference`:
   the training patch. At overlap 0 this removes most of the wasted area (a 145-voxel box takes two 96-voxel
   windows instead of two 128-voxel ones); at overlap 0.5 it rarely changes anything. ``fit_windows=False``
   keeps MONAI's exact patch-size windows.
+* **Box windows** (``windows="box"``, 2D): each slice's brain box is a single window (no sliding, no blending).
+* Precision: ``amp_dtype`` runs the model under autocast (bf16 on CPUs with bf16 instructions).
 * Blending: ``gaussian`` (MONAI's importance map, sigma = 0.125 x window, no zero weights) or ``constant``.
   Probabilities (softmax of each window's logits) are blended, not logits.
 * TTA: the mean of the softmax over every combination of flips of the in-plane axes (2D: 4 passes; 3D: 8),
@@ -41,6 +43,7 @@ from brats.errors import BratsError
 
 __all__ = [
     "BLEND_MODES",
+    "WINDOW_MODES",
     "InferenceError",
     "num_windows",
     "fit_window",
@@ -53,6 +56,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BLEND_MODES = ("gaussian", "constant")
+#: ``patch``: windows of (at most) the training patch; ``box``: one window per slice's brain box (2D).
+WINDOW_MODES = ("box", "patch")
 #: Slices per call of MONAI's sliding window (bounds the memory of one call; windows are batched inside).
 SLICES_PER_CALL = 64
 
@@ -137,11 +142,13 @@ def make_predictor(
     tta: bool = False,
     window_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = True,
+    amp_dtype: torch.dtype | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A MONAI predictor: ``(B, C, *win)`` float32 -> softmax probabilities ``(B, K, *win)`` float32.
 
-    ``window_fn`` (e.g. the per-window intensity rescale of training) is applied first; with ``tta`` the
-    probabilities are the mean over :func:`flip_combinations` (each output flipped back).
+    ``window_fn`` (e.g. the per-window intensity rescale of training) is applied first, in float32; the model
+    runs under autocast to ``amp_dtype`` (e.g. ``torch.bfloat16``) when given; with ``tta`` the probabilities
+    are the mean over :func:`flip_combinations` (each output flipped back).
     """
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +161,9 @@ def make_predictor(
             if channels_last and xi.ndim in (4, 5):
                 fmt = torch.channels_last if xi.ndim == 4 else torch.channels_last_3d
                 xi = xi.contiguous(memory_format=fmt)
-            prob = torch.softmax(model(xi).float(), dim=1)
+            with torch.autocast(xi.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(xi)
+            prob = torch.softmax(logits.float(), dim=1)
             if dims:
                 prob = torch.flip(prob, dims)
             total = prob if total is None else total.add_(prob)
@@ -170,7 +179,7 @@ def make_predictor(
 
 
 def _check_args(
-    image: np.ndarray, patch_size: Sequence[int], overlap: float, blend: str, batch_size: int
+    image: np.ndarray, patch_size: Sequence[int], overlap: float, blend: str, batch_size: int, windows: str
 ) -> None:
     if image.ndim != 4:
         raise InferenceError(f"predict_volume expects an image (C, X, Y, Z), got shape {image.shape}")
@@ -184,6 +193,8 @@ def _check_args(
         raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}{hint}")
     if int(batch_size) < 1:
         raise InferenceError(f"batch_size must be at least 1, got {batch_size}")
+    if windows not in WINDOW_MODES:
+        raise InferenceError(f"windows must be one of {', '.join(WINDOW_MODES)}, got {windows!r}")
 
 
 def _crop_start(lo: int, hi: int, size: int, length: int) -> int:
@@ -266,8 +277,11 @@ def _predict_slices(
     groups = _slice_boxes(canvas.mask, opts["brain_box"], opts["multiple"])
     for (sx, sy), items in groups.items():
         roi, _ = window_layout((sx, sy), patch_size, opts["overlap"], opts["multiple"], opts["fit_windows"])
-        for k in range(0, len(items), SLICES_PER_CALL):
-            chunk = items[k : k + SLICES_PER_CALL]
+        if opts["box_windows"]:  # one window per slice: the whole box
+            roi = (sx, sy)
+        step = opts["batch_size"] if opts["box_windows"] else SLICES_PER_CALL
+        for k in range(0, len(items), step):
+            chunk = items[k : k + step]
             batch = torch.zeros((len(chunk), C, sx, sy), dtype=torch.float32)
             for i, (z, x0, y0) in enumerate(chunk):
                 part = src[:, x0 : x0 + sx, y0 : y0 + sy, z]
@@ -318,6 +332,8 @@ def predict_volume(
     fit_windows: bool = True,
     multiple: int = 32,
     channels_last: bool = True,
+    windows: str = "patch",
+    amp_dtype: torch.dtype | None = None,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Class probabilities of a whole normalised volume by sliding windows.
@@ -336,6 +352,11 @@ def predict_volume(
         fit_windows: shrink windows to the box (see the module doc); False keeps patch-size windows.
         multiple: window and crop sizes are multiples of this (``2 ** encoder_depth``).
         channels_last: feed the model channels_last tensors.
+        windows: ``patch`` (windows of at most the training patch, see the module doc) or ``box`` (2D only:
+            each slice's brain box is one window, so ``overlap`` and ``blend`` have no effect; the model is
+            fully convolutional, and its labels agree with ``patch`` windows at overlap 0.5 on >= 99 % of the
+            brain voxels, see docs/performance.md). 3D models always use ``patch``.
+        amp_dtype: autocast dtype of the model's forward pass (``torch.bfloat16``), or None for float32.
         mask: ``(X, Y, Z)`` bool brain mask (default: any channel non-zero); 2.5D passes the centre slices'.
 
     Returns:
@@ -343,14 +364,17 @@ def predict_volume(
         channels (4: background, NCR, ED, ET). Background (class 0 = 1) outside the brain.
     """
     image = np.asarray(image)
-    _check_args(image, patch_size, overlap, blend, batch_size)
+    _check_args(image, patch_size, overlap, blend, batch_size, windows)
     if device is None:
         params = list(model.parameters()) if isinstance(model, nn.Module) else []
         device = params[0].device if params else torch.device("cpu")
     dev = torch.device(device)
-    predictor = make_predictor(model, tta=tta, window_fn=window_fn, channels_last=channels_last)
+    predictor = make_predictor(model, tta, window_fn, channels_last, amp_dtype)
+    box = windows == "box" and len(patch_size) == 2
 
     def run(batch: torch.Tensor, roi: tuple[int, ...]) -> torch.Tensor:
+        if box:  # one window covers each item: no blending needed
+            return predictor(batch.to(dev)).cpu()
         return _blend_call(batch.to(dev), roi, predictor, overlap, blend, batch_size).cpu()
 
     def classes() -> int:  # no brain at all: ask the model how many classes it has
@@ -359,5 +383,6 @@ def predict_volume(
 
     canvas = _Canvas(np.any(image != 0, axis=0) if mask is None else np.asarray(mask, bool))
     opts = {"overlap": overlap, "multiple": multiple, "fit_windows": fit_windows, "brain_box": brain_box}
+    opts |= {"box_windows": box, "batch_size": batch_size}
     (_predict_slices if len(patch_size) == 2 else _predict_box)(image, canvas, patch_size, run, opts)
     return canvas.result(classes)

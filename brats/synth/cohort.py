@@ -234,9 +234,9 @@ def generate_cohort(
     jobs = [(out, seed, i, naming, shape) for i in range(int(n_cases))]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from brats.progress import Progress
 
-        bar = tqdm(total=len(jobs), desc="synth", unit="case")
+        bar = Progress(total=len(jobs), desc="synth", unit="case")
     paths: list[Path] = []
     try:
         if workers == 1 or len(jobs) == 1:

@@ -152,11 +152,11 @@ def generate_kaggle_cohort(
         raise SynthError(f"--cases must be >= 1, got {n_cases}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from tqdm.auto import tqdm
+    from brats.progress import track
 
     paths = [
         write_kaggle_case(out, seed, i, shape, slice_mm)
-        for i in tqdm(range(int(n_cases)), desc="synth", unit="patient", disable=not progress)
+        for i in track(range(int(n_cases)), desc="synth", unit="patient", enabled=progress)
     ]
     atomic_write_text(out / "data.csv", _csv_text(seed, int(n_cases)))
     return paths

@@ -11,7 +11,8 @@ Each epoch trains on the augmented train store (one pass, or ``train.steps_per_e
 the validation store (loss and Dice per training class), steps the scheduler on the validation loss and
 writes the logs and checkpoints. ``train.max_minutes`` stops after the epoch that exceeds it.
 
-Mixed precision (``train.amp``): ``auto`` = float16 autocast + GradScaler on CUDA, float32 on CPU; ``bf16``;
+Mixed precision (``train.amp``): ``auto`` = float16 autocast + GradScaler on CUDA; on CPU bf16 when a short probe
+measures it faster than float32 (``amp_probe.json`` in the run folder says what was chosen and why); ``bf16``;
 ``fp16``; ``off``. The loss is always computed in float32. Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is
 wrapped in DistributedDataParallel, each rank trains on its share of every epoch, validation counts are
 summed over ranks, and only rank 0 writes files.
@@ -19,6 +20,7 @@ summed over ranks, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -32,6 +34,7 @@ from torch import nn
 from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_checkpoint, write_checkpoint
 from brats.config import Config, config_to_dict, save_config
 from brats.evaluate.metrics import batch_class_counts, dice_scores
+from brats.fs import atomic_write_text
 from brats.labels import BINARY_STRUCTURE, CLASS_NAMES, get_scheme
 from brats.networks import build_model
 from brats.preprocess import Normalization
@@ -46,6 +49,7 @@ from brats.train.runtime import (
     check_stores,
     epoch_seed,
     init_distributed,
+    probe_amp,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -123,6 +127,11 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
         self.loss_fn = build_loss(cfg.loss)
+        shape = (tc.batch_size, self.in_channels, *cfg.patches.size)
+        what = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss), "input": list(shape)}
+        self.amp_probe = probe_amp(
+            tc, self.rt, self.model, self.loss_fn, shape, what | {"cl": tc.channels_last}
+        )
         self.epoch = 0
         self.best_score: float | None = None
         self.history: list[dict[str, float]] = []
@@ -197,6 +206,10 @@ class Trainer:
         start = time.monotonic()
         if rt.is_main:
             save_config(cfg, self.paths["config"])
+            if self.amp_probe is not None:  # what train.amp=auto chose on this machine, and why
+                atomic_write_text(
+                    self.paths["output_dir"] / "amp_probe.json", json.dumps(self.amp_probe, indent=1)
+                )
         if self.epoch >= tc.epochs:
             log.warning("nothing to do: %d epochs already completed (train.epochs=%d)", self.epoch, tc.epochs)
         first, stopped = self.epoch, False
@@ -254,14 +267,14 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> float:
         """One epoch of training (0-based ``epoch``); returns the mean training loss over its patches."""
-        from tqdm.auto import tqdm
+        from brats.progress import Progress
 
         tc, rt = self.cfg.train, self.rt
         loader, steps = train_loader(self.train_ds, tc, rt, self.cfg.seed, epoch)
         self.net.train()
         total = torch.zeros(2, dtype=torch.float64)
-        bar = tqdm(
-            total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (self.progress and rt.is_main)
+        bar = Progress(
+            total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", enabled=self.progress and rt.is_main
         )
         for step, batch in enumerate(loader):
             x, y = self._batch(batch)

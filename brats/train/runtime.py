@@ -8,10 +8,11 @@ optimiser state, and "train 2 epochs, resume for 2 more" equals "train 4 epochs"
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from brats.config import Config, TrainConfig
@@ -26,12 +28,14 @@ from brats.devices import resolve_device
 from brats.errors import BratsError
 from brats.extract.store import read_store_info
 from brats.networks import input_multiple
+from brats.precision import choose_cpu_precision, cpu_has_bf16
 from brats.preprocess import Normalization
 
 __all__ = [
     "TrainError",
     "Runtime",
     "resolve_amp",
+    "probe_amp",
     "epoch_seed",
     "seed_everything",
     "rng_state",
@@ -81,7 +85,8 @@ class Runtime:
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Mixed-precision rule -> ``(autocast dtype or None, use GradScaler)``.
 
-    ``auto``: float16 + GradScaler on CUDA, off (float32) on CPU. ``fp16``: float16 + GradScaler (CUDA only).
+    ``auto``: float16 + GradScaler on CUDA, float32 on CPU until :func:`probe_amp` measures bf16 against it
+    (the trainer calls it once the model exists). ``fp16``: float16 + GradScaler (CUDA only).
     ``bf16``: bfloat16 autocast without scaler (on a CPU without bf16 instructions this is many times slower
     than float32: a warning says so). ``off``: float32.
     """
@@ -101,10 +106,54 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, boo
 
 
 def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - private API may move
-        return False
+    return cpu_has_bf16()
+
+
+def probe_amp(
+    train_cfg: TrainConfig,
+    rt: Runtime,
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    input_shape: tuple[int, ...],
+    what: Any,
+) -> dict[str, Any] | None:
+    """``train.amp: auto`` on a CPU: time training steps in float32 and bf16 and set ``rt.amp_dtype``.
+
+    A copy of ``model`` (with its own Adam) takes ``warmup + steps`` training steps on a random batch of
+    ``input_shape`` ``(B, C, H, W)`` in each precision (:func:`brats.precision.choose_cpu_precision`, cached
+    per machine and ``what``, e.g. the model config and patch shape); the model itself, its batch-norm
+    statistics and the global RNG are untouched. Returns the probe's record (None when nothing was chosen:
+    ``amp`` is not ``auto``, the device is not a CPU, or the run is distributed, which stays in float32).
+    """
+    if train_cfg.amp != "auto" or rt.device.type != "cpu" or rt.distributed:
+        return None
+    probe = copy.deepcopy(model).train()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(input_shape, generator=gen)
+    if train_cfg.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        classes = int(probe(x[:1]).shape[1])
+    y = torch.randint(0, classes, (input_shape[0], *input_shape[2:]), generator=gen)
+
+    opt = torch.optim.Adam([p for p in probe.parameters() if p.requires_grad], lr=train_cfg.lr)
+
+    def step() -> None:  # as the trainer's step: forward under autocast, float32 loss, backward, Adam
+        logits = probe(x)  # under the probe's autocast
+        with torch.autocast("cpu", enabled=False):
+            loss = loss_fn(logits.float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    record = choose_cpu_precision(step, "train", what)
+    rt.amp_dtype = torch.bfloat16 if record["choice"] == "bf16" else None
+    log.info(
+        "train.amp=auto on %s: %s (%s; float32 %s s, bf16 %s s per step%s)",
+        record["cpu"], record["choice"], record["reason"], record["fp32_s"], record["bf16_s"],
+        ", cached" if record["cached"] else "",
+    )  # fmt: skip
+    return record
 
 
 def epoch_seed(seed: int, epoch: int, *stream: int) -> int:

@@ -1,0 +1,191 @@
+"""Choosing float32 or bfloat16 on the CPU by measuring (``train.amp: auto``, ``brats predict --precision auto``).
+
+bf16 autocast is 1.5-1.7x faster than float32 on CPUs with bf16 instructions (AVX-512 BF16, AMX) and 8-28x
+*slower* on CPUs without them (see docs/performance.md). So ``auto`` on a CPU:
+
+1. no bf16 instructions (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is false): float32, nothing measured;
+2. otherwise a short probe: ``warmup`` + ``steps`` calls of the actual step (a training step or a forward pass
+   of the actual model on an input of the actual shape), once in float32 and once under bf16 autocast; the
+   warm-up calls (oneDNN builds its kernels) are not timed. bf16 is chosen when its median step is at least
+   ``MIN_SPEEDUP`` times faster.
+
+The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_CACHE_DIR`` moves it), keyed by
+the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
+shape, kind), so the probe runs once per machine and model. The returned record says what was chosen and why,
+with the probe's figures; callers log it and keep it with their outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from brats.fs import atomic_write_text
+
+__all__ = [
+    "MIN_SPEEDUP",
+    "cpu_has_bf16",
+    "cpu_model",
+    "cache_file",
+    "probe_key",
+    "choose_cpu_precision",
+    "autocast",
+    "forward_precision",
+]
+
+log = logging.getLogger(__name__)
+
+#: bf16 must be at least this much faster than float32 to be chosen (probe noise stays on the float32 side).
+MIN_SPEEDUP = 1.1
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN can run bf16 on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - private API may move
+        return False
+
+
+def cpu_model() -> str:
+    """The CPU model string (``/proc/cpuinfo`` "model name", else :func:`platform.processor`)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cache_file() -> Path:
+    """``$BRATS_CACHE_DIR/precision.json`` (default ``~/.cache/brats/precision.json``)."""
+    root = os.environ.get("BRATS_CACHE_DIR") or Path.home() / ".cache" / "brats"
+    return Path(root) / "precision.json"
+
+
+def probe_key(kind: str, what: Any) -> str:
+    """Cache key: CPU model, torch version, threads, and a hash of ``(kind, what)`` (JSON-serialisable)."""
+    digest = hashlib.sha256(json.dumps([kind, what], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{kind}|{digest}"
+
+
+def autocast(dtype: torch.dtype | None, device_type: str = "cpu") -> Any:
+    """``torch.autocast`` for ``dtype``, or a no-op context for float32 (``None``)."""
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+
+def _time_steps(step: Callable[[], Any], dtype: torch.dtype | None, warmup: int, steps: int) -> float:
+    with autocast(dtype):
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def choose_cpu_precision(
+    step: Callable[[], Any],
+    kind: str,
+    what: Any,
+    warmup: int = 1,
+    steps: int = 2,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """Measure ``step`` in float32 and bf16 autocast on the CPU; return the choice and the figures.
+
+    Args:
+        step: one call of the work to compare (it must not change anything the caller keeps, e.g. it runs
+            on a copy of the model).
+        kind: ``train`` or ``predict`` (part of the cache key).
+        what: what identifies the work besides the machine (model config, input shape), JSON-serialisable.
+        warmup, steps: untimed and timed calls per precision (the median of the timed ones counts).
+        use_cache: read and write the per-machine cache.
+
+    Returns:
+        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "cached"}``
+        (the seconds and speed-up are None when nothing was measured).
+    """
+    record: dict[str, Any] = {"cpu": cpu_model(), "fp32_s": None, "bf16_s": None, "speedup": None}
+    if not cpu_has_bf16():
+        return record | {"choice": "fp32", "reason": "this CPU has no bf16 instructions", "cached": False}
+    key = probe_key(kind, what)
+    path = cache_file()
+    if use_cache:
+        hit = _read_cache(path).get(key)
+        if isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16"):
+            return hit | {"cached": True, "key": key}
+    fp32 = _time_steps(step, None, warmup, steps)
+    bf16 = _time_steps(step, torch.bfloat16, warmup, steps)
+    speedup = fp32 / bf16 if bf16 > 0 else 0.0
+    choice = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
+    record |= {
+        "choice": choice,
+        "reason": f"probe: bf16 {speedup:.2f}x float32 (chosen when >= {MIN_SPEEDUP}x)",
+        "fp32_s": round(fp32, 4),
+        "bf16_s": round(bf16, 4),
+        "speedup": round(speedup, 3),
+        "key": key,
+    }
+    if use_cache:
+        try:
+            cache = _read_cache(path)
+            cache[key] = record
+            atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True))
+        except OSError as exc:  # a read-only home: the choice still holds for this run
+            log.debug("cannot write the precision cache %s: %s", path, exc)
+    return record | {"cached": False}
+
+
+def forward_precision(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    precision: str,
+    device: torch.device,
+    input_shape: tuple[int, ...],
+    what: Any = None,
+) -> tuple[torch.dtype | None, dict[str, Any]]:
+    """Autocast dtype of a model's forward passes (prediction) for ``precision`` on ``device``, and why.
+
+    ``fp32``: float32 (None). ``bf16``: bfloat16 (on a CPU without bf16 instructions much slower: a warning
+    says so). ``auto``: float16 on CUDA; on a CPU, bf16 when :func:`choose_cpu_precision` measures forward
+    passes of ``model`` on a random batch of ``input_shape`` faster in bf16 (cached per machine and ``what``).
+    """
+    if precision == "auto" and device.type == "cuda":
+        record: dict[str, Any] = {"choice": "fp16", "reason": "CUDA device"}
+    elif precision == "auto":
+        x = torch.randn(input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def step() -> None:
+            with torch.inference_mode():
+                model(x)
+
+        record = choose_cpu_precision(step, "predict", {"model": what, "input": list(input_shape)})
+    else:
+        record = {"choice": precision, "reason": "requested"}
+        if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+            log.warning("bf16 on a CPU without bf16 instructions is much slower than float32")
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    log.info("precision %s -> %s (%s)", precision, record["choice"], record["reason"])
+    return dtypes[record["choice"]], record

@@ -1,0 +1,152 @@
+"""Precision choice by measurement (``train.amp: auto``, ``brats predict --precision``), box windows and
+batch-norm folding (issue 17)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import brats.precision as precision
+from brats.config import ModelConfig
+from brats.networks import build_model
+from brats.predict import predict_volume
+from brats.predict.fuse import fold_batchnorm
+from brats.synth import generate_case
+
+torch.set_num_threads(1)
+
+HAS_BF16 = precision.cpu_has_bf16()
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRATS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    cfg = ModelConfig(encoder="resnet18", encoder_depth=3, decoder_channels=[32, 16, 8])
+    model = build_model(cfg, in_channels=4, classes=4).eval()
+    with torch.no_grad():  # batch-norm statistics of a trained net, so folding has something to fold
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def small_case():
+    images, _, _ = generate_case(0, 0, shape=(64, 64, 24))
+    image = np.stack([images[m] for m in ("t1", "t1ce", "t2", "flair")]).astype(np.float32)
+    brain = image.any(0)
+    mean = image[:, brain].mean(1)[:, None, None, None]
+    std = image[:, brain].std(1)[:, None, None, None]
+    return np.where(brain, (image - mean) / std, 0).astype(np.float32)
+
+
+def test_no_bf16_instructions_picks_fp32_without_measuring(monkeypatch, cache_dir):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    calls = []
+    record = precision.choose_cpu_precision(lambda: calls.append(1), "predict", {"m": 1})
+    assert record["choice"] == "fp32" and "no bf16" in record["reason"] and calls == []
+    assert not (cache_dir / "precision.json").exists()
+
+
+@pytest.mark.parametrize("bf16_faster", [True, False])
+def test_probe_picks_the_faster_and_caches_it(monkeypatch, cache_dir, bf16_faster):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    calls = []
+
+    def fake_time(step, dtype, warmup, steps):  # the probe's figures, without timing anything
+        calls.append(dtype)
+        return (0.5 if bf16_faster else 2.0) if dtype is torch.bfloat16 else 1.0
+
+    monkeypatch.setattr(precision, "_time_steps", fake_time)
+    first = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
+    assert first["choice"] == ("bf16" if bf16_faster else "fp32") and not first["cached"]
+    assert first["fp32_s"] == 1.0 and calls == [None, torch.bfloat16]
+    again = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
+    assert again["cached"] and again["choice"] == first["choice"] and len(calls) == 2
+    other = precision.choose_cpu_precision(lambda: None, "train", {"model": "y"})  # another model: measured
+    assert not other["cached"] and len(calls) == 4
+    cache = json.loads((cache_dir / "precision.json").read_text())
+    assert len(cache) == 2 and all(k.startswith(precision.cpu_model()) for k in cache)
+
+
+def test_probe_excludes_the_warm_up_step(monkeypatch):
+    seen = []
+    precision._time_steps(lambda: seen.append(torch.is_autocast_cpu_enabled()), torch.bfloat16, 1, 2)
+    assert seen == [True, True, True]  # 1 untimed + 2 timed, all under autocast
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 instructions")
+def test_bf16_labels_agree_with_fp32_inside_the_brain(unet, small_case):
+    brain = small_case.any(0)
+    fp32 = predict_volume(unet, small_case, [32, 32], multiple=8, windows="patch").argmax(0)
+    bf16 = predict_volume(unet, small_case, [32, 32], multiple=8, windows="patch", amp_dtype=torch.bfloat16)
+    assert (bf16.argmax(0) == fp32)[brain].mean() >= 0.99
+
+
+@pytest.mark.skipif(HAS_BF16, reason="this CPU has bf16 instructions")
+def test_auto_on_a_cpu_without_bf16_is_fp32(unet, cache_dir):
+    dtype, record = precision.forward_precision(unet, "auto", torch.device("cpu"), (2, 4, 32, 32))
+    assert dtype is None and record["choice"] == "fp32"
+
+
+def test_forward_precision_requested_and_auto(unet, cache_dir):
+    cpu = torch.device("cpu")
+    assert precision.forward_precision(unet, "fp32", cpu, (1,))[0] is None
+    assert precision.forward_precision(unet, "bf16", cpu, (1,))[0] is torch.bfloat16
+    dtype, record = precision.forward_precision(unet, "auto", cpu, (2, 4, 32, 32), what="tiny")
+    assert record["choice"] in ("fp32", "bf16") and dtype is (
+        torch.bfloat16 if record["choice"] == "bf16" else None
+    )
+
+
+def test_box_windows_cover_every_brain_voxel_once(unet, small_case):
+    """One window per slice's brain box: an identity "model" (logits = one-hot of channel 0) gives the labels
+    back exactly, and a real model's probabilities sum to 1 with background outside the brain."""
+    from tests.test_infer import label_volume, one_hot_of_label_channel
+
+    labels, vol = label_volume()
+    prob = predict_volume(one_hot_of_label_channel, vol, [32, 32], multiple=8, windows="box")
+    np.testing.assert_array_equal(prob.argmax(0), labels)
+    brain = small_case.any(0)
+    box = predict_volume(unet, small_case, [32, 32], multiple=8, windows="box")
+    assert np.allclose(box.sum(0), 1, atol=1e-5) and (box[0][~brain] == 1).all()
+
+
+def test_fold_batchnorm_keeps_the_outputs(unet):
+    folded = copy.deepcopy(unet)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in unet.modules())
+    assert fold_batchnorm(folded) == n_bn
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), unet(x), atol=1e-4, rtol=1e-4)
+    training = copy.deepcopy(unet).train()
+    assert fold_batchnorm(training) == 0
+
+
+def test_train_amp_auto_probe_leaves_the_model_alone(unet, cache_dir, monkeypatch):
+    from brats.config import TrainConfig
+    from brats.train.runtime import Runtime, probe_amp
+
+    model = copy.deepcopy(unet).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    rt = Runtime(torch.device("cpu"), None, False)
+    loss = torch.nn.CrossEntropyLoss()
+    record = probe_amp(TrainConfig(amp="auto"), rt, model, loss, (2, 4, 32, 32), {"m": "tiny"})
+    assert record is not None and record["choice"] in ("fp32", "bf16")
+    assert rt.amp_dtype is (torch.bfloat16 if record["choice"] == "bf16" else None)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+    assert probe_amp(TrainConfig(amp="off"), rt, model, loss, (2, 4, 32, 32), {}) is None
