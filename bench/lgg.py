@@ -128,13 +128,12 @@ def main() -> int:
         "gated": _arm(model, classifier, test, settings),
         "setup_seconds": round(t1 - t0, 1),
         "classifier_seconds": round(t3 - t2, 1),
-        "load_average": os.getloadavg(),
         "device": "cpu, 1 thread",
     }
-    text = json.dumps(json_safe(result), indent=2)
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(text + "\n")
-    print(text)
+    from results_io import write_result  # bench/ is on sys.path when a bench script runs
+
+    path = write_result(Path(args.results).stem, json_safe(result), folder=Path(args.results).parent)
+    print(path.read_text())
     return 0
 
 

@@ -163,15 +163,10 @@ def _machine() -> dict:
 
 
 def _write(payload: dict) -> Path:
-    try:  # bench/results_io.py where it exists
-        from bench.results_io import write_result  # type: ignore[import-not-found]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from results_io import write_result
 
-        return Path(write_result("models", payload))
-    except ImportError:
-        path = Path(__file__).resolve().parent / "results" / "models.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        return path
+    return Path(write_result("models", payload))
 
 
 def main() -> None:
