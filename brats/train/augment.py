@@ -189,7 +189,8 @@ def channel_transforms(aug: AugmentConfig) -> tuple[list[tio.Transform], list[ti
         if aug.blur.std < 0:
             raise AugmentError(f"augment.blur.std must be >= 0, got {aug.blur.std}")
         std = float(aug.blur.std)
-        after.append(tio.RandomBlur(std=(0, std, 0, std, 0, 0), p=_check_prob(aug.blur.p, "blur.p")))
+        blur_std: Any = (0.0, std, 0.0, std, 0.0, 0.0)  # in-plane only (TorchIO accepts 6 values)
+        after.append(tio.RandomBlur(std=blur_std, p=_check_prob(aug.blur.p, "blur.p")))
     return before, after
 
 
