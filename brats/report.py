@@ -195,8 +195,7 @@ def write_report(
         case_rows: rows of ``cases.csv``.
         figures: ``(case_id, png)`` overlay figures.
         facts: ``(label, value)`` pairs shown at the top (timings, paths, config).
-        cohorts: cohort name (``test``, ``stress``) -> (its ``summary_rows``, its lesion-wise sums with
-            ``WT_f1``, ``TC_f1``, ``ET_f1``), shown side by side.
+        cohorts: name (``test``, ``stress``) -> (its summary rows, its lesion sums with ``WT_f1``...), side by side.
     """
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
