@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.data import discover_cases  # noqa: E402
-from brats.demo import STRESS_SEED_OFFSET, _link_cases, run_demo, score_cohort  # noqa: E402
+from brats.demo import STRESS_SEED_OFFSET, _link_cases, lesion_summary, run_demo, score_cohort  # noqa: E402
 from brats.evaluate import report_rows  # noqa: E402
 from brats.synth import generate_cohort  # noqa: E402
 
@@ -71,21 +71,35 @@ def _epochs(run: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _scored(run: Path, sub: str, root: Path) -> dict | None:
+    """The demo's own scores of a cohort (``run/sub/evaluation``), when it wrote them."""
+    summary = run / sub / "evaluation" / "summary.json"
+    if not summary.is_file():
+        return None
+    return {
+        "summary": json.loads(summary.read_text()),
+        "lesion": lesion_summary(run / sub / "predictions", root),
+    }
+
+
 def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> dict:
-    """Score the run's best checkpoint on its validation cases, its test split and a stress cohort."""
+    """Score the run's best checkpoint on its validation cases, its test split and a stress cohort (reusing
+    the demo's own test and stress scores when it wrote them)."""
     splits = json.loads((run / "splits.json").read_text())
     cases = {c.case_id: c for c in discover_cases(run / "cases")}
     ckpt = run / "checkpoints" / "best.pt"
     out: dict = {}
     for name in ("val", "test"):
         root = _link_cases([cases[i].folder for i in splits[name]], run / f"bench_{name}_cases")
-        out[name] = _cohort(score_cohort(ckpt, root, run / f"bench_{name}"))
+        own = _scored(run, ".", root) if name == "test" else None
+        out[name] = _cohort(own or score_cohort(ckpt, root, run / f"bench_{name}"))
     stress_root = run / "stress" / "cases"
-    if not stress_root.is_dir():
+    own = _scored(run, "stress", stress_root) if stress_root.is_dir() else None
+    if own is None and not stress_root.is_dir():
         generate_cohort(
             stress_root, stress_cases, seed + STRESS_SEED_OFFSET, "2021", workers, shape, profile="stress"
         )
-    out["stress"] = _cohort(score_cohort(ckpt, stress_root, run / "bench_stress"))
+    out["stress"] = _cohort(own or score_cohort(ckpt, stress_root, run / "bench_stress"))
     return out
 
 
@@ -108,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"name": args.name, "overrides": args.set, "date": started, "machine": machine()}
     if args.score_run:
         run = Path(args.score_run)
+        if (run / "demo.json").is_file():
+            result["seconds"] = json.loads((run / "demo.json").read_text())["seconds"]
     else:
         run = Path(args.output_dir or f"runs/generalise-{args.name}")
         demo = run_demo(

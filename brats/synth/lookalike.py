@@ -81,8 +81,14 @@ def _vessels(rng: np.random.Generator, anatomy: Anatomy, prof: SynthProfile) -> 
 
 def _plexus(rng: np.random.Generator, anatomy: Anatomy) -> np.ndarray:
     sp = anatomy.spacing
-    depth = ndimage.distance_transform_edt(anatomy.mask, sampling=sp)
-    ventricle = (anatomy.csf > 0.6) & (depth > 18.0)
+    # depth below the brain surface on a grid of ~4 mm (exact enough for an 18 mm threshold, 60x cheaper)
+    step = [max(1, int(round(4.0 / s))) for s in sp]
+    coarse = anatomy.mask[:: step[0], :: step[1], :: step[2]]
+    depth_c = ndimage.distance_transform_edt(coarse, sampling=[a * b for a, b in zip(sp, step)])
+    idx = np.ix_(
+        *[np.minimum(np.arange(n) // st, m - 1) for n, st, m in zip(anatomy.mask.shape, step, coarse.shape)]
+    )
+    ventricle = (anatomy.csf > 0.6) & (depth_c[idx] > 18.0)
     if not ventricle.any():
         return np.zeros(anatomy.mask.shape, np.float32)
     tuft = smooth_noise(rng, anatomy.mask.shape, 6.0 / float(np.mean(sp)))
