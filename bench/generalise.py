@@ -3,6 +3,7 @@
     python bench/generalise.py --name after                          # brats demo defaults
     python bench/generalise.py --name no-gamma --set augment.gamma.enabled=false
     python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
+    python bench/generalise.py --table before after                     # Markdown table of saved results
 
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
@@ -103,9 +104,33 @@ def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> d
     return out
 
 
+def table(names: list[str]) -> str:
+    """A Markdown table of saved results: mean Dice WT/TC/ET and lesion-wise WT F1 per cohort, per result."""
+    head = "| result | epochs | train s | load (1 min) |"
+    sep = "| --- | --- | --- | --- |"
+    for cohort in ("val", "test", "stress"):
+        head += f" {cohort} WT / TC / ET | {cohort} lesion WT F1 |"
+        sep += " --- | --- |"
+    lines = [head, sep]
+    for name in names:
+        r = json.loads((RESULTS / f"generalise-{name}.json").read_text())
+        load_1 = r["load_before"].split("load average:")[-1].split(",")[0].strip()
+        row = f"| {name} | {r['epochs']} | {r.get('seconds', {}).get('train', '-')} | {load_1} |"
+        for cohort in ("val", "test", "stress"):
+            c = r[cohort]
+            dice = " / ".join("-" if c[k] is None else f"{c[k]:.3f}" for k in ("WT", "TC", "ET"))
+            f1 = c.get("lesion_WT_f1")
+            row += f" {dice} | {'-' if f1 is None else f'{f1:.2f}'} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", required=True, help="result name: bench/results/generalise-<name>.json")
+    ap.add_argument("--name", help="result name: bench/results/generalise-<name>.json")
+    ap.add_argument(
+        "--table", nargs="+", metavar="NAME", help="print a Markdown table of saved results; run nothing"
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     ap.add_argument("--output-dir", default=None, help="run folder (default runs/generalise-<name>)")
     ap.add_argument("--cases", type=int, default=None, help="demo cases (default: the demo's)")
@@ -116,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--score-run", default=None, help="score this existing demo run folder; train nothing")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
+    if not args.name:
+        ap.error("--name is required (or --table)")
     shape = tuple(args.shape) if args.shape else None
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     load_before = load()

@@ -152,7 +152,7 @@ def mid_cases():
 
 
 def _normal_means(case) -> dict[str, dict[str, float]]:
-    normal = case.brain & (case.seg == 0)
+    normal = case.brain & (case.seg == 0) & (sum(case.lookalikes.values()) < 0.01)
     masks = {
         "wm": normal & (case.tissues["wm"] > 0.9),
         "gm": normal & (case.tissues["gm"] > 0.9),

@@ -65,6 +65,8 @@ def _vessels(rng: np.random.Generator, anatomy: Anatomy, prof: SynthProfile) -> 
     s_mean = float(np.mean(anatomy.spacing))
     density = rng.uniform(*prof.vessel_density)
     radius = rng.uniform(*prof.vessel_radius_mm)
+    if density <= 0.0:
+        return np.zeros(shape, np.float32)
     corr_mm = 24.0
     n1 = smooth_noise(rng, shape, corr_mm / s_mean)
     n2 = smooth_noise(rng, shape, corr_mm / s_mean)
