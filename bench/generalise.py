@@ -106,7 +106,7 @@ def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> d
 
 def table(names: list[str]) -> str:
     """A Markdown table of saved results: mean Dice WT/TC/ET and lesion-wise WT F1 per cohort, per result."""
-    head = "| result | epochs | train s | load (1 min) |"
+    head = "| result | epochs | train s | load at bench start |"
     sep = "| --- | --- | --- | --- |"
     for cohort in ("val", "test", "stress"):
         head += f" {cohort} WT / TC / ET | {cohort} lesion WT F1 |"
