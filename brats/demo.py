@@ -27,6 +27,10 @@ DEMO_CONFIG = "demo"  # brats/configs/demo.yaml, shipped with the package
 DEFAULT_CASES = 24
 DEFAULT_MINUTES = 7.0
 N_FIGURES = 3
+#: The stress cohort: ``brats synth --profile stress`` cases with their own seed (demo seed + STRESS_SEED_OFFSET),
+#: never trained or selected on; scored once, beside the test split.
+DEFAULT_STRESS_CASES = 8
+STRESS_SEED_OFFSET = 1000
 
 
 def demo_config(
@@ -35,10 +39,11 @@ def demo_config(
     minutes: float | None = None,
     max_steps: int | None = None,
     seed: int = 0,
+    extra: list[str] | None = None,
 ) -> Config:
     """The shipped ``configs/demo.yaml`` pointed at ``OUTPUT_DIR/cases``; small volumes get a patch size that fits them."""
     out = Path(output_dir)
-    overrides = [f"output_dir={out}", f"data.root={out / 'cases'}", f"seed={seed}"]
+    overrides = [f"output_dir={out}", f"data.root={out / 'cases'}", f"seed={seed}", *(extra or [])]
     if minutes is not None:
         overrides.append(f"train.max_minutes={minutes}")
     if max_steps is not None:
@@ -79,6 +84,39 @@ def _link_cases(case_dirs: list[Path], folder: Path) -> Path:
         link = folder / d.name
         os.symlink(os.path.relpath(d.resolve(), folder.resolve()), link)
     return folder
+
+
+def lesion_summary(pred_dir: Path, ref_root: Path) -> dict[str, float | int | None]:
+    """Lesion-wise WT/TC/ET detection over a cohort: TP, FP, FN summed over its cases, and the F1 of the sums
+    (``brats.evaluate.lesionwise.lesion_metrics``, official rules); None where undefined."""
+    from brats.evaluate.lesionwise import lesion_metrics
+
+    sums = {f"{r}_{k}": 0 for r in ("WT", "TC", "ET") for k in ("tp", "fp", "fn")}
+    for case in discover_cases(ref_root):
+        ref = to_classes(load_seg(case), case.label_scheme)
+        pred = to_classes(load_label_file(pred_dir / f"{case.case_id}.nii.gz"), case.label_scheme)
+        scores = lesion_metrics(pred, ref)
+        for r in ("WT", "TC", "ET"):
+            for k in ("tp", "fp", "fn"):
+                sums[f"{r}_{k}"] += int(scores[f"{r}_lesion_{k}"])
+    out: dict[str, float | int | None] = dict(sums)
+    for r in ("WT", "TC", "ET"):
+        tp, fp, fn = sums[f"{r}_tp"], sums[f"{r}_fp"], sums[f"{r}_fn"]
+        out[f"{r}_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
+    return out
+
+
+def score_cohort(checkpoint: Path, root: Path, out: Path, progress: bool = False) -> dict:
+    """Predict every case under ``root`` into ``out/predictions``, evaluate into ``out/evaluation``; return
+    ``{"summary": run_evaluate's summary, "lesion": lesion_summary}``."""
+    from brats.evaluate import run_evaluate
+    from brats.predict import run_predict
+
+    run_predict(checkpoint=checkpoint, input_path=root, output_dir=out / "predictions", progress=progress)
+    summary = run_evaluate(
+        pred_dir=out / "predictions", ref_root=root, out_dir=out / "evaluation", progress=progress
+    )
+    return {"summary": summary, "lesion": lesion_summary(out / "predictions", root)}
 
 
 def _figures(out: Path, test_ids: list[str], all_cases: dict[str, Case]) -> list[tuple[str, Path]]:
@@ -127,7 +165,7 @@ def _write_report(
     n_cases: int,
     test_ids: list[str],
     all_cases: dict[str, Case],
-    summary: dict,
+    cohorts: dict[str, dict],
     clock: _Clock,
 ) -> tuple[Path, list[dict], str]:
     """``report.html``; returns its path, the summary rows and the ITK-SNAP command for one case."""
@@ -137,7 +175,8 @@ def _write_report(
     t = time.perf_counter()
     splits = json.loads((out / "splits.json").read_text())
     figures = _figures(out, test_ids, all_cases)
-    summary_rows, pooled_rows = report_rows(summary)
+    summary_rows, pooled_rows = report_rows(cohorts["test"]["summary"])
+    side = {name: (report_rows(c["summary"])[0], c["lesion"]) for name, c in cohorts.items()}
     case_rows = read_cases_csv(out / "evaluation" / "cases.csv")
     clock.lap("report", t)
     example = figures[0][0] if figures else (test_ids[0] if test_ids else None)
@@ -162,18 +201,24 @@ def _write_report(
         figures=figures,
         facts=_facts(cfg, out, n_cases, splits, clock),
         notes=notes,
+        cohorts=side,
     )
     return report, summary_rows, itk
 
 
-def _print_result(result: dict, summary_rows: list[dict], itk: str, total: float) -> None:
+def _print_result(result: dict, itk: str, total: float) -> None:
     print()
     print(f"report:       {result['report']}   (open it in a browser)")
     print(f"predictions:  {result['predictions']}")
     print(f"scores:       {result['evaluation']}/cases.csv, {result['evaluation']}/summary.json")
     print(f"checkpoint:   {result['checkpoint']}")
-    dice = ", ".join(f"{r['name']} {r['dice']:.3f}" for r in summary_rows if r.get("dice") is not None)
-    print(f"test Dice:    {dice}")
+    for name in ("test", "stress"):
+        if f"{name}_dice" not in result:
+            continue
+        dice = ", ".join(f"{k} {v:.3f}" for k, v in result[f"{name}_dice"].items() if v is not None)
+        f1 = result[f"{name}_lesion"]["WT_f1"]
+        label = f"{name} Dice:"
+        print(f"{label:<14}{dice}; lesion-wise WT F1 {'-' if f1 is None else f'{f1:.3f}'}")
     print(f"total time:   {total / 60:.1f} min")
     if itk:
         print(f"view in ITK-SNAP:  {itk}")
@@ -213,6 +258,22 @@ def _build(
     clock.lap("train", t)
 
 
+def _stress(cfg: Config, n: int, seed: int, shape, workers: int, progress: bool, say, clock: _Clock) -> dict:
+    """Synthesise the stress cohort (profile ``stress``, its own seed) and score the best checkpoint on it."""
+    from brats.synth import generate_cohort
+
+    out = Path(cfg.output_dir) / "stress"
+    stress_seed = seed + STRESS_SEED_OFFSET
+    say(f"[5/6] stress cohort: {n} cases (profile stress, seed {stress_seed}) -> {out}")
+    t = time.perf_counter()
+    generate_cohort(
+        out / "cases", n, stress_seed, "2021", workers, shape, progress=progress, profile="stress"
+    )
+    result = score_cohort(Path(cfg.output_dir) / "checkpoints" / "best.pt", out / "cases", out, progress)
+    clock.lap("stress", t)
+    return result
+
+
 def run_demo(
     output_dir: str | Path = "runs/demo",
     n_cases: int | None = None,
@@ -222,17 +283,23 @@ def run_demo(
     max_steps: int | None = None,
     workers: int | None = None,
     progress: bool = False,
+    stress_cases: int | None = None,
+    overrides: list[str] | None = None,
 ) -> dict:
-    """Run the demo and return a dict of its artefacts and figures (printed when ``progress``)."""
-    from brats.evaluate import run_evaluate
-    from brats.predict import run_predict
+    """Run the demo and return a dict of its artefacts and figures (printed when ``progress``).
+
+    ``stress_cases`` (default 8; 0 skips it) stress-profile cases are scored after the test split;
+    ``overrides`` are extra ``key=value`` config settings (``bench/generalise.py`` uses them).
+    """
+    from brats.evaluate import report_rows
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_cases = DEFAULT_CASES if n_cases is None else n_cases
+    stress_cases = DEFAULT_STRESS_CASES if stress_cases is None else stress_cases
     minutes = DEFAULT_MINUTES if minutes is None and max_steps is None else minutes
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    cfg = demo_config(out, shape, minutes, max_steps, seed)
+    cfg = demo_config(out, shape, minutes, max_steps, seed, overrides)
     clock = _Clock()
     say = print if progress else log.info
     _build(cfg, n_cases, seed, shape, workers, progress, say, clock)
@@ -242,29 +309,25 @@ def run_demo(
     test_ids = list(splits["test"]) or list(splits["val"])
     test_root = _link_cases([all_cases[i].folder for i in test_ids], out / "test_cases")
     checkpoint = out / "checkpoints" / "best.pt"
-    say(f"[4/6] predicting {len(test_ids)} test cases -> {out / 'predictions'}")
+    say(f"[4/6] predicting and evaluating {len(test_ids)} test cases -> {out / 'predictions'}")
     t = time.perf_counter()
-    run_predict(
-        checkpoint=checkpoint, input_path=test_root, output_dir=out / "predictions", progress=progress
-    )
-    clock.lap("predict", t)
-    say(f"[5/6] evaluating -> {out / 'evaluation'}")
-    t = time.perf_counter()
-    summary = run_evaluate(
-        pred_dir=out / "predictions", ref_root=test_root, out_dir=out / "evaluation", progress=progress
-    )
-    clock.lap("evaluate", t)
+    test = score_cohort(checkpoint, test_root, out, progress)
+    clock.lap("test", t)
+    stress = _stress(cfg, stress_cases, seed, shape, workers, progress, say, clock) if stress_cases else None
     say(f"[6/6] writing the report -> {out / 'report.html'}")
-    report, summary_rows, itk = _write_report(cfg, out, n_cases, test_ids, all_cases, summary, clock)
+    cohorts = {"test": test} | ({"stress": stress} if stress else {})
+    report, summary_rows, itk = _write_report(cfg, out, n_cases, test_ids, all_cases, cohorts, clock)
     result = {
         "report": str(report),
         "predictions": str(out / "predictions"),
         "evaluation": str(out / "evaluation"),
         "checkpoint": str(checkpoint),
         "seconds": clock.stages | {"total": clock.total},
-        "test_dice": {r["name"]: r.get("dice") for r in summary_rows},
     }
+    for name, scored in cohorts.items():
+        result[f"{name}_dice"] = {r["name"]: r.get("dice") for r in report_rows(scored["summary"])[0]}
+        result[f"{name}_lesion"] = scored["lesion"]
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2))
     if progress:
-        _print_result(result, summary_rows, itk, clock.total)
+        _print_result(result, itk, clock.total)
     return result

@@ -148,6 +148,31 @@ code,pre{background:#f6f6f6;padding:2px 4px} pre{padding:8px;overflow-x:auto}
 """
 
 
+def _cohort_table(cohorts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]) -> str:
+    """Mean Dice per region and lesion-wise F1 of each cohort, one column per cohort."""
+    if not cohorts:
+        return ""
+    names = list(cohorts)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for region in ("WT", "TC", "ET", "NCR", "ED"):
+        cells = ""
+        for n in names:
+            dice = next((r.get("dice") for r in cohorts[n][0] if r["name"] == region), None)
+            cells += f"<td>{_fmt(dice)}</td>"
+        rows.append(f"<tr><td class='l'>{region} Dice</td>{cells}</tr>")
+    for region in ("WT", "TC", "ET"):
+        cells = "".join(f"<td>{_fmt(cohorts[n][1].get(f'{region}_f1'))}</td>" for n in names)
+        rows.append(f"<tr><td class='l'>{region} lesion-wise F1</td>{cells}</tr>")
+    return (
+        "<h2>Test split and stress cohort</h2><p>Mean Dice over cases; lesion-wise F1 from lesion TP/FP/FN "
+        "summed over the cases (official BraTS rules). The stress cohort (<code>brats synth --profile stress"
+        "</code>, its own seed) is never trained or selected on: fainter lesions, more look-alikes, stronger "
+        "artefacts (<code>docs/synthetic.md</code>).</p>"
+        f"<table><tr><th class='l'>metric</th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
 def write_report(
     out_html: str | Path,
     *,
@@ -159,6 +184,7 @@ def write_report(
     figures: list[tuple[str, Path]],
     facts: list[tuple[str, str]],
     notes: str = "",
+    cohorts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] | None = None,
 ) -> Path:
     """Write the self-contained HTML report.
 
@@ -169,6 +195,7 @@ def write_report(
         case_rows: rows of ``cases.csv``.
         figures: ``(case_id, png)`` overlay figures.
         facts: ``(label, value)`` pairs shown at the top (timings, paths, config).
+        cohorts: name (``test``, ``stress``) -> (its summary rows, its lesion sums with ``WT_f1``...), side by side.
     """
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -178,6 +205,7 @@ def write_report(
         "<table>"
         + "".join(f"<tr><th class='l'>{html.escape(k)}</th><td class='l'>{v}</td></tr>" for k, v in facts)
         + "</table>",
+        _cohort_table(cohorts or {}),
         "<h2>Test metrics (mean over cases)</h2>",
         "<p>Per-case scores averaged over the test cases, BraTS empty-mask rule (see <code>docs/metrics.md</code>). "
         "HD95 in mm. Regions: WT = NCR+ED+ET, TC = NCR+ET.</p>",

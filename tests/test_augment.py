@@ -217,3 +217,81 @@ def test_rescale_batch_equals_the_val_pipeline():
     v = torch.from_numpy(img).reshape(1, 4, 8, 8, 16).half()
     r = rescale_batch(v)
     assert r.shape == v.shape and r.dtype == torch.float16
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Intensity-shift augmentation: gamma and blur
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _brain_patch(seed: int = 0) -> np.ndarray:
+    """4 channels of positive values inside a disc, exactly 0 outside (float32, (4, SIZE, SIZE))."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    disc = np.hypot(xx - SIZE / 2, yy - SIZE / 2) < SIZE / 2.5
+    img = (rng.uniform(0.5, 2.0, size=(4, SIZE, SIZE)) * disc).astype(np.float32)
+    return img
+
+
+def test_channelwise_gamma_changes_each_channel_by_its_own_power_and_keeps_zeros():
+    from brats.train.augment import ChannelwiseRandomGamma
+
+    torch.manual_seed(0)
+    img = _brain_patch()
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.as_tensor(img)[..., None]))
+    out = ChannelwiseRandomGamma(log_gamma=0.5)(subject)["image"].data[..., 0].numpy()
+    inside = img[0] != 0
+    np.testing.assert_array_equal(out[:, ~inside], 0.0)  # background stays exactly 0
+    gammas = []
+    for c in range(4):
+        v, w = img[c][inside], out[c][inside]
+        lo, hi = v.min(), v.max()
+        np.testing.assert_allclose([w.min(), w.max()], [lo, hi], rtol=1e-5)  # range kept
+        x, y = (v - lo) / (hi - lo), (w - lo) / (hi - lo)
+        mid = (x > 0.1) & (x < 0.9)
+        g = np.log(y[mid]) / np.log(x[mid])  # one exponent per channel
+        assert g.std() < 1e-3 and np.exp(-0.5) - 1e-4 <= g.mean() <= np.exp(0.5) + 1e-4
+        gammas.append(g.mean())
+    assert len({round(g, 3) for g in gammas}) == 4  # drawn per channel
+
+
+def test_gamma_and_blur_only_in_the_train_pipeline_when_enabled():
+    cfg = config_from_dict(
+        {
+            "patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]},
+            "augment": {
+                "spatial_p": 0.0,
+                "intensity_p": 0.0,
+                "gamma": {"enabled": True, "p": 1.0},
+                "blur": {"enabled": True, "p": 1.0, "std": 2.0},
+            },
+        }
+    )
+    sample = {"image": _brain_patch(), "label": np.where(label_map() == 3, 4, label_map()), "index": 0}
+    names = [type(t).__name__ for t in build_transform(cfg, "train", "brats2021").transform.transforms]
+    assert "ChannelwiseRandomGamma" in names and "RandomBlur" in names
+    assert names.index("ChannelwiseRandomGamma") < names.index("ChannelwiseRescaleIntensity")
+    for split in ("val", "test"):
+        names = [type(t).__name__ for t in build_transform(cfg, split, "brats2021").transform.transforms]
+        assert "ChannelwiseRandomGamma" not in names and "RandomBlur" not in names
+    torch.manual_seed(1)
+    out = build_transform(cfg, "train", "brats2021")(sample)
+    ref = build_transform(cfg, "val", "brats2021")(sample)
+    np.testing.assert_array_equal(out["label"].numpy(), ref["label"].numpy())  # labels untouched
+    # blurred: neighbouring voxels differ much less than in the un-augmented patch
+    rough = lambda a: float(np.abs(np.diff(a.numpy(), axis=-1)).mean())  # noqa: E731
+    assert rough(out["image"]) < 0.5 * rough(ref["image"])
+
+
+@pytest.mark.parametrize(
+    ("augment", "match"),
+    [
+        ({"gamma": {"enabled": True, "log_gamma": -1}}, "augment.gamma.log_gamma"),
+        ({"gamma": {"enabled": True, "p": 2}}, "augment.gamma.p"),
+        ({"blur": {"enabled": True, "std": -1}}, "augment.blur.std"),
+    ],
+)
+def test_bad_intensity_settings_name_the_key(augment, match):
+    cfg = config_from_dict({"patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]}, "augment": augment})
+    with pytest.raises(AugmentError, match=match):
+        build_transform(cfg, "train", "brats2021")

@@ -11,11 +11,26 @@ from brats.cli import main
 def test_demo_tiny_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(
-        ["demo", "--output-dir", str(out), "--cases", "4", "--shape", "64", "64", "40", "--max-steps", "3"]
+        [
+            "demo",
+            "--output-dir",
+            str(out),
+            "--cases",
+            "4",
+            "--shape",
+            "64",
+            "64",
+            "40",
+            "--max-steps",
+            "3",
+            "--stress-cases",
+            "2",
+        ]
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "report.html" in printed and "itksnap" in printed
+    assert "test Dice:" in printed and "stress Dice:" in printed and "lesion-wise WT F1" in printed
 
     splits = json.loads((out / "splits.json").read_text())
     for path in [
@@ -45,4 +60,16 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     assert html.count("data:image/png;base64,") >= 1 + len(splits["test"])  # curves + overlays
     for name in ("WT", "TC", "ET", "NCR", "ED"):
         assert f">{name}<" in html
+    # the stress cohort: its own cases (stress profile, seed + 1000), predicted, scored, reported beside the test
+    stress_ids = sorted(p.name for p in (out / "stress" / "cases").iterdir())
+    assert len(stress_ids) == 2
+    assert sorted(p.name for p in (out / "stress" / "predictions").glob("*.nii.gz")) == [
+        f"{c}.nii.gz" for c in stress_ids
+    ]
+    assert (out / "stress" / "evaluation" / "summary.json").is_file()
+    result = json.loads((out / "demo.json").read_text())
+    for cohort in ("test", "stress"):
+        assert set(result[f"{cohort}_dice"]) == {"NCR", "ED", "ET", "TC", "WT"}
+        assert "WT_f1" in result[f"{cohort}_lesion"]
+    assert "Test split and stress cohort" in html and "WT lesion-wise F1" in html
     assert "http://" not in html and "https://" not in html  # renders offline

@@ -84,8 +84,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         shape=shape,
         progress=True,
+        profile=args.profile,
     )
-    print(f"wrote {len(paths)} cases to {args.out_dir}")
+    print(f"wrote {len(paths)} cases ({args.profile} profile) to {args.out_dir}")
     return 0
 
 
@@ -213,6 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shape=tuple(args.shape) if args.shape else None,
         max_steps=args.max_steps,
         progress=True,
+        stress_cases=args.stress_cases,
     )
     return 0
 

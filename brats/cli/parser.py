@@ -67,6 +67,12 @@ def _parser_synth(sub: Any) -> None:
     p.add_argument(
         "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="volume shape (default 240 240 155)"
     )
+    p.add_argument(
+        "--profile",
+        default="train",
+        choices=["train", "stress"],
+        help="ranges of lesions, look-alikes and artefacts (default train; stress: outside them)",
+    )
     p.set_defaults(func=c.cmd_synth)
 
 
@@ -235,6 +241,12 @@ def _parser_demo(sub: Any) -> None:
         "--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="volume shape (tests use small ones)"
     )
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps (tests)")
+    p.add_argument(
+        "--stress-cases",
+        type=int,
+        default=None,
+        help="stress-profile cases scored at the end (default 8; 0: none)",
+    )
     p.set_defaults(func=c.cmd_demo)
 
 

@@ -202,6 +202,20 @@ class BiasFieldConfig(TransformConfig):
 
 
 @dataclass
+class GammaConfig:
+    enabled: bool = _f(False, "Random gamma per channel, applied before the rescaling (non-linear contrast).")
+    p: float = _f(0.5, "Probability of applying it to a patch (each channel draws its own gamma).")
+    log_gamma: float = _f(0.4, "Gamma = exp(u), u uniform in [-log_gamma, log_gamma].")
+
+
+@dataclass
+class BlurConfig:
+    enabled: bool = _f(False, "Random Gaussian blur (thick slices, low resolution), after the rescaling.")
+    p: float = _f(0.2, "Probability of applying it to a patch.")
+    std: float = _f(1.0, "Maximum standard deviation of the blur kernel, in voxels.")
+
+
+@dataclass
 class AugmentConfig:
     enabled: bool = _f(True, "Apply the training augmentations (false: only crop/pad, rescale and remap).")
     crop_or_pad: bool = _f(True, "Crop or pad every patch to the patch size.")
@@ -218,6 +232,8 @@ class AugmentConfig:
     intensity_p: float = _f(0.95, "Probability of applying one intensity transform (OneOf noise/bias field).")
     noise: NoiseConfig = _f(NoiseConfig(), "Random Gaussian noise.")
     bias_field: BiasFieldConfig = _f(BiasFieldConfig(), "Random smooth bias field.")
+    gamma: GammaConfig = _f(GammaConfig(), "Random per-channel gamma (independent of the OneOf groups).")
+    blur: BlurConfig = _f(BlurConfig(), "Random blur (independent of the OneOf groups).")
 
 
 @dataclass

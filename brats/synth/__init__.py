@@ -15,8 +15,13 @@ from brats.synth.cohort import (
     simulate_case,
     write_case,
 )
+from brats.synth.profile import DISJOINT, PROFILES, SynthProfile, get_profile
 
 __all__ = [
+    "DISJOINT",
+    "PROFILES",
+    "SynthProfile",
+    "get_profile",
     "NAMINGS",
     "SynthCase",
     "SynthError",

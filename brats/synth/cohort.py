@@ -26,6 +26,8 @@ from brats.errors import BratsError
 from brats.labels import scheme_for_naming, to_source
 from brats.synth.anatomy import DEFAULT_SHAPE, load_template, output_affine, random_pose, warp_anatomy
 from brats.synth.contrast import draw_contrast, render_images
+from brats.synth.lookalike import LookAlikes, draw_lookalikes
+from brats.synth.profile import SynthProfile, get_profile
 from brats.synth.tumour import TumourSpec, case_role, draw_tumours, paint_tumours
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class SynthCase:
         tissues: ``gm``, ``wm``, ``csf`` -> ``(X, Y, Z)`` float32 fractions of normal tissue (before tumours).
         brain: ``(X, Y, Z)`` bool brain mask.
         tumours: the tumour parameters (empty for a tumour-free case).
+        lookalikes: ``wmh``, ``vessel``, ``plexus`` -> ``(X, Y, Z)`` float32 fractions of unlabelled look-alikes.
     """
 
     case_id: str
@@ -72,6 +75,7 @@ class SynthCase:
     tissues: dict[str, np.ndarray] = field(default_factory=dict)
     brain: np.ndarray | None = None
     tumours: list[TumourSpec] = field(default_factory=list)
+    lookalikes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _check_naming(naming: str) -> str:
@@ -108,8 +112,20 @@ def case_id(naming: str, index: int) -> str:
     return _CASE_IDS[naming].format(index + 1 if naming == "2020" else index)
 
 
+def _check_profile(profile: str | SynthProfile) -> SynthProfile:
+    try:
+        return get_profile(profile)
+    except BratsError as exc:
+        raise SynthError(str(exc)) from None
+
+
 def simulate_case(
-    seed: int, index: int, shape=None, naming: str = "2021", with_tissues: bool = True
+    seed: int,
+    index: int,
+    shape=None,
+    naming: str = "2021",
+    with_tissues: bool = True,
+    profile: str | SynthProfile = "train",
 ) -> SynthCase:
     """Simulate case ``index`` of cohort ``seed``, with its tissue maps (for tests and figures).
 
@@ -120,26 +136,29 @@ def simulate_case(
             240x240x155 mm field of view, so its voxels are ``240/X x 240/Y x 155/Z`` mm (larger than 1 mm
             for small test grids); the anatomy is resampled (anti-aliased) to fill it.
         naming: ``2020``, ``2021`` or ``2023``: the case id and the ET label (4, or 3 for 2023).
-        with_tissues: also return the tissue maps and brain mask (else ``tissues`` is empty, ``brain`` None).
+        with_tissues: also return the tissue maps, brain mask and look-alike fractions (else empty / None).
+        profile: ``train`` (default), ``stress`` or a :class:`~brats.synth.profile.SynthProfile`: the ranges.
     """
     naming = _check_naming(naming)
+    prof = _check_profile(profile)
     seed = _check_seed(seed)
     shape = _check_shape(shape)
     if int(index) < 0:
         raise SynthError(f"case index must be >= 0, got {index}")
     # Independent streams: pose/tumours/contrast do not depend on the grid; noise fields do.
-    r_design, r_warp, r_tumour, r_image = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, int(index)]).spawn(4)
+    r_design, r_warp, r_tumour, r_image, r_look = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, int(index)]).spawn(5)
     )
     affine = output_affine(shape)
     spacing = tuple(round(float(abs(affine[i, i])), 1) for i in range(3))
     template = load_template(spacing)
     pose = random_pose(r_design, template)
-    specs = draw_tumours(r_design, template, pose, shape, case_role(seed, int(index)))
-    params = draw_contrast(r_design)
+    specs = draw_tumours(r_design, template, pose, shape, case_role(seed, int(index), prof), prof)
+    params = draw_contrast(r_design, prof)
     anatomy = warp_anatomy(r_warp, shape, pose, [s.mass_effect() for s in specs])
     maps = paint_tumours(r_tumour, anatomy, specs)
-    boxed = render_images(r_image, anatomy, maps, params)
+    looks: LookAlikes = draw_lookalikes(r_look, anatomy, maps, prof)
+    boxed = render_images(r_image, anatomy, maps, params, looks)
 
     def full(a: np.ndarray, dtype) -> np.ndarray:
         out = np.zeros(shape, dtype=dtype)
@@ -151,11 +170,13 @@ def simulate_case(
     if not with_tissues:
         return SynthCase(case_id(naming, index), images, seg, affine, {}, None, specs)
     tissues = {k: full(getattr(anatomy, k), np.float32) for k in ("gm", "wm", "csf")}
-    return SynthCase(case_id(naming, index), images, seg, affine, tissues, full(anatomy.mask, bool), specs)
+    extra = {k: full(getattr(looks, k), np.float32) for k in ("wmh", "vessel", "plexus")}
+    brain = full(anatomy.mask, bool)
+    return SynthCase(case_id(naming, index), images, seg, affine, tissues, brain, specs, extra)
 
 
 def generate_case(
-    seed: int, index: int, shape=None, naming: str = "2021"
+    seed: int, index: int, shape=None, naming: str = "2021", profile: str | SynthProfile = "train"
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Case ``index`` of cohort ``seed`` as ``(images, seg, affine)``.
 
@@ -163,7 +184,7 @@ def generate_case(
     brain); ``seg``: ``(X, Y, Z)`` uint8 source labels of ``naming`` (ET = 4, or 3 for 2023); ``affine``: 4x4.
     ``shape`` as in :func:`simulate_case` (default 240x240x155 at 1 mm; other shapes have larger voxels).
     """
-    case = simulate_case(seed, index, shape, naming, with_tissues=False)
+    case = simulate_case(seed, index, shape, naming, with_tissues=False, profile=profile)
     return case.images, case.seg, case.affine
 
 
@@ -177,14 +198,21 @@ def _geometry(shape: tuple[int, int, int], affine: np.ndarray) -> Geometry:
     return Geometry(tuple(shape), affine, hdr)
 
 
-def write_case(out_dir: str | Path, seed: int, index: int, naming: str = "2021", shape=None) -> Path:
+def write_case(
+    out_dir: str | Path,
+    seed: int,
+    index: int,
+    naming: str = "2021",
+    shape=None,
+    profile: str | SynthProfile = "train",
+) -> Path:
     """Simulate case ``index`` and write its four images (int16) and seg (uint8), each atomically.
 
     Returns the case folder ``out_dir/<case id>``. Files are byte-identical for the same arguments
     (gzip without time stamp or file name).
     """
     naming = _check_naming(naming)
-    images, seg, affine = generate_case(seed, index, shape, naming)
+    images, seg, affine = generate_case(seed, index, shape, naming, profile)
     cid = case_id(naming, index)
     folder = Path(out_dir) / cid
     folder.mkdir(parents=True, exist_ok=True)
@@ -208,6 +236,7 @@ def generate_cohort(
     workers: int = 1,
     shape=None,
     progress: bool = False,
+    profile: str | SynthProfile = "train",
 ) -> list[Path]:
     """Write ``n_cases`` synthetic cases under ``out_dir`` in a BraTS naming; return the case folders.
 
@@ -221,6 +250,7 @@ def generate_cohort(
         shape: ``(X, Y, Z)``; default ``(240, 240, 155)`` at 1 mm. Smaller shapes cover the same field of view
             with larger voxels (for fast tests).
         progress: show a progress bar.
+        profile: ``train`` (default) or ``stress`` (ranges outside the training ones; see ``docs/synthetic.md``).
     """
     naming = _check_naming(naming)
     seed = _check_seed(seed)
@@ -231,7 +261,8 @@ def generate_cohort(
         raise SynthError(f"--workers must be >= 1, got {workers}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, i, naming, shape) for i in range(int(n_cases))]
+    prof = _check_profile(profile)
+    jobs = [(out, seed, i, naming, shape, prof) for i in range(int(n_cases))]
     bar = None
     if progress:
         from brats.progress import Progress

@@ -21,27 +21,31 @@ import numpy as np
 from scipy.special import expit
 
 from brats.synth.anatomy import Anatomy, MassEffect, Pose, Template, output_affine, rotation, smooth_noise
+from brats.synth.profile import SynthProfile, get_profile
 
-__all__ = ["TumourSpec", "TumourMaps", "case_role", "draw_tumours", "paint_tumours"]
+__all__ = ["TumourSpec", "TumourMaps", "case_role", "log_uniform", "draw_tumours", "paint_tumours"]
 
-#: Cases come in blocks of 20 consecutive indices; in each block, a seeded permutation gives 2 cases no tumour
-#: and 5 a non-enhancing primary tumour (5/18 = 28 %), the other 13 an enhancing one.
+#: Cases come in blocks of 20 consecutive indices; in each block, a seeded permutation gives the profile's
+#: number of tumour-free cases and of non-enhancing primary tumours, the others an enhancing one.
 BLOCK = 20
-N_NO_TUMOUR = 2
-N_NON_ENHANCING = 5
-#: Probability of a second, smaller tumour, and that this second tumour does not enhance.
-P_SECOND = 0.2
+#: Probability that a second tumour does not enhance.
 P_NON_ENHANCING = 0.25
 
 
-def case_role(seed: int, index: int) -> str:
+def case_role(seed: int, index: int, profile: str | SynthProfile = "train") -> str:
     """``none``, ``non-enhancing`` or ``enhancing``: the primary tumour of case ``index`` (stratified per block)."""
+    prof = get_profile(profile)
     block, pos = divmod(int(index), BLOCK)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), block, 0x5EED]))
     rank = int(rng.permutation(BLOCK)[pos])
-    if rank < N_NO_TUMOUR:
+    if rank < prof.no_tumour_per_20:
         return "none"
-    return "non-enhancing" if rank < N_NO_TUMOUR + N_NON_ENHANCING else "enhancing"
+    return "non-enhancing" if rank < prof.no_tumour_per_20 + prof.non_enhancing_per_20 else "enhancing"
+
+
+def log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """A draw whose logarithm is uniform between the logarithms of ``bounds`` (both > 0)."""
+    return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class TumourSpec:
     elong: tuple[float, float, float]
     angles: tuple[float, float, float]
     edema_offset: tuple[float, float, float]  # mm, edema centre relative to the core centre
+    wm_follow: float = 0.25  # how far edema reaches along white matter (level-set shift per unit WM fraction)
 
     def mass_effect(self) -> MassEffect:
         return MassEffect(self.centre, self.core_mm, self.mass)
@@ -80,15 +85,17 @@ class TumourMaps:
 
 
 def _draw_one(
-    rng: np.random.Generator, template: Template, pose: Pose, shape, primary: bool, enhancing: bool
+    rng: np.random.Generator,
+    template: Template,
+    pose: Pose,
+    shape,
+    primary: bool,
+    enhancing: bool,
+    prof: SynthProfile,
 ) -> TumourSpec:
-    if primary:
-        wt = rng.uniform(18.0, 36.0)
-        ratio = rng.uniform(1.15, 1.7)
-    else:
-        wt = rng.uniform(5.0, 14.0)
-        ratio = rng.uniform(1.1, 1.6)
-    core = wt / ratio
+    wt = log_uniform(rng, prof.wt_radius_mm if primary else prof.second_radius_mm)
+    ratio = rng.uniform(*prof.core_ratio)
+    core = max(wt / ratio, 1.5)
     need = min(0.5 * core + 5.0, 25.0)
     ok = np.flatnonzero(template.candidate_depth >= need)
     tvox = template.candidates[ok[rng.integers(len(ok))]] + rng.uniform(-1, 1, size=3)
@@ -97,12 +104,13 @@ def _draw_one(
     aff = output_affine(shape)
     centre = np.linalg.solve(aff[:3, :3], world - aff[:3, 3])
     rim = rng.uniform(2.5, 7.0)
-    if enhancing and core < 18.0 and rng.random() < 0.25:
+    if enhancing and core < 18.0 and (rng.random() < 0.25 or core < 6.0):
         rim = core  # solid enhancing tumour without necrosis (smaller tumours only)
     elong = tuple(float(e) for e in np.exp(rng.normal(0.0, 0.15, size=3)))
     angles = tuple(float(a) for a in rng.uniform(-math.pi, math.pi, size=3))
     offset = tuple(float(o) for o in rng.normal(0.0, 0.15 * core, size=3))
-    mass = rng.uniform(0.1, 0.4) if primary else rng.uniform(0.0, 0.2)
+    mass = rng.uniform(0.1, 0.4) * min(core / 12.0, 1.0) if primary else rng.uniform(0.0, 0.2)
+    follow = rng.uniform(*prof.edema_wm_follow)
     return TumourSpec(
         centre,
         float(core),
@@ -113,24 +121,29 @@ def _draw_one(
         elong,  # type: ignore[arg-type]
         angles,  # type: ignore[arg-type]
         offset,  # type: ignore[arg-type]
+        float(follow),
     )
 
 
 def draw_tumours(
-    rng: np.random.Generator, template: Template, pose: Pose, shape, role: str
+    rng: np.random.Generator,
+    template: Template,
+    pose: Pose,
+    shape,
+    role: str,
+    profile: str | SynthProfile = "train",
 ) -> list[TumourSpec]:
     """The tumours of one case: none (``role`` ``none``), or a primary tumour (enhancing or not, as ``role``
-    says) and, with probability 0.2, a second smaller one (non-enhancing with probability 0.25).
+    says) and, with the profile's ``p_second``, a second one (non-enhancing with probability 0.25).
 
     Centres are drawn among supratentorial white-matter points of the template deep enough for the core.
     """
+    prof = get_profile(profile)
     if role == "none":
         return []
-    specs = [_draw_one(rng, template, pose, shape, primary=True, enhancing=role == "enhancing")]
-    if rng.random() < P_SECOND:
-        specs.append(
-            _draw_one(rng, template, pose, shape, primary=False, enhancing=rng.random() >= P_NON_ENHANCING)
-        )
+    specs = [_draw_one(rng, template, pose, shape, True, role == "enhancing", prof)]
+    if rng.random() < prof.p_second:
+        specs.append(_draw_one(rng, template, pose, shape, False, rng.random() >= P_NON_ENHANCING, prof))
     return specs
 
 
@@ -192,7 +205,7 @@ def paint_tumours(rng: np.random.Generator, anatomy: Anatomy, specs: list[Tumour
         m_ed = np.diag(1.0 / np.sqrt(np.asarray(spec.elong))) @ rotation(*spec.angles[::-1])
         lev_ed = _level(q_ed, m_ed, spec.edema_mm)
         lev_ed += 0.25 * np.clip(smooth_noise(rng, crop, 0.35 * spec.edema_mm / s_mean), -2.5, 2.5)
-        lev_ed -= 0.25 * (wm - 0.5)  # edema spreads along white matter
+        lev_ed -= spec.wm_follow * (wm - 0.5)  # edema spreads along white matter
         w_ed = math.sqrt(rng.uniform(1.0, 2.2) ** 2 + (0.3 * s_mean) ** 2)
         p_ed = expit((1.0 - lev_ed) * spec.edema_mm / w_ed).astype(np.float32) * (1.0 - csf) * inside
         np.maximum(core[sl], p_core, out=core[sl])

@@ -9,8 +9,10 @@ The train pipeline reproduces the seed article's (each step configurable under `
 
     CropOrPad(patch size)
     OneOf{RandomFlip, RandomAffine, RandomAnisotropy, RandomElasticDeformation}   p = spatial_p, weights from config
+    ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
+    RandomBlur(std)                                                                p = blur.p (if enabled)
     RemapLabels(scheme.mapping)                                                    e.g. {0: 0, 1: 1, 2: 2, 4: 3}
 
 Validation and test use CropOrPad, RescaleIntensity and RemapLabels only. Label maps are resampled with
@@ -40,6 +42,7 @@ __all__ = [
     "AugmentError",
     "PatchTransform",
     "ChannelwiseRescaleIntensity",
+    "ChannelwiseRandomGamma",
     "spatial_transforms",
     "intensity_transforms",
     "build_transform",
@@ -72,6 +75,32 @@ class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
                 for c in range(data.shape[0])
             ]
         image.set_data(torch.cat(channels, dim=0))
+
+
+class ChannelwiseRandomGamma(tio.Transform):
+    """Each channel: map its brain voxels (non-zero) to [0, 1] by their min and max, raise to a random gamma
+    ``exp(u)``, ``u ~ U(-log_gamma, log_gamma)`` drawn per channel, and map back. Zero voxels stay 0; the label
+    map is untouched. Models a scanner's non-linear intensity scale, which z-scoring cannot undo."""
+
+    def __init__(self, log_gamma: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.log_gamma = float(log_gamma)
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        image = subject["image"]
+        data = image.data.clone().float()  # type: ignore[attr-defined]
+        for c in range(data.shape[0]):
+            mask = data[c] != 0
+            if int(mask.sum()) < 2:
+                continue
+            v = data[c][mask]
+            lo, hi = v.min(), v.max()
+            if float(hi - lo) <= 0:
+                continue
+            gamma = float(torch.exp((torch.rand(1) * 2 - 1) * self.log_gamma))
+            data[c][mask] = ((v - lo) / (hi - lo)) ** gamma * (hi - lo) + lo
+        image.set_data(data)  # type: ignore[attr-defined]
+        return subject
 
 
 def _check_prob(value: float, key: str) -> float:
@@ -148,6 +177,23 @@ def intensity_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
     return out
 
 
+def channel_transforms(aug: AugmentConfig) -> tuple[list[tio.Transform], list[tio.Transform]]:
+    """The enabled independent intensity transforms: (before the rescaling, after it)."""
+    before: list[tio.Transform] = []
+    after: list[tio.Transform] = []
+    if aug.gamma.enabled:
+        if aug.gamma.log_gamma < 0:
+            raise AugmentError(f"augment.gamma.log_gamma must be >= 0, got {aug.gamma.log_gamma}")
+        before.append(ChannelwiseRandomGamma(aug.gamma.log_gamma, p=_check_prob(aug.gamma.p, "gamma.p")))
+    if aug.blur.enabled:
+        if aug.blur.std < 0:
+            raise AugmentError(f"augment.blur.std must be >= 0, got {aug.blur.std}")
+        std = float(aug.blur.std)
+        blur_std: Any = (0.0, std, 0.0, std, 0.0, 0.0)  # in-plane only (TorchIO accepts 6 values)
+        after.append(tio.RandomBlur(std=blur_std, p=_check_prob(aug.blur.p, "blur.p")))
+    return before, after
+
+
 def _one_of(transforms: dict[str, tio.Transform], aug: AugmentConfig, p: float) -> tio.Transform | None:
     names = [n for n, w in zip(transforms, _weights(aug, list(transforms))) if w > 0]
     if not names or p == 0:
@@ -216,6 +262,8 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
         spatial = _one_of(spatial_transforms(aug), aug, _check_prob(aug.spatial_p, "spatial_p"))
         if spatial is not None:
             steps.append(spatial)
+    before, after = channel_transforms(aug) if random_on else ([], [])
+    steps += before
     if aug.rescale.enabled:
         r = aug.rescale
         if len(r.out_min_max) != 2 or len(r.percentiles) != 2:
@@ -233,5 +281,6 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
         intensity = _one_of(intensity_transforms(aug), aug, _check_prob(aug.intensity_p, "intensity_p"))
         if intensity is not None:
             steps.append(intensity)
+    steps += after
     steps.append(tio.RemapLabels(scheme.mapping))
     return PatchTransform(tio.Compose(steps), scheme)

@@ -1,0 +1,184 @@
+"""Generalisation bench: train the demo recipe, score validation cases, the test split and a stress cohort.
+
+    python bench/generalise.py --name after                          # brats demo defaults
+    python bench/generalise.py --name no-gamma --set augment.gamma.enabled=false
+    python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
+    python bench/generalise.py --table before after                     # Markdown table of saved results
+
+Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
+run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
+``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED) and the
+lesion-wise F1 (TP/FP/FN summed over cases, official rules); plus the config overrides, epochs trained, stage
+times, machine, CPU flags, date and load. Recipes are compared on ``val``; ``test`` and ``stress`` are reported,
+never used for a choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brats.data import discover_cases  # noqa: E402
+from brats.demo import STRESS_SEED_OFFSET, _link_cases, lesion_summary, run_demo, score_cohort  # noqa: E402
+from brats.evaluate import report_rows  # noqa: E402
+from brats.synth import generate_cohort  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        flags = sorted(set(re.findall(r"amx\w*|avx512_bf16", Path("/proc/cpuinfo").read_text())))
+    except (OSError, StopIteration):
+        flags = []
+    return {"cpu": cpu, "bf16_flags": flags, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def load() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def _cohort(scored: dict) -> dict:
+    rows = report_rows(scored["summary"])[0]
+    out = {r["name"]: None if r.get("dice") is None else round(r["dice"], 4) for r in rows}
+    out |= {f"lesion_{k}": v for k, v in scored["lesion"].items() if k.endswith("_f1")}
+    out["cases"] = scored["summary"]["per_case"]["WT"]["dice"]["count"]
+    return out
+
+
+def _epochs(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _scored(run: Path, sub: str, root: Path) -> dict | None:
+    """The demo's own scores of a cohort (``run/sub/evaluation``), when it wrote them."""
+    summary = run / sub / "evaluation" / "summary.json"
+    if not summary.is_file():
+        return None
+    return {
+        "summary": json.loads(summary.read_text()),
+        "lesion": lesion_summary(run / sub / "predictions", root),
+    }
+
+
+def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> dict:
+    """Score the run's best checkpoint on its validation cases, its test split and a stress cohort (reusing
+    the demo's own test and stress scores when it wrote them)."""
+    splits = json.loads((run / "splits.json").read_text())
+    cases = {c.case_id: c for c in discover_cases(run / "cases")}
+    ckpt = run / "checkpoints" / "best.pt"
+    out: dict = {}
+    for name in ("val", "test"):
+        root = _link_cases([cases[i].folder for i in splits[name]], run / f"bench_{name}_cases")
+        own = _scored(run, ".", root) if name == "test" else None
+        out[name] = _cohort(own or score_cohort(ckpt, root, run / f"bench_{name}"))
+    stress_root = run / "stress" / "cases"
+    own = _scored(run, "stress", stress_root) if stress_root.is_dir() else None
+    if own is None and not stress_root.is_dir():
+        generate_cohort(
+            stress_root, stress_cases, seed + STRESS_SEED_OFFSET, "2021", workers, shape, profile="stress"
+        )
+    out["stress"] = _cohort(own or score_cohort(ckpt, stress_root, run / "bench_stress"))
+    return out
+
+
+def table(names: list[str]) -> str:
+    """A Markdown table of saved results: mean Dice WT/TC/ET and lesion-wise WT F1 per cohort, per result."""
+    head = "| result | epochs | train s | load at bench start |"
+    sep = "| --- | --- | --- | --- |"
+    for cohort in ("val", "test", "stress"):
+        head += f" {cohort} WT / TC / ET | {cohort} lesion WT F1 |"
+        sep += " --- | --- |"
+    lines = [head, sep]
+    for name in names:
+        r = json.loads((RESULTS / f"generalise-{name}.json").read_text())
+        load_1 = r["load_before"].split("load average:")[-1].split(",")[0].strip()
+        row = f"| {name} | {r['epochs']} | {r.get('seconds', {}).get('train', '-')} | {load_1} |"
+        for cohort in ("val", "test", "stress"):
+            c = r[cohort]
+            dice = " / ".join("-" if c[k] is None else f"{c[k]:.3f}" for k in ("WT", "TC", "ET"))
+            f1 = c.get("lesion_WT_f1")
+            row += f" {dice} | {'-' if f1 is None else f'{f1:.2f}'} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", help="result name: bench/results/generalise-<name>.json")
+    ap.add_argument(
+        "--table", nargs="+", metavar="NAME", help="print a Markdown table of saved results; run nothing"
+    )
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    ap.add_argument("--output-dir", default=None, help="run folder (default runs/generalise-<name>)")
+    ap.add_argument("--cases", type=int, default=None, help="demo cases (default: the demo's)")
+    ap.add_argument("--minutes", type=float, default=None, help="training budget (default: the demo's)")
+    ap.add_argument("--stress-cases", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shape", type=int, nargs=3, default=None)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--score-run", default=None, help="score this existing demo run folder; train nothing")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
+    if not args.name:
+        ap.error("--name is required (or --table)")
+    shape = tuple(args.shape) if args.shape else None
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    load_before = load()
+    result: dict = {"name": args.name, "overrides": args.set, "date": started, "machine": machine()}
+    if args.score_run:
+        run = Path(args.score_run)
+        if (run / "demo.json").is_file():
+            result["seconds"] = json.loads((run / "demo.json").read_text())["seconds"]
+    else:
+        run = Path(args.output_dir or f"runs/generalise-{args.name}")
+        demo = run_demo(
+            run,
+            n_cases=args.cases,
+            minutes=args.minutes,
+            seed=args.seed,
+            shape=shape,
+            workers=args.workers,
+            stress_cases=args.stress_cases,
+            overrides=args.set,
+        )
+        result["seconds"] = demo["seconds"]
+    result["run"] = str(run)
+    epochs = _epochs(run)
+    result["epochs"] = len(epochs)
+    result["val_dice_mean_per_epoch"] = [round(float(e["val_dice_mean"]), 4) for e in epochs]
+    result |= score_run(run, args.seed, args.stress_cases, shape, args.workers)
+    result["load_before"], result["load_after"] = load_before, load()
+    text = json.dumps(result, indent=2)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"generalise-{args.name}.json").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Synth profiles: the named ranges from which every case draws its lesions, look-alikes and acquisition.
+
+Two profiles ship. ``train`` (the default of ``brats synth`` and the demo's training cohort) randomises contrast,
+bias, noise, blur and slice thickness per case widely enough that no fixed intensity rule separates tumour from
+brain (the SynthSeg idea), with lesions from sub-millilitre enhancing foci to whole tumours over 100 mL, a second
+focus in some cases, unlabelled white-matter hyperintensities as bright on FLAIR as edema, and enhancing vessels
+and choroid plexus as bright on T1ce as enhancing tumour. ``stress`` (never trained on) draws from ranges outside
+the training ones: fainter edema and enhancement, more look-alikes, stronger noise, bias and thicker slices.
+:data:`DISJOINT` lists the settings whose stress range does not overlap the training range (tested).
+
+Contrast settings are ratios to normal tissue of the same sequence in the same case (``edema_flair`` = FLAIR in
+pure edema / FLAIR in normal grey matter), so they survive any per-case scaling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from brats.errors import BratsError
+
+__all__ = ["Range", "SynthProfile", "PROFILES", "DISJOINT", "get_profile"]
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SynthProfile:
+    """Ranges of one synthetic cohort; every ``Range`` is drawn uniformly per case (``_mm`` sizes log-uniformly)."""
+
+    name: str
+    #: cases per block of 20 without tumour, and with a non-enhancing primary tumour.
+    no_tumour_per_20: int
+    non_enhancing_per_20: int
+    #: radius of the primary whole tumour (edema) in mm, log-uniform: 4 mm ~ 0.3 mL, 30 mm ~ 113 mL.
+    wt_radius_mm: Range
+    #: whole-tumour radius / tumour-core radius.
+    core_ratio: Range
+    #: probability of a second focus, and its whole-tumour radius (mm, log-uniform).
+    p_second: float
+    second_radius_mm: Range
+    #: how strongly edema spreads along white matter (level-set shift per unit of WM fraction).
+    edema_wm_follow: Range
+    #: FLAIR and T2 in pure edema / the same sequence in normal grey matter.
+    edema_flair: Range
+    edema_t2: Range
+    #: T1ce in enhancing tumour / T1ce in normal white matter.
+    et_t1ce: Range
+    #: unlabelled white-matter hyperintensities per case, their radius (mm); FLAIR/T2 drawn from the edema ranges.
+    wmh_count: tuple[int, int]
+    wmh_radius_mm: Range
+    #: unlabelled enhancing vessels: tube network density (0 none .. ~1 dense) and radius (mm); T1ce drawn from
+    #: ``et_t1ce`` (choroid plexus too).
+    vessel_density: Range
+    vessel_radius_mm: Range
+    #: per-case jitter of every normal-tissue signal (relative, +-).
+    tissue_jitter: float
+    #: per-sequence power law on the signal (scanner-dependent non-linear intensity scale).
+    gamma: Range
+    #: log-std of the smooth multiplicative bias field, per sequence.
+    bias_std: Range
+    #: Rician noise sigma relative to normal white matter, per sequence.
+    noise: Range
+    #: probability that a sequence was acquired with thick slices, and the slice thickness (mm) along one axis.
+    p_thick: float
+    slice_mm: Range
+
+
+TRAIN = SynthProfile(
+    name="train",
+    no_tumour_per_20=2,
+    non_enhancing_per_20=4,
+    wt_radius_mm=(5.0, 38.0),
+    core_ratio=(1.1, 2.2),
+    p_second=0.3,
+    second_radius_mm=(3.5, 16.0),
+    edema_wm_follow=(0.2, 0.8),
+    edema_flair=(1.1, 1.9),
+    edema_t2=(1.1, 1.9),
+    et_t1ce=(1.45, 2.6),
+    wmh_count=(0, 12),
+    wmh_radius_mm=(1.5, 6.0),
+    vessel_density=(0.0, 0.6),
+    vessel_radius_mm=(0.6, 1.5),
+    tissue_jitter=0.08,
+    gamma=(0.7, 1.4),
+    bias_std=(0.0, 0.25),
+    noise=(0.01, 0.06),
+    p_thick=0.4,
+    slice_mm=(2.0, 5.0),
+)
+
+STRESS = SynthProfile(
+    name="stress",
+    no_tumour_per_20=3,
+    non_enhancing_per_20=5,
+    wt_radius_mm=(3.5, 30.0),
+    core_ratio=(1.3, 2.6),
+    p_second=0.4,
+    second_radius_mm=(3.0, 12.0),
+    edema_wm_follow=(0.6, 1.0),
+    edema_flair=(1.04, 1.1),
+    edema_t2=(1.1, 1.3),
+    et_t1ce=(1.3, 1.45),
+    wmh_count=(13, 30),
+    wmh_radius_mm=(1.5, 7.0),
+    vessel_density=(0.6, 1.0),
+    vessel_radius_mm=(0.8, 1.8),
+    tissue_jitter=0.1,
+    gamma=(0.6, 1.6),
+    bias_std=(0.25, 0.4),
+    noise=(0.06, 0.09),
+    p_thick=0.7,
+    slice_mm=(5.0, 7.0),
+)
+
+PROFILES: dict[str, SynthProfile] = {"train": TRAIN, "stress": STRESS}
+
+#: Settings whose ``stress`` range lies outside the ``train`` range (they may share an end point).
+DISJOINT = (
+    "edema_flair",
+    "et_t1ce",
+    "wmh_count",
+    "vessel_density",
+    "bias_std",
+    "noise",
+    "slice_mm",
+)
+
+
+def get_profile(profile: str | SynthProfile) -> SynthProfile:
+    """The profile named ``profile`` (``train`` or ``stress``), or ``profile`` itself, checked."""
+    if isinstance(profile, SynthProfile):
+        out = profile
+    elif profile in PROFILES:
+        out = PROFILES[profile]
+    else:
+        raise BratsError(f"synth profile {profile!r} is not one of {', '.join(PROFILES)}")
+    for f in dataclasses.fields(out):
+        value = getattr(out, f.name)
+        if isinstance(value, tuple) and not (len(value) == 2 and 0 <= value[0] <= value[1]):
+            raise BratsError(f"synth profile {out.name}: {f.name} must be (low, high) with 0 <= low <= high")
+    return out

@@ -1,0 +1,148 @@
+"""Synth profiles: every new phenomenon is checked in generated images; train and stress ranges; determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import numpy as np
+import pytest
+
+from brats.cli import main
+from brats.synth import DISJOINT, PROFILES, SynthError, generate_cohort, get_profile, simulate_case
+from brats.synth.anatomy import load_template, random_pose
+from brats.synth.contrast import thick_slices
+from brats.synth.tumour import draw_tumours
+
+MID = (120, 120, 78)  # 2 mm voxels
+TRAIN = get_profile("train")
+#: No artefacts: what a phenomenon looks like, measured without noise, bias, gamma or thick slices in the way.
+QUIET = dict(gamma=(1.0, 1.0), bias_std=(0.0, 0.0), noise=(0.01, 0.01), p_thick=0.0)
+
+
+def _profile(**changes) -> object:
+    return dataclasses.replace(TRAIN, name="test", **(QUIET | changes))
+
+
+def _normal_wm(case, mod: str) -> float:
+    looks = sum(case.lookalikes.values())
+    m = case.brain & (case.seg == 0) & (case.tissues["wm"] > 0.9) & (looks < 0.01)
+    return float(case.images[mod][m].mean())
+
+
+def _normal_gm(case, mod: str) -> float:
+    looks = sum(case.lookalikes.values())
+    m = case.brain & (case.seg == 0) & (case.tissues["gm"] > 0.8) & (looks < 0.01)
+    return float(case.images[mod][m].mean())
+
+
+def test_stress_ranges_lie_outside_the_training_ranges_where_documented():
+    train, stress = PROFILES["train"], PROFILES["stress"]
+    for name in DISJOINT:
+        (a0, a1), (b0, b1) = getattr(train, name), getattr(stress, name)
+        assert a1 <= b0 or b1 <= a0, f"{name}: train {a0, a1} overlaps stress {b0, b1}"
+    # stress is the harder side: fainter lesions, more look-alikes, stronger artefacts
+    assert stress.edema_flair[1] <= train.edema_flair[0] and stress.et_t1ce[1] <= train.et_t1ce[0]
+    assert stress.wmh_count[0] > train.wmh_count[1] and stress.vessel_density[0] >= train.vessel_density[1]
+    assert stress.noise[0] >= train.noise[1] and stress.bias_std[0] >= train.bias_std[1]
+    assert stress.slice_mm[0] >= train.slice_mm[1]
+    assert stress.wt_radius_mm[0] < train.wt_radius_mm[0]  # smaller lesions too (overlapping range)
+
+
+def test_unknown_profile_is_one_clear_error(tmp_path):
+    with pytest.raises(SynthError, match="'nope' is not one of train, stress"):
+        generate_cohort(tmp_path, n_cases=1, profile="nope")
+
+
+def test_lesion_volumes_span_brats_from_small_foci_to_large_tumours():
+    template = load_template((1.0, 1.0, 1.0))
+    wt_ml, core_ml = [], []
+    for i in range(150):
+        rng = np.random.default_rng(i)
+        specs = draw_tumours(rng, template, random_pose(rng, template), (240, 240, 155), "enhancing", TRAIN)
+        wt_ml += [4 / 3 * math.pi * s.edema_mm**3 / 1000 for s in specs]
+        core_ml += [4 / 3 * math.pi * s.core_mm**3 / 1000 for s in specs]
+    assert min(core_ml) < 1.0 and max(wt_ml) > 100.0
+    assert sum(v < 5 for v in wt_ml) >= 10 and sum(v > 50 for v in wt_ml) >= 10  # both ends well covered
+
+
+def test_white_matter_hyperintensities_are_bright_on_flair_and_unlabelled():
+    case = simulate_case(0, 0, MID, profile=_profile(wmh_count=(10, 10), wmh_radius_mm=(4.0, 6.0)))
+    wmh = case.lookalikes["wmh"] > 0.6
+    assert wmh.sum() > 50
+    assert not np.any(case.seg[wmh])  # label 0
+    assert case.images["flair"][wmh].mean() > 1.05 * _normal_gm(case, "flair")  # as bright as edema
+    assert case.images["flair"][wmh].mean() > 1.3 * _normal_wm(case, "flair")
+    assert case.images["t2"][wmh].mean() > 1.3 * _normal_wm(case, "t2")
+    # no look-alike touches the tumour
+    assert not np.any((sum(case.lookalikes.values()) > 0) & (case.seg > 0))
+
+
+def test_vessels_and_choroid_plexus_are_bright_on_t1ce_and_unlabelled():
+    prof = _profile(vessel_density=(1.0, 1.0), vessel_radius_mm=(1.5, 1.5))
+    case = simulate_case(0, 6, MID, profile=prof)  # tumour-free case
+    assert not case.seg.any()
+    wm = _normal_wm(case, "t1ce")
+    for key, thr in (("vessel", 0.5), ("plexus", 0.5)):
+        where = case.lookalikes[key] > thr
+        assert where.sum() > 20, key
+        assert not np.any(case.seg[where]), key
+        assert case.images["t1ce"][where].mean() > 1.2 * wm, key  # enhancing
+        # enhancement, not native brightness: much brighter on T1ce than on T1 (relative to WM)
+        rel_t1 = case.images["t1"][where].mean() / _normal_wm(case, "t1")
+        assert case.images["t1ce"][where].mean() / wm > 1.3 * rel_t1, key
+
+
+@pytest.mark.parametrize("name", ["train", "stress"])
+def test_edema_contrast_follows_the_profile(name):
+    prof = dataclasses.replace(PROFILES[name], **QUIET, wmh_count=(0, 0), vessel_density=(0.0, 0.0))
+    ratios = []
+    for i in (0, 1, 4):
+        case = simulate_case(3, i, MID, profile=prof)
+        pure = (case.seg == 2) & (case.tissues["wm"] > 0.9)
+        if pure.sum() > 30:
+            ratios.append(case.images["flair"][pure].mean() / _normal_gm(case, "flair"))
+    assert ratios
+    lo, hi = prof.edema_flair
+    for r in ratios:
+        assert lo - 0.08 < r < hi + 0.08, (name, ratios)
+
+
+def test_thick_slices_blur_along_one_axis_only():
+    vol = np.zeros((20, 20, 30), np.float32)
+    vol[:, :, 15] = 1.0
+    vol[10, 10, :] += 1.0
+    out = thick_slices(vol, 2, slice_mm=5.0, spacing=1.0)
+    assert out.shape == vol.shape and out.dtype == np.float32
+    assert out[5, 5, 15] < 0.6 and out[5, 5, 13] > 0.05  # spread along z
+    np.testing.assert_allclose(out[10, 10, 5:25], out[10, 10, 5:25].mean(), atol=0.35)
+    np.testing.assert_array_equal(out[9, 10], out[0, 0])  # nothing leaks across x or y from the line
+    np.testing.assert_allclose(
+        thick_slices(np.full((8, 8, 12), 3.0, np.float32), 2, 4.0, 1.0), 3.0, rtol=1e-5
+    )
+    assert thick_slices(vol, 0, slice_mm=1.0, spacing=1.0) is vol  # no thicker than a voxel: unchanged
+
+
+def test_thick_slices_show_in_the_images_not_in_the_labels():
+    sharp = simulate_case(0, 0, MID, profile=_profile())
+    thick = simulate_case(0, 0, MID, profile=_profile(p_thick=1.0, slice_mm=(8.0, 8.0)))
+    grads = [
+        sum(float(np.abs(np.diff(c.images["t2"], axis=a)).mean()) for a in range(3)) for c in (sharp, thick)
+    ]
+    assert grads[1] < 0.9 * grads[0]
+    np.testing.assert_array_equal(sharp.seg, thick.seg)  # labels stay on the fine grid
+
+
+def test_profiles_differ_and_same_seed_same_files(tmp_path):
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.nii.gz"))}
+
+    args = ["synth", "--cases", "2", "--shape", "48", "48", "32", "--seed", "5"]
+    assert main([*args[:1], str(tmp_path / "a"), *args[1:], "--profile", "stress"]) == 0
+    assert main([*args[:1], str(tmp_path / "b"), *args[1:], "--profile", "stress"]) == 0
+    generate_cohort(tmp_path / "c", 2, 5, shape=(48, 48, 32), workers=2, profile="stress")
+    generate_cohort(tmp_path / "d", 2, 5, shape=(48, 48, 32))
+    a, b, c, d = (digests(tmp_path / x) for x in "abcd")
+    assert len(a) == 10 and a == b == c
+    assert all(a[k] != d[k] for k in a if not k.endswith("seg.nii.gz"))
