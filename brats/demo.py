@@ -256,6 +256,16 @@ def _build(
     t = time.perf_counter()
     run_training(cfg, resume=False, progress=progress)
     clock.lap("train", t)
+    from brats.evaluate import tune_postprocess
+
+    say("[3/6] choosing post-processing thresholds on the validation split (never on test cases)")
+    t = time.perf_counter()
+    tuned = tune_postprocess(out, out / "checkpoints" / "best.pt", progress=progress)
+    say(
+        f"      min_component_ml {tuned['min_component_ml']:g}, et_min_ml {tuned['et_min_ml']:g} "
+        f"(validation mean Dice {tuned['score']:.3f}; off {tuned['score_off']:.3f})"
+    )
+    clock.lap("tune", t)
 
 
 def _stress(cfg: Config, n: int, seed: int, shape, workers: int, progress: bool, say, clock: _Clock) -> dict:
