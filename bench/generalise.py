@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import os
-import platform
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,28 +31,10 @@ from brats.demo import STRESS_SEED_OFFSET, _link_cases, lesion_summary, run_demo
 from brats.evaluate import report_rows  # noqa: E402
 from brats.synth import generate_cohort  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import load_now, write_result  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        flags = sorted(set(re.findall(r"amx\w*|avx512_bf16", Path("/proc/cpuinfo").read_text())))
-    except (OSError, StopIteration):
-        flags = []
-    return {"cpu": cpu, "bf16_flags": flags, "cores": os.cpu_count(), "python": platform.python_version()}
-
-
-def load() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return ""
 
 
 def _cohort(scored: dict) -> dict:
@@ -113,8 +91,8 @@ def table(names: list[str]) -> str:
         sep += " --- | --- |"
     lines = [head, sep]
     for name in names:
-        r = json.loads((RESULTS / f"generalise-{name}.json").read_text())
-        load_1 = r["load_before"].split("load average:")[-1].split(",")[0].strip()
+        rec = json.loads((RESULTS / f"generalise-{name}.json").read_text())
+        r, load_1 = rec["result"], (rec["load"]["before"] or ["-"])[0]
         row = f"| {name} | {r['epochs']} | {r.get('seconds', {}).get('train', '-')} | {load_1} |"
         for cohort in ("val", "test", "stress"):
             c = r[cohort]
@@ -147,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.name:
         ap.error("--name is required (or --table)")
     shape = tuple(args.shape) if args.shape else None
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    load_before = load()
-    result: dict = {"name": args.name, "overrides": args.set, "date": started, "machine": machine()}
+    load_before = load_now()
+    result: dict = {"name": args.name, "overrides": args.set}
     if args.score_run:
         run = Path(args.score_run)
         if (run / "demo.json").is_file():
@@ -172,11 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     result["epochs"] = len(epochs)
     result["val_dice_mean_per_epoch"] = [round(float(e["val_dice_mean"]), 4) for e in epochs]
     result |= score_run(run, args.seed, args.stress_cases, shape, args.workers)
-    result["load_before"], result["load_after"] = load_before, load()
-    text = json.dumps(result, indent=2)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"generalise-{args.name}.json").write_text(text + "\n")
-    print(text)
+    path = write_result(f"generalise-{args.name}", result, load_before)
+    print(path.read_text())
     return 0
 
 
