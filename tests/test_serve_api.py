@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import socket
 import threading
 import time
@@ -226,10 +227,19 @@ def test_1gb_upload_to_a_real_server_is_refused_without_filling_the_disk(tmp_pat
     head = b'--b\r\nContent-Disposition: form-data; name="t1"; filename="t1.nii"\r\n\r\n'
     peak = [0]
 
+    def on_disk() -> int:
+        """Bytes under the server's upload folder; a request folder may vanish while it is walked."""
+        total = 0
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+        return total
+
     def body() -> Iterator[bytes]:
         yield head
         for _ in range(1024):
-            peak[0] = max(peak[0], sum(f.stat().st_size for f in root.rglob("*") if f.is_file()))
+            peak[0] = max(peak[0], on_disk())
             yield bytes(2**20)
 
     with running_server(app) as url:
