@@ -55,10 +55,8 @@ def _scored(run: Path, sub: str, root: Path) -> dict | None:
     summary = run / sub / "evaluation" / "summary.json"
     if not summary.is_file():
         return None
-    return {
-        "summary": json.loads(summary.read_text()),
-        "lesion": lesion_summary(run / sub / "predictions", root),
-    }
+    scored = json.loads(summary.read_text())
+    return {"summary": scored, "lesion": lesion_summary(scored)}
 
 
 def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> dict:

@@ -12,6 +12,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 from brats import __version__
 from brats.config import Config, load_config, shipped_config
@@ -86,23 +87,23 @@ def _link_cases(case_dirs: list[Path], folder: Path) -> Path:
     return folder
 
 
-def lesion_summary(pred_dir: Path, ref_root: Path) -> dict[str, float | int | None]:
-    """Lesion-wise WT/TC/ET detection over a cohort: TP, FP, FN summed over its cases, and the F1 of the sums
-    (``brats.evaluate.lesionwise.lesion_metrics``, official rules); None where undefined."""
-    from brats.evaluate.lesionwise import lesion_metrics
+def lesion_summary(summary: dict[str, Any]) -> dict[str, float | int | None]:
+    """Lesion-wise WT/TC/ET detection over a cohort: TP, FP, FN summed over its cases, and the F1 of the sums.
 
-    sums = {f"{r}_{k}": 0 for r in ("WT", "TC", "ET") for k in ("tp", "fp", "fn")}
-    for case in discover_cases(ref_root):
-        ref = to_classes(load_seg(case), case.label_scheme)
-        pred = to_classes(load_label_file(pred_dir / f"{case.case_id}.nii.gz"), case.label_scheme)
-        scores = lesion_metrics(pred, ref)
-        for r in ("WT", "TC", "ET"):
-            for k in ("tp", "fp", "fn"):
-                sums[f"{r}_{k}"] += int(scores[f"{r}_lesion_{k}"])
-    out: dict[str, float | int | None] = dict(sums)
+    Read from the ``lesionwise`` section ``brats evaluate`` already wrote (official rules; per-case values
+    from :func:`brats.evaluate.lesionwise.lesion_metrics`), so nothing is re-read or recomputed. None where
+    undefined (also for a summary written before lesion-wise metrics existed).
+    """
+    lesion = summary.get("lesionwise") or {}
+    out: dict[str, float | int | None] = {}
     for r in ("WT", "TC", "ET"):
-        tp, fp, fn = sums[f"{r}_tp"], sums[f"{r}_fp"], sums[f"{r}_fn"]
-        out[f"{r}_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
+        counts = {k: (lesion.get(r) or {}).get(k, {}).get("sum") for k in ("tp", "fp", "fn")}
+        for k, v in counts.items():
+            out[f"{r}_{k}"] = None if v is None else int(v)
+    for r in ("WT", "TC", "ET"):
+        tp, fp, fn = out[f"{r}_tp"], out[f"{r}_fp"], out[f"{r}_fn"]
+        defined = tp is not None and fp is not None and fn is not None and tp + fp + fn > 0
+        out[f"{r}_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if defined else None  # type: ignore[operator]
     return out
 
 
@@ -116,7 +117,7 @@ def score_cohort(checkpoint: Path, root: Path, out: Path, progress: bool = False
     summary = run_evaluate(
         pred_dir=out / "predictions", ref_root=root, out_dir=out / "evaluation", progress=progress
     )
-    return {"summary": summary, "lesion": lesion_summary(out / "predictions", root)}
+    return {"summary": summary, "lesion": lesion_summary(summary)}
 
 
 def _figures(out: Path, test_ids: list[str], all_cases: dict[str, Case]) -> list[tuple[str, Path]]:
