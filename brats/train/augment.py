@@ -203,38 +203,46 @@ def _one_of(transforms: dict[str, tio.Transform], aug: AugmentConfig, p: float) 
 
 
 class PatchTransform:
-    """A TorchIO pipeline applied to a 2D dataset sample (see the module doc). Picklable (DataLoader workers).
+    """A TorchIO pipeline applied to a dataset sample (see the module doc). Picklable (DataLoader workers).
 
     Args:
-        transform: a TorchIO transform for a subject with ``image`` ``(C, H, W, 1)`` and ``label`` ``(1, H, W, 1)``.
+        transform: a TorchIO transform for a subject with ``image`` ``(C, X, Y, Z)`` and ``label`` ``(1, X, Y, Z)``
+            (a 2D patch is given a trailing axis of 1).
         scheme: the source label scheme; labels outside it raise :class:`brats.labels.LabelError`.
+        dim: 2 for samples ``{"image": (C, H, W), "label": (H, W)}``, 3 for ``(C, X, Y, Z)`` / ``(X, Y, Z)``.
     """
 
-    def __init__(self, transform: tio.Transform, scheme: LabelScheme | str):
+    def __init__(self, transform: tio.Transform, scheme: LabelScheme | str, dim: int = 2):
+        if dim not in (2, 3):
+            raise AugmentError(f"PatchTransform: dim must be 2 or 3, got {dim}")
         self.transform = transform
         self.scheme = get_scheme(scheme)
+        self.dim = dim
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         image = torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32)
         label = np.asarray(sample["label"])
-        if image.ndim != 3 or label.shape != tuple(image.shape[1:]):
+        if image.ndim != self.dim + 1 or label.shape != tuple(image.shape[1:]):
+            axes = "(C, H, W) and label (H, W)" if self.dim == 2 else "(C, X, Y, Z) and label (X, Y, Z)"
             raise AugmentError(
-                f"sample {sample.get('index')}: expected image (C, H, W) and label (H, W), "
-                f"got {tuple(image.shape)} and {label.shape}"
+                f"sample {sample.get('index')}: expected image {axes}, got {tuple(image.shape)} and {label.shape}"
             )
         check_labels(label, self.scheme, where=f"patch {sample.get('index')}")
-        subject = tio.Subject(
-            image=tio.ScalarImage(tensor=image.unsqueeze(-1)),
-            label=tio.LabelMap(tensor=torch.as_tensor(label.astype(np.int64))[None, ..., None]),
-        )
-        out = self.transform(subject)
+        lab = torch.as_tensor(label.astype(np.int64))[None]
+        if self.dim == 2:  # TorchIO subjects are 3D: a 2D patch is one voxel thick
+            image, lab = image.unsqueeze(-1), lab.unsqueeze(-1)
+        out = self.transform(tio.Subject(image=tio.ScalarImage(tensor=image), label=tio.LabelMap(tensor=lab)))
+        image_out = out["image"].data  # type: ignore[attr-defined]
+        label_out = out["label"].data[0]  # type: ignore[attr-defined]
+        if self.dim == 2:
+            image_out, label_out = image_out[..., 0], label_out[..., 0]
         result = dict(sample)
-        result["image"] = out["image"].data[..., 0].float().contiguous()  # type: ignore[attr-defined]
-        result["label"] = out["label"].data[0, ..., 0].long().contiguous()  # type: ignore[attr-defined]
+        result["image"] = image_out.float().contiguous()
+        result["label"] = label_out.long().contiguous()
         return result
 
     def __repr__(self) -> str:
-        return f"PatchTransform({self.transform!r}, scheme={self.scheme.name})"
+        return f"{type(self).__name__}({self.transform!r}, scheme={self.scheme.name})"
 
 
 def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) -> PatchTransform:

@@ -14,18 +14,15 @@ Images use linear interpolation, labels nearest neighbour (no new label values).
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import torch
 import torchio as tio
 
 from brats.config import AugmentConfig, Config
-from brats.labels import LabelScheme, check_labels, get_scheme
+from brats.labels import LabelScheme, get_scheme
 from brats.preprocess import nonzero_mask
 from brats.train.augment import (
     AugmentError,
     ChannelwiseRescaleIntensity,
+    PatchTransform,
     intensity_transforms,
 )
 
@@ -90,38 +87,11 @@ def _one_of(
     return tio.OneOf(chosen, p=p)
 
 
-class PatchTransform3D:
-    """A TorchIO pipeline applied to a 3D dataset sample; picklable (DataLoader workers).
-
-    Takes ``{"image": (C, X, Y, Z), "label": (X, Y, Z) source labels, ...}`` and returns the same keys with
-    ``image`` float32 and ``label`` int64 training classes.
-    """
+class PatchTransform3D(PatchTransform):
+    """:class:`~brats.train.augment.PatchTransform` for 3D samples ``{"image": (C, X, Y, Z), "label": (X, Y, Z)}``."""
 
     def __init__(self, transform: tio.Transform, scheme: LabelScheme | str):
-        self.transform = transform
-        self.scheme = get_scheme(scheme)
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        image = torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32)
-        label = np.asarray(sample["label"])
-        if image.ndim != 4 or label.shape != tuple(image.shape[1:]):
-            raise AugmentError(
-                f"sample {sample.get('index')}: expected image (C, X, Y, Z) and label (X, Y, Z), "
-                f"got {tuple(image.shape)} and {label.shape}"
-            )
-        check_labels(label, self.scheme, where=f"patch {sample.get('index')}")
-        subject = tio.Subject(
-            image=tio.ScalarImage(tensor=image),
-            label=tio.LabelMap(tensor=torch.as_tensor(label.astype(np.int64))[None]),
-        )
-        out = self.transform(subject)
-        result = dict(sample)
-        result["image"] = out["image"].data.float().contiguous()  # type: ignore[attr-defined]
-        result["label"] = out["label"].data[0].long().contiguous()  # type: ignore[attr-defined]
-        return result
-
-    def __repr__(self) -> str:
-        return f"PatchTransform3D({self.transform!r}, scheme={self.scheme.name})"
+        super().__init__(transform, scheme, dim=3)
 
 
 def build_transform_3d(cfg: Config, split: str, label_scheme: LabelScheme | str) -> PatchTransform3D:
