@@ -32,24 +32,9 @@ MODS = ("t1", "t1ce", "t2", "flair")
 
 def tiny_checkpoint(path: Path, bias_class: int = 3) -> Path:
     """A resnet18 depth-3 U-Net in the training checkpoint format; its head gives ``bias_class`` everywhere."""
-    from brats.checkpoint import new_checkpoint, write_checkpoint
-    from brats.config import config_from_dict
-    from brats.networks import build_model
+    from tests.test_infer import make_checkpoint
 
-    cfg = config_from_dict(
-        {
-            "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-            "patches": {"size": [32, 32], "stride": [16, 16]},
-            "predict": {"postprocess": {"min_component_ml": 0.005, "et_min_ml": 0}},
-        }
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg.model, in_channels=4, classes=4)
-    head = model.segmentation_head[0]
-    torch.nn.init.zeros_(head.weight)
-    with torch.no_grad():
-        head.bias.copy_(torch.tensor([5.0 if c == bias_class else 0.0 for c in range(4)]))
-    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)
+    return make_checkpoint(path, [5.0 if c == bias_class else 0.0 for c in range(4)])
 
 
 def synthetic_case(root: Path, shape: tuple[int, int, int] = SHAPE, index: int = 0) -> dict[str, Path]:
