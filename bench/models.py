@@ -70,9 +70,9 @@ def worker_train(variant: str, work: Path, cases: Path, budget: float) -> dict:
     used = {"cpu": 0.0, "wall": 0.0, "patches": 0}
     inner = trainer.train_epoch
 
-    def timed(epoch: int) -> float:
+    def timed(epoch: int, deadline: float | None = None) -> tuple[float, bool]:
         c0, w0 = time.process_time(), time.perf_counter()
-        loss = inner(epoch)
+        loss = inner(epoch, deadline)
         used["cpu"] += time.process_time() - c0
         used["wall"] += time.perf_counter() - w0
         used["patches"] += int(cfg.train.steps_per_epoch or 0) * int(cfg.train.batch_size)

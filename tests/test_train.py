@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import math
 from pathlib import Path
 
@@ -149,7 +151,7 @@ def test_overfits_two_patches(tmp_path):
     trainer = Trainer(cfg)
     try:
         before = trainer.validate()
-        losses = [trainer.train_epoch(e) for e in range(8)]
+        losses = [trainer.train_epoch(e)[0] for e in range(8)]
         after = trainer.validate()
     finally:
         trainer.close()
@@ -184,11 +186,15 @@ def test_validation_dice_of_a_perfect_model_is_one(tmp_path):
     assert val["val_loss"] < 1e-3
 
 
-def test_time_budget_stops_after_the_epoch_and_best_by_dice(tmp_path):
+def test_time_budget_stops_within_the_epoch_and_best_by_dice(tmp_path, caplog):
     out = make_run(tmp_path / "budget")
-    cfg = tiny_config(out, epochs=5, steps_per_epoch=1, max_minutes=0.0, best_metric="val_dice_mean")
-    result = run_training(cfg, progress=False)
+    cfg = tiny_config(out, epochs=5, steps_per_epoch=4, max_minutes=0.0, best_metric="val_dice_mean")
+    cfg.train.log_every = 1
+    with caplog.at_level(logging.DEBUG, logger="brats.train.engine"):
+        result = run_training(cfg, progress=False)
     assert result["stopped_early"] and result["epoch"] == 1
+    steps = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    assert steps == ["epoch 1 step 1/4: loss %.4f" % float(steps[0].split()[-1])]  # cut after its first step
     assert len(read_metrics_csv(out / "metrics.csv")) == 1
     best = read_checkpoint(out / "checkpoints" / "best.pt").training
     assert best.best_metric == "val_dice_mean"

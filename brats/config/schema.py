@@ -285,8 +285,8 @@ class TrainConfig:
     )
     max_minutes: float | None = _f(
         None,
-        "Stop training after this many minutes (checked after every epoch; 0 = after the first epoch); "
-        "null = no limit.",
+        "Training time budget in minutes, validation included: checked after every step, so the last epoch "
+        "may be cut short (0 = after the first step); null = no limit.",
         ge=0,
     )
     batch_size: int = _f(16, "Patches per batch.", ge=1)
@@ -311,7 +311,7 @@ class TrainConfig:
         "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
         "such as `val_dice_mean` (higher is better).",
     )
-    val_max_batches: int | None = _f(None, "Cap on validation batches per epoch (null = whole store).", ge=1)
+    val_max_batches: int | None = _f(None, "Validate on at most this many batches per epoch, of patches spread evenly over the store (null = whole store).", ge=1)
     log_every: int = _f(10, "Log the running training loss every n steps.", ge=1)
 
 

@@ -212,14 +212,18 @@ class Trainer:
                 )
         if self.epoch >= tc.epochs:
             log.warning("nothing to do: %d epochs already completed (train.epochs=%d)", self.epoch, tc.epochs)
-        first, stopped = self.epoch, False
+        first, stopped, val_seconds = self.epoch, False, 0.0
         while self.epoch < tc.epochs and not stopped:
             t0 = time.monotonic()
             epoch = self.epoch
             lr = float(self.optimizer.param_groups[0]["lr"])
             seed_everything(epoch_seed(cfg.seed, epoch, 0, rt.rank))
-            train_loss = self.train_epoch(epoch)
+            # the budget covers validation too: stop stepping early enough to validate within it
+            deadline = None if tc.max_minutes is None else start + 60 * tc.max_minutes - val_seconds
+            train_loss, over = self.train_epoch(epoch, deadline)
+            t_val = time.monotonic()
             val = self.validate()
+            val_seconds = time.monotonic() - t_val
             self.scheduler.step(val["val_loss"])
             row = {
                 "epoch": epoch + 1,
@@ -239,10 +243,9 @@ class Trainer:
                 "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice %s, %.1f s",
                 self.epoch, tc.epochs, train_loss, val["val_loss"], dice, row["seconds"],
             )  # fmt: skip
-            over = tc.max_minutes is not None and time.monotonic() - start > 60 * tc.max_minutes
-            stopped = self._agree(over) and self.epoch < tc.epochs
+            stopped = over and self.epoch < tc.epochs
             if stopped:
-                log.info("train.max_minutes=%s reached after epoch %d", tc.max_minutes, self.epoch)
+                log.info("train.max_minutes=%s reached in epoch %d", tc.max_minutes, self.epoch)
         if rt.distributed:
             dist.barrier()
         return {
@@ -265,14 +268,17 @@ class Trainer:
             x = x.contiguous(memory_format=self.memory_format)
         return x, batch["label"].to(self.rt.device, non_blocking=True)
 
-    def train_epoch(self, epoch: int) -> float:
-        """One epoch of training (0-based ``epoch``); returns the mean training loss over its patches."""
+    def train_epoch(self, epoch: int, deadline: float | None = None) -> tuple[float, bool]:
+        """One epoch of training (0-based ``epoch``), cut short after the first step that ends past
+        ``deadline`` (``time.monotonic()``; all ranks stop at the same step); returns the mean training loss over
+        its patches and whether the deadline was reached."""
         from brats.progress import Progress
 
         tc, rt = self.cfg.train, self.rt
         loader, steps = train_loader(self.train_ds, tc, rt, self.cfg.seed, epoch)
         self.net.train()
         total = torch.zeros(2, dtype=torch.float64)
+        over = False
         bar = Progress(
             total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", enabled=self.progress and rt.is_main
         )
@@ -296,10 +302,13 @@ class Trainer:
             bar.set_postfix(loss=f"{total[0] / total[1]:.4f}")
             if tc.log_every and (step + 1) % tc.log_every == 0:
                 log.debug("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps, total[0] / total[1])
+            over = deadline is not None and self._agree(time.monotonic() >= deadline)
+            if over:
+                break
         bar.close()
         self._sync_buffers()
         total = self._sum(total)
-        return float(total[0] / total[1])
+        return float(total[0] / total[1]), over
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -310,8 +319,6 @@ class Trainer:
         k = self.num_classes
         counts = torch.zeros(k - 1, 3, dtype=torch.float64)
         for i, batch in enumerate(val_loader(self.val_ds, tc, self.rt)):
-            if tc.val_max_batches is not None and i >= tc.val_max_batches:
-                break
             x, y = self._batch(batch)
             with self._autocast():
                 logits = self.model(x)

@@ -296,10 +296,14 @@ def train_loader(
 
 
 def val_loader(dataset: Any, train_cfg: TrainConfig, rt: Runtime) -> DataLoader:
-    """The validation loader: in order; under DDP rank ``r`` takes patches ``r, r + world, ...`` (no padding,
-    so the summed counts over ranks cover every patch exactly once)."""
+    """The validation loader: in order; with ``train.val_max_batches`` only ``val_max_batches x batch_size``
+    patches spread evenly over the store (the same ones every epoch); under DDP rank ``r`` takes patches
+    ``r, r + world, ...`` of those (no padding, so the summed counts over ranks cover each exactly once)."""
     from torch.utils.data import Subset
 
+    cap = None if train_cfg.val_max_batches is None else int(train_cfg.val_max_batches * train_cfg.batch_size)
+    if cap is not None and cap < len(dataset):
+        dataset = Subset(dataset, np.linspace(0, len(dataset) - 1, cap).round().astype(int).tolist())
     if rt.distributed:
         dataset = Subset(dataset, list(range(rt.rank, len(dataset), rt.world_size)))
     return DataLoader(
