@@ -135,6 +135,20 @@ def test_fold_batchnorm_keeps_the_outputs(unet):
     assert fold_batchnorm(training) == 0
 
 
+def test_fold_batchnorm_leaves_timm_norm_act_layers_alone():
+    """timm's BatchNormAct2d (a BatchNorm2d subclass) applies its activation too: folding it would drop it."""
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), BatchNormAct2d(3, act_layer=torch.nn.ReLU)).eval()
+    model[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        before = model(x)
+        assert fold_batchnorm(model) == 0
+        torch.testing.assert_close(model(x), before)
+
+
 def test_train_amp_auto_probe_leaves_the_model_alone(unet, cache_dir, monkeypatch):
     from brats.config import TrainConfig
     from brats.train.runtime import Runtime, probe_amp

@@ -146,3 +146,38 @@ def test_profiles_differ_and_same_seed_same_files(tmp_path):
     a, b, c, d = (digests(tmp_path / x) for x in "abcd")
     assert len(a) == 10 and a == b == c
     assert all(a[k] != d[k] for k in a if not k.endswith("seg.nii.gz"))
+
+
+def test_no_labelled_speck_under_the_minimum_island_volume():
+    """Edema that follows white matter leaves no labelled island under 50 mm^3 (26-connected whole tumour)."""
+    from scipy import ndimage
+
+    from brats.synth.tumour import MIN_ISLAND_MM3
+
+    prof = _profile(edema_wm_follow=(0.8, 0.8), p_second=1.0)
+    for index in (0, 1, 2):
+        case = simulate_case(0, index, MID, profile=prof)
+        lab, n = ndimage.label(case.seg > 0, structure=np.ones((3, 3, 3), bool))
+        voxel_mm3 = 8.0  # MID: 2 mm voxels
+        assert n >= 1 and np.bincount(lab.ravel())[1:].min() * voxel_mm3 >= MIN_ISLAND_MM3, index
+
+
+def test_drop_islands_caps_only_the_specks():
+    from types import SimpleNamespace
+
+    from brats.synth.tumour import _drop_islands
+
+    shape = (20, 20, 20)
+    core, et, net = (np.zeros(shape, np.float32) for _ in range(3))
+    edema = np.zeros(shape, np.float32)
+    edema[2:8, 2:8, 2:8] = 0.9  # 216 mm^3: kept
+    core[3:6, 3:6, 3:6], et[3:6, 3:6, 3:6] = 0.8, 0.4
+    edema[15:17, 15, 15] = 0.7  # 2 voxels: a speck
+    core[15, 15, 15], et[15, 15, 15] = 0.6, 0.3
+    before = [a.copy() for a in (core, et, net, edema)]
+    _drop_islands(core, et, net, edema, SimpleNamespace(mask=np.ones(shape, bool)), 1.0)
+    assert edema[15, 15, 15] == pytest.approx(0.49) and edema[16, 15, 15] == pytest.approx(0.49)
+    assert core[15, 15, 15] == pytest.approx(0.49) and et[15, 15, 15] / core[15, 15, 15] == pytest.approx(0.5)
+    big = (slice(0, 10),) * 3
+    for a, b in zip((core, et, net, edema), before):
+        np.testing.assert_array_equal(a[big], b[big])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import math
 from pathlib import Path
 
@@ -194,7 +193,7 @@ def test_time_budget_stops_within_the_epoch_and_best_by_dice(tmp_path, caplog):
         result = run_training(cfg, progress=False)
     assert result["stopped_early"] and result["epoch"] == 1
     steps = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
-    assert steps == ["epoch 1 step 1/4: loss %.4f" % float(steps[0].split()[-1])]  # cut after its first step
+    assert len(steps) == 1 and steps[0].startswith("epoch 1 step 1/4: loss")  # cut after its first step
     assert len(read_metrics_csv(out / "metrics.csv")) == 1
     best = read_checkpoint(out / "checkpoints" / "best.pt").training
     assert best.best_metric == "val_dice_mean"

@@ -268,13 +268,18 @@ class LossConfig:
 
 @dataclass
 class SchedulerConfig:
+    name: Literal["plateau", "cosine"] = _f(
+        "plateau",
+        "`plateau`: ReduceLROnPlateau on the validation loss; `cosine`: anneal lr to `min_lr` over the run's "
+        "progress (steps or time budget, whichever is further; brats/train/schedule.py).",
+    )
     factor: float = _f(
         0.5, "ReduceLROnPlateau: multiply the learning rate by this factor on a plateau.", gt=0, lt=1
     )
     patience: int = _f(
         3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing.", ge=0
     )
-    min_lr: float = _f(1e-6, "ReduceLROnPlateau: lower bound of the learning rate.", ge=0)
+    min_lr: float = _f(1e-6, "Lower bound of the learning rate (both schedules).", ge=0)
 
 
 @dataclass
@@ -293,7 +298,7 @@ class TrainConfig:
     lr: float = _f(1e-3, "Adam learning rate.", gt=0)
     weight_decay: float = _f(1e-5, "Adam weight decay.", ge=0)
     scheduler: SchedulerConfig = _f(
-        SchedulerConfig(), "Learning-rate schedule (ReduceLROnPlateau on val loss)."
+        SchedulerConfig(), "Learning-rate schedule (ReduceLROnPlateau on the validation loss, or cosine)."
     )
     num_workers: int = _f(0, "DataLoader worker processes.", ge=0)
     pin_memory: bool = _f(False, "DataLoader pin_memory (useful on CUDA).")

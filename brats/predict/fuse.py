@@ -7,7 +7,8 @@ skips one memory-bound pass over every feature map (about 15 % of a ResNet U-Net
 
 A pair is folded only where the order of the forward pass is certain: consecutive children of an
 ``nn.Sequential`` (smp decoder blocks, ResNet down-sampling branches), or ``convK`` followed by ``bnK`` in a
-torchvision ResNet block or stem (``conv1``/``bn1``, ``conv2``/``bn2``, ...).
+torchvision ResNet block or stem (``conv1``/``bn1``, ``conv2``/``bn2``, ...), and only plain ``BatchNorm``
+layers (timm's ``BatchNormAct2d`` carries an activation and is left alone).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _pairs(parent: nn.Module) -> list[tuple[str, str]]:
             m = re.fullmatch(r"conv(\d+)", name)
             if m and f"bn{m.group(1)}" in children:
                 out.append((name, f"bn{m.group(1)}"))
-    return [(a, b) for a, b in out if isinstance(children[a], _CONV) and isinstance(children[b], _BN)]
+    # exact types: a subclass such as timm's BatchNormAct2d also applies an activation, which folding would drop
+    return [(a, b) for a, b in out if type(children[a]) in _CONV and type(children[b]) in _BN]
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.special import expit
 
 from brats.synth.anatomy import Anatomy, MassEffect, Pose, Template, output_affine, rotation, smooth_noise
@@ -30,6 +31,8 @@ __all__ = ["TumourSpec", "TumourMaps", "case_role", "log_uniform", "draw_tumours
 BLOCK = 20
 #: Probability that a second tumour does not enhance.
 P_NON_ENHANCING = 0.25
+#: Whole-tumour islands smaller than this (mm^3; the BraTS 2023 minimum lesion volume) are not labelled.
+MIN_ISLAND_MM3 = 50.0
 
 
 def case_role(seed: int, index: int, profile: str | SynthProfile = "train") -> str:
@@ -221,6 +224,7 @@ def paint_tumours(rng: np.random.Generator, anatomy: Anatomy, specs: list[Tumour
         scale = np.where(over, core / np.maximum(part, 1e-6), 1.0).astype(np.float32)
         et *= scale
         net *= scale
+    _drop_islands(core, et, net, edema, anatomy, float(np.prod(sp)))
     classes = np.zeros(box_shape, np.uint8)
     tc = core > 0.5
     classes[(edema > 0.5) & ~tc] = 2
@@ -228,3 +232,28 @@ def paint_tumours(rng: np.random.Generator, anatomy: Anatomy, specs: list[Tumour
     classes[tc & (et > 0.5 * core)] = 3
     classes[~anatomy.mask] = 0
     return TumourMaps(core, et, net, edema, hetero, classes)
+
+
+def _drop_islands(
+    core: np.ndarray, et: np.ndarray, net: np.ndarray, edema: np.ndarray, anatomy: Anatomy, voxel_mm3: float
+) -> None:
+    """Keep no tumour island under :data:`MIN_ISLAND_MM3`, in place.
+
+    Thresholding soft fractions leaves specks of a few voxels where edema that follows white matter barely
+    crosses 0.5; manual reference segmentations do not contain them, and each would count as a lesion in the
+    lesion-wise metrics. Inside such a 26-connected whole-tumour component every fraction is capped just below the
+    labelling threshold, so the images keep a faint partial-volume trace and labels and images still agree.
+    """
+    wt = ((edema > 0.5) | (core > 0.5)) & anatomy.mask
+    lab, n = ndimage.label(wt, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return
+    small = np.flatnonzero(np.bincount(lab.ravel())[1:] * voxel_mm3 < MIN_ISLAND_MM3) + 1
+    if small.size == 0:
+        return
+    speck = np.isin(lab, small)
+    cap = np.float32(0.49)
+    ratio = np.where(speck & (core > cap), cap / np.maximum(core, 1e-6), 1.0).astype(np.float32)
+    for frac in (core, et, net):
+        frac *= ratio
+    np.minimum(edema, cap, out=edema, where=speck)

@@ -1,4 +1,4 @@
-"""The training engine: smp model, focal loss, Adam, ReduceLROnPlateau, AMP, checkpoints, resume, DDP.
+"""The training engine: smp model, focal loss, Adam, lr schedule, AMP, checkpoints, resume, DDP.
 
 :func:`run_training` reads ``OUTPUT_DIR/patches/{train,val}.h5`` and writes under ``OUTPUT_DIR``:
 
@@ -8,8 +8,9 @@
   atomically, holding everything :func:`brats.networks.model_from_checkpoint` and resuming need.
 
 Each epoch trains on the augmented train store (one pass, or ``train.steps_per_epoch`` batches), then scores
-the validation store (loss and Dice per training class), steps the scheduler on the validation loss and
-writes the logs and checkpoints. ``train.max_minutes`` stops after the epoch that exceeds it.
+the validation store (loss and Dice per training class), steps a ``plateau`` scheduler on the validation loss
+(``cosine`` anneals every step: :mod:`brats.train.schedule`) and writes the logs and checkpoints.
+``train.max_minutes`` is a budget checked after every step, validation included.
 
 Mixed precision (``train.amp``): ``auto`` = float16 autocast + GradScaler on CUDA; on CPU bf16 when a short probe
 measures it faster than float32 (``amp_probe.json`` in the run folder says what was chosen and why); ``bf16``;
@@ -56,6 +57,7 @@ from brats.train.runtime import (
     train_loader,
     val_loader,
 )
+from brats.train.schedule import anneal
 
 __all__ = ["Trainer", "run_training"]
 
@@ -133,6 +135,7 @@ class Trainer:
             tc, self.rt, self.model, self.loss_fn, shape, what | {"cl": tc.channels_last}
         )
         self.epoch = 0
+        self._clock = (time.monotonic(), 0.0)  # (fit's start, training seconds before it): set by fit
         self.best_score: float | None = None
         self.history: list[dict[str, float]] = []
         if resume:
@@ -213,6 +216,7 @@ class Trainer:
         if self.epoch >= tc.epochs:
             log.warning("nothing to do: %d epochs already completed (train.epochs=%d)", self.epoch, tc.epochs)
         first, stopped, val_seconds = self.epoch, False, 0.0
+        self._clock = (start, sum(float(r.get("seconds", 0.0)) for r in self.history))  # resumed runs' time
         while self.epoch < tc.epochs and not stopped:
             t0 = time.monotonic()
             epoch = self.epoch
@@ -224,7 +228,8 @@ class Trainer:
             t_val = time.monotonic()
             val = self.validate()
             val_seconds = time.monotonic() - t_val
-            self.scheduler.step(val["val_loss"])
+            if tc.scheduler.name == "plateau":
+                self.scheduler.step(val["val_loss"])
             row = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -283,6 +288,9 @@ class Trainer:
             total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", enabled=self.progress and rt.is_main
         )
         for step, batch in enumerate(loader):
+            if tc.scheduler.name == "cosine":
+                seconds = self._clock[1] + time.monotonic() - self._clock[0]
+                anneal(self.optimizer, tc, epoch * steps + step, steps, seconds)
             x, y = self._batch(batch)
             with self._autocast():
                 logits = self.net(x)
@@ -318,7 +326,7 @@ class Trainer:
         sums = torch.zeros(2, dtype=torch.float64)
         k = self.num_classes
         counts = torch.zeros(k - 1, 3, dtype=torch.float64)
-        for i, batch in enumerate(val_loader(self.val_ds, tc, self.rt)):
+        for batch in val_loader(self.val_ds, tc, self.rt):
             x, y = self._batch(batch)
             with self._autocast():
                 logits = self.model(x)
