@@ -11,6 +11,11 @@ run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases``
 lesion-wise F1 (TP/FP/FN summed over cases, official rules); plus the config overrides, epochs trained, stage
 times, machine, CPU flags, date and load. Recipes are compared on ``val``; ``test`` and ``stress`` are reported,
 never used for a choice.
+
+``--select N`` adds two selection cohorts, the same for every recipe whatever its case count: ``select``, N
+train-profile cases (seed + 2000), and ``select_stress``, N stress-profile cases (seed + 3000). They are never
+trained on and are not the reported test or stress cohorts, so robustness choices (augmentation, case count)
+can be made on them. They are generated once under ``runs/select-<seed>-<N>/`` and reused.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_io import load_now, write_result  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Seeds of the selection cohorts (train and stress profile), away from the demo's (seed) and stress (seed + 1000).
+SELECT_SEED_OFFSET = {"select": 2000, "select_stress": 3000}
+COHORTS = ("val", "select", "select_stress", "test", "stress")
 
 
 def _cohort(scored: dict) -> dict:
@@ -80,19 +88,36 @@ def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> d
     return out
 
 
+def score_select(run: Path, seed: int, n: int, shape, workers: int) -> dict:
+    """Score the run's best checkpoint on the two selection cohorts (generated once, shared by every run)."""
+    out: dict = {}
+    for name, offset in SELECT_SEED_OFFSET.items():
+        root = Path("runs") / f"select-{seed}-{n}" / name
+        if not (root / "done").is_file():
+            profile = "stress" if name == "select_stress" else "train"
+            generate_cohort(root, n, seed + offset, "2021", workers, shape, profile=profile)
+            (root / "done").write_text("ok\n")
+        out[name] = _cohort(score_cohort(run / "checkpoints" / "best.pt", root, run / f"bench_{name}"))
+    return out
+
+
 def table(names: list[str]) -> str:
     """A Markdown table of saved results: mean Dice WT/TC/ET and lesion-wise WT F1 per cohort, per result."""
     head = "| result | epochs | train s | load at bench start |"
     sep = "| --- | --- | --- | --- |"
-    for cohort in ("val", "test", "stress"):
+    recs = {name: json.loads((RESULTS / f"generalise-{name}.json").read_text()) for name in names}
+    cohorts = [c for c in COHORTS if any(c in rec["result"] for rec in recs.values())]
+    for cohort in cohorts:
         head += f" {cohort} WT / TC / ET | {cohort} lesion WT F1 |"
         sep += " --- | --- |"
     lines = [head, sep]
-    for name in names:
-        rec = json.loads((RESULTS / f"generalise-{name}.json").read_text())
+    for name, rec in recs.items():
         r, load_1 = rec["result"], (rec["load"]["before"] or ["-"])[0]
         row = f"| {name} | {r['epochs']} | {r.get('seconds', {}).get('train', '-')} | {load_1} |"
-        for cohort in ("val", "test", "stress"):
+        for cohort in cohorts:
+            if cohort not in r:
+                row += " - | - |"
+                continue
             c = r[cohort]
             dice = " / ".join("-" if c[k] is None else f"{c[k]:.3f}" for k in ("WT", "TC", "ET"))
             f1 = c.get("lesion_WT_f1")
@@ -112,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=None, help="demo cases (default: the demo's)")
     ap.add_argument("--minutes", type=float, default=None, help="training budget (default: the demo's)")
     ap.add_argument("--stress-cases", type=int, default=8)
+    ap.add_argument("--select", type=int, default=0, metavar="N", help="score N+N selection cases (see above)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shape", type=int, nargs=3, default=None)
     ap.add_argument("--workers", type=int, default=2)
@@ -147,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     result["epochs"] = len(epochs)
     result["val_dice_mean_per_epoch"] = [round(float(e["val_dice_mean"]), 4) for e in epochs]
     result |= score_run(run, args.seed, args.stress_cases, shape, args.workers)
+    if args.select:
+        result |= score_select(run, args.seed, args.select, shape, args.workers)
     path = write_result(f"generalise-{args.name}", result, load_before)
     print(path.read_text())
     return 0

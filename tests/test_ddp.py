@@ -1,9 +1,13 @@
-"""DistributedDataParallel: two CPU processes (gloo), one training step, identical weights on both ranks."""
+"""DistributedDataParallel: two CPU processes (gloo), identical weights on both ranks after training steps,
+also when the ranks' clocks disagree (the cosine learning rate follows rank 0's clock)."""
 
 from __future__ import annotations
 
 import os
+import itertools
 import socket
+import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +44,9 @@ def _config(out: Path) -> dict:
     }
 
 
-def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
-    """One rank: the same environment torchrun sets, then the normal training entry point."""
+def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str, skew: float = 0.0) -> None:
+    """One rank: the same environment torchrun sets, then the normal training entry point. ``skew`` > 0 makes
+    rank 1's training clock run fast (each reading ``skew`` seconds later than the last)."""
     os.environ.update(
         {
             "MASTER_ADDR": "127.0.0.1",
@@ -54,6 +59,12 @@ def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
     )
     torch.set_num_threads(1)
     from brats.train import Trainer
+
+    if skew and rank == 1:
+        import brats.train.engine as engine
+
+        ticks = itertools.count()
+        engine.time = types.SimpleNamespace(monotonic=lambda: time.monotonic() + skew * next(ticks))  # type: ignore
 
     trainer = Trainer(config_from_dict(cfg_dict))
     try:
@@ -92,3 +103,20 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
         assert torch.equal(value, r0["final"][key]), key
     rows = read_metrics_csv(run / "metrics.csv")
     assert len(rows) == 1 and np.isfinite(rows[0]["val_loss"])
+
+
+def test_cosine_lr_follows_rank0_clock_when_clocks_disagree(tmp_path):
+    """Time-based cosine progress read from each rank's own clock would give rank 1 a lower lr (its clock runs
+    fast), and the ranks' weights would drift apart after the first step."""
+    run = tmp_path / "run"
+    _store(run / "patches" / "train.h5", 8, 0)
+    _store(run / "patches" / "val.h5", 2, 1)
+    cfg = _config(run)
+    cfg["train"] |= {"steps_per_epoch": 3, "max_minutes": 30.0, "scheduler": {"name": "cosine"}}
+    mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path), 120.0), nprocs=2, join=True)
+
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    for key, value in r0["final"].items():
+        assert torch.equal(value, r1["final"][key]), key
+    assert r0["result"]["epoch"] == r1["result"]["epoch"] == 1

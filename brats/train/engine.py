@@ -289,7 +289,7 @@ class Trainer:
         )
         for step, batch in enumerate(loader):
             if tc.scheduler.name == "cosine":
-                seconds = self._clock[1] + time.monotonic() - self._clock[0]
+                seconds = self._rank0(self._clock[1] + time.monotonic() - self._clock[0])
                 anneal(self.optimizer, tc, epoch * steps + step, steps, seconds)
             x, y = self._batch(batch)
             with self._autocast():
@@ -310,7 +310,7 @@ class Trainer:
             bar.set_postfix(loss=f"{total[0] / total[1]:.4f}")
             if tc.log_every and (step + 1) % tc.log_every == 0:
                 log.debug("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps, total[0] / total[1])
-            over = deadline is not None and self._agree(time.monotonic() >= deadline)
+            over = deadline is not None and self._rank0(float(time.monotonic() >= deadline)) > 0
             if over:
                 break
         bar.close()
@@ -363,14 +363,14 @@ class Trainer:
                 dist.all_reduce(buf)
                 buf.div_(self.rt.world_size)
 
-    def _agree(self, flag: bool) -> bool:
-        """True on every rank when rank 0 says so (so all ranks stop after the same epoch)."""
+    def _rank0(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank (its clock: all ranks stop at the same step and share one lr)."""
         if not self.rt.distributed:
-            return flag
-        t = torch.tensor([float(flag)], dtype=torch.float64)
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64)
         t = t.to(self.rt.device) if dist.get_backend() == "nccl" else t
         dist.broadcast(t, src=0)
-        return bool(t.item())
+        return float(t.item())
 
     def _update_best(self, score: float) -> bool:
         if not math.isfinite(score):
