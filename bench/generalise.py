@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=None, help="demo cases (default: the demo's)")
     ap.add_argument("--minutes", type=float, default=None, help="training budget (default: the demo's)")
     ap.add_argument("--stress-cases", type=int, default=8)
-    ap.add_argument("--select", type=int, default=0, metavar="N", help="score N+N selection cases (see above)")
+    ap.add_argument(
+        "--select", type=int, default=0, metavar="N", help="score N+N selection cases (see above)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shape", type=int, nargs=3, default=None)
     ap.add_argument("--workers", type=int, default=2)

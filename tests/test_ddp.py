@@ -3,8 +3,8 @@ also when the ranks' clocks disagree (the cosine learning rate follows rank 0's 
 
 from __future__ import annotations
 
-import os
 import itertools
+import os
 import socket
 import time
 import types
