@@ -110,6 +110,10 @@ def table(names: list[str]) -> str:
     for cohort in cohorts:
         head += f" {cohort} WT / TC / ET | {cohort} lesion WT F1 |"
         sep += " --- | --- |"
+    pick = "select" in cohorts and "select_stress" in cohorts
+    if pick:
+        head += " selection mean |"
+        sep += " --- |"
     lines = [head, sep]
     for name, rec in recs.items():
         r, load_1 = rec["result"], (rec["load"]["before"] or ["-"])[0]
@@ -122,8 +126,18 @@ def table(names: list[str]) -> str:
             dice = " / ".join("-" if c[k] is None else f"{c[k]:.3f}" for k in ("WT", "TC", "ET"))
             f1 = c.get("lesion_WT_f1")
             row += f" {dice} | {'-' if f1 is None else f'{f1:.2f}'} |"
+        if pick:
+            row += f" {_selection_mean(r)} |"
         lines.append(row)
     return "\n".join(lines)
+
+
+def _selection_mean(result: dict) -> str:
+    """The choice score: the mean of WT, TC and ET Dice over ``select`` and ``select_stress`` ('-' if absent)."""
+    values = [result.get(c, {}).get(k) for c in ("select", "select_stress") for k in ("WT", "TC", "ET")]
+    if any(v is None for v in values):
+        return "-"
+    return f"{sum(values) / len(values):.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
