@@ -9,13 +9,14 @@ Prints one JSON object (also written to ``bench/results/generalise-<name>.json``
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
 ``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED) and the
 lesion-wise F1 (TP/FP/FN summed over cases, official rules); plus the config overrides, epochs trained, stage
-times, machine, CPU flags, date and load. Recipes are compared on ``val``; ``test`` and ``stress`` are reported,
-never used for a choice.
+times, machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
+cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
 
 ``--select N`` adds two selection cohorts, the same for every recipe whatever its case count: ``select``, N
 train-profile cases (seed + 2000), and ``select_stress``, N stress-profile cases (seed + 3000). They are never
 trained on and are not the reported test or stress cohorts, so robustness choices (augmentation, case count)
-can be made on them. They are generated once under ``runs/select-<seed>-<N>/`` and reused.
+can be made on them. They are generated once under ``runs/select-<seed>-<N>[-<X>x<Y>x<Z>]/`` (the shape only
+with ``--shape``) and reused.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def score_select(run: Path, seed: int, n: int, shape, workers: int) -> dict:
     """Score the run's best checkpoint on the two selection cohorts (generated once, shared by every run)."""
     out: dict = {}
     for name, offset in SELECT_SEED_OFFSET.items():
-        root = Path("runs") / f"select-{seed}-{n}" / name
+        grid = "" if shape is None else "-" + "x".join(str(int(v)) for v in shape)
+        root = Path("runs") / f"select-{seed}-{n}{grid}" / name
         if not (root / "done").is_file():
             profile = "stress" if name == "select_stress" else "train"
             generate_cohort(root, n, seed + offset, "2021", workers, shape, profile=profile)
