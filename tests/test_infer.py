@@ -241,10 +241,11 @@ def test_empty_volume_is_background():
 SHAPE = (40, 36, 8)
 
 
-def make_checkpoint(path: Path, bias: list[float] | None = None) -> Path:
+def make_checkpoint(path: Path, bias: list[float] | None = None, output: str = "classes") -> Path:
     """A tiny smp U-Net (resnet18, depth 3) checkpoint in the training format (brats.train).
 
-    With ``bias`` the segmentation head is zeroed and its bias set, so every voxel gets ``argmax(bias)``.
+    With ``bias`` the segmentation head is zeroed and its bias set, so every voxel gets ``argmax(bias)``
+    (``output="regions"``: 3 sigmoid channels WT, TC, ET with logits ``bias``).
     """
     from brats.checkpoint import new_checkpoint, write_checkpoint
     from brats.config import config_from_dict
@@ -257,14 +258,16 @@ def make_checkpoint(path: Path, bias: list[float] | None = None) -> Path:
             "predict": {"postprocess": {"min_component_ml": 0.005, "et_min_ml": 0}},
         }
     )
+    cfg.model.output = output
+    classes = 3 if output == "regions" else 4
     torch.manual_seed(0)
-    model = build_model(cfg.model, in_channels=4, classes=4)
+    model = build_model(cfg.model, in_channels=4, classes=classes)
     if bias is not None:
         head = model.segmentation_head[0]
         torch.nn.init.zeros_(head.weight)
         with torch.no_grad():
             head.bias.copy_(torch.tensor(bias))
-    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)
+    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=classes), path)
 
 
 def oblique_affine() -> np.ndarray:

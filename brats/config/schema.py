@@ -250,6 +250,11 @@ class ModelConfig:
         None, "Pretrained encoder weights by smp name (downloads; off by default). Prefer `weights_path`."
     )
     weights_path: str | None = _f(None, "Local file of weights (a state dict) loaded into the model.")
+    output: Literal["classes", "regions"] = _f(
+        "classes",
+        "`classes`: one softmax channel per training class; `regions` (BraTS schemes): sigmoid WT, TC and ET "
+        "channels trained on the nested region masks, as nnU-Net does (brats/outputs.py).",
+    )
     kwargs: dict[str, Any] = _f(
         {},
         "`monai.*` 3D architectures only: keyword arguments of the MONAI network, e.g. `{init_filters: 8}` "

@@ -24,6 +24,7 @@ from brats.errors import BratsError
 from brats.evaluate.metrics import bbox, confusion_matrix, dice_from_counts, structure_counts
 from brats.fs import atomic_write_text
 from brats.labels import to_classes
+from brats.outputs import decode
 from brats.predict.postprocess import ml_to_voxels, postprocess
 from brats.predict.predictor import load_predictor, predict_probabilities
 
@@ -113,7 +114,7 @@ def _predict_val(
     ids, preds, refs, spacings = [], [], [], []
     for case in track(cases, desc="tune (val)", unit="case", enabled=progress):
         prob, geometry = predict_probabilities(model, case, settings)
-        pred = prob.argmax(axis=0).astype(np.uint8)
+        pred = decode(prob, settings.output)
         del prob
         ref = to_classes(load_seg(case), case.label_scheme, where=str(case.seg))
         if ref.shape != pred.shape:

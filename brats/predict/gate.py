@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from brats.data import Case, load_case
+from brats.outputs import decode
 from brats.predict.postprocess import postprocess_ml
 from brats.predict.predictor import PredictSettings, predict_probabilities
 
@@ -63,7 +64,7 @@ def predict_gated(
         None.
     """
     prob, geometry = predict_probabilities(model, case, settings, device)
-    classes = prob.argmax(axis=0).astype(np.uint8)
+    classes = decode(prob, settings.output)
     tumour = prob[1].copy()
     slice_prob = None
     if classifier is not None:

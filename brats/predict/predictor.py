@@ -10,10 +10,11 @@ For each case (:func:`predict_case`):
 2. normalise as the patch store recorded it (:class:`brats.preprocess.Normalization`, rounded through its dtype,
    float16 by default): the values the model was trained on (the next case is read meanwhile, in a thread);
 3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`);
-4. argmax to training classes, post-processing (:mod:`brats.predict.postprocess`), mapping back to the case's source
+4. training classes (argmax, or region thresholds: :func:`brats.outputs.decode`), post-processing (:mod:`brats.predict.postprocess`), mapping back to the case's source
    labels (ET = 4 for 2020/2021 naming, 3 for 2023);
 5. ``OUTPUT/<case_id>.nii.gz`` (uint8), optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)`` float16
-   values stored as float32: NIfTI-1 has no float16), both written atomically with the first modality's header.
+   values stored as float32: NIfTI-1 has no float16; ``regions`` models: ``1 - WT, WT, TC, ET``), both written
+   atomically with the first modality's header.
 
 kaggle_3m patients (TIFF slices, binary scheme; docs/lgg.md) are predicted on their slice grid, with the
 checkpoint's ``data.slice_spacing_mm`` in the affine; ``fmt="tif"`` also writes
@@ -43,6 +44,7 @@ from brats.extract.context import stack_context
 from brats.fs import check_output_dir
 from brats.labels import LabelScheme, get_scheme, to_source
 from brats.networks import input_multiple, model_from_checkpoint
+from brats.outputs import decode
 from brats.precision import forward_precision
 from brats.predict.fuse import fold_batchnorm
 from brats.predict.postprocess import postprocess_ml
@@ -84,6 +86,7 @@ class PredictSettings:
         context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
         windows, precision: ``box``/``patch`` windows; ``auto``/``fp32``/``bf16``, resolved on the device into
             ``amp_dtype`` by :func:`load_predictor` (``precision_record`` says why).
+        output: the model's ``model.output`` (``classes`` or ``regions``; :mod:`brats.outputs`).
     """
 
     modalities: list[str]
@@ -107,6 +110,7 @@ class PredictSettings:
     precision: str = "auto"
     amp_dtype: torch.dtype | None = None
     precision_record: dict[str, Any] = field(default_factory=dict)
+    output: str = "classes"
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
@@ -169,6 +173,7 @@ def settings_from_checkpoint(
         slice_spacing_mm=float(cfg.data.slice_spacing_mm),
         windows=str(pc.windows if windows is None else windows),
         precision=str(pc.precision if precision is None else precision),
+        output=str(cfg.model.output),
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
@@ -259,6 +264,7 @@ def predict_probabilities(
         windows=settings.windows,
         amp_dtype=settings.amp_dtype,
         mask=brain,
+        output=settings.output,
     )
     return prob, geometry
 
@@ -285,7 +291,7 @@ def predict_case(
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
     prob, geometry = predict_probabilities(model, case, settings, device, loaded)
-    classes = prob.argmax(axis=0).astype(np.uint8)
+    classes = decode(prob, settings.output)
     stats = None
     if settings.postprocess:
         classes, stats = postprocess_ml(

@@ -17,8 +17,9 @@ MONAI's :func:`~monai.inferers.sliding_window_inference`:
 * **Box windows** (``windows="box"``, 2D): each slice's brain box is a single window (no sliding, no blending).
 * Precision: ``amp_dtype`` runs the model under autocast (bf16 on CPUs with bf16 instructions).
 * Blending: ``gaussian`` (MONAI's importance map, sigma = 0.125 x window, no zero weights) or ``constant``.
-  Probabilities (softmax of each window's logits) are blended, not logits.
-* TTA: the mean of the softmax over every combination of flips of the in-plane axes (2D: 4 passes; 3D: 8),
+  Probabilities (softmax of each window's logits; for ``model.output: regions`` the sigmoids laid out as
+  ``(1 - WT, WT, TC, ET)``, :mod:`brats.outputs`) are blended, not logits.
+* TTA: the mean of the probabilities over every combination of flips of the in-plane axes (2D: 4 passes; 3D: 8),
   each flipped back before averaging.
 * Outside the brain crops, and at every voxel where all modalities are 0, the result is background
   (probability 1 for class 0).
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from brats.errors import BratsError
+from brats.outputs import probabilities
 
 __all__ = [
     "BLEND_MODES",
@@ -143,8 +145,11 @@ def make_predictor(
     window_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = True,
     amp_dtype: torch.dtype | None = None,
+    output: str = "classes",
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A MONAI predictor: ``(B, C, *win)`` float32 -> softmax probabilities ``(B, K, *win)`` float32.
+    """A MONAI predictor: ``(B, C, *win)`` float32 -> probabilities ``(B, K, *win)`` float32.
+
+    ``output``: ``classes`` (softmax) or ``regions`` (:func:`brats.outputs.probabilities`).
 
     ``window_fn`` (e.g. the per-window intensity rescale of training) is applied first, in float32; the model
     runs under autocast to ``amp_dtype`` (e.g. ``torch.bfloat16``) when given; with ``tta`` the probabilities
@@ -163,7 +168,7 @@ def make_predictor(
                 xi = xi.contiguous(memory_format=fmt)
             with torch.autocast(xi.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(xi)
-            prob = torch.softmax(logits.float(), dim=1)
+            prob = probabilities(logits, output)
             if dims:
                 prob = torch.flip(prob, dims)
             total = prob if total is None else total.add_(prob)
@@ -335,6 +340,7 @@ def predict_volume(
     windows: str = "patch",
     amp_dtype: torch.dtype | None = None,
     mask: np.ndarray | None = None,
+    output: str = "classes",
 ) -> np.ndarray:
     """Class probabilities of a whole normalised volume by sliding windows.
 
@@ -345,7 +351,7 @@ def predict_volume(
         overlap: fraction in [0, 1) by which neighbouring windows overlap.
         blend: ``gaussian`` or ``constant`` weighting of overlapping windows.
         batch_size: windows per forward pass.
-        tta: mean of the softmax over all flips of the spatial window axes.
+        tta: mean of the probabilities over all flips of the spatial window axes.
         window_fn: applied to each batch of windows ``(B, C, ...)`` before the model.
         device: where windows run (default: the model's device, else CPU); the result is on the CPU.
         brain_box: crop each slice (2D) or the volume (3D) to the brain's bounding box, skip empty slices.
@@ -358,6 +364,7 @@ def predict_volume(
             brain voxels, see docs/performance.md). 3D models always use ``patch``.
         amp_dtype: autocast dtype of the model's forward pass (``torch.bfloat16``), or None for float32.
         mask: ``(X, Y, Z)`` bool brain mask (default: any channel non-zero); 2.5D passes the centre slices'.
+        output: the model's ``model.output``: ``classes`` or ``regions`` (then ``K`` = 4: ``1 - WT``, WT, TC, ET).
 
     Returns:
         ``(K, X, Y, Z)`` float32 probabilities (they sum to 1 over ``K``); ``K`` is the model's output
@@ -369,7 +376,7 @@ def predict_volume(
         params = list(model.parameters()) if isinstance(model, nn.Module) else []
         device = params[0].device if params else torch.device("cpu")
     dev = torch.device(device)
-    predictor = make_predictor(model, tta, window_fn, channels_last, amp_dtype)
+    predictor = make_predictor(model, tta, window_fn, channels_last, amp_dtype, output)
     box = windows == "box" and len(patch_size) == 2
 
     def run(batch: torch.Tensor, roi: tuple[int, ...]) -> torch.Tensor:

@@ -38,6 +38,7 @@ from brats.evaluate.metrics import batch_class_counts, dice_scores
 from brats.fs import atomic_write_text
 from brats.labels import BINARY_STRUCTURE, CLASS_NAMES, get_scheme
 from brats.networks import build_model
+from brats.outputs import decode_logits, out_channels
 from brats.preprocess import Normalization
 from brats.train.augment import build_transform
 from brats.train.augment3d import build_transform_3d
@@ -115,9 +116,8 @@ class Trainer:
 
         seed_everything(cfg.seed)
         self.num_classes = self.scheme.num_classes  # 4 for BraTS, 2 for the binary (kaggle_3m) scheme
-        self.model = build_model(cfg.model, self.in_channels, self.num_classes, dim=cfg.patches.dim).to(
-            self.rt.device
-        )
+        self.out_channels = out_channels(cfg.model.output, self.scheme)  # the classes, or 3 regions
+        self.model = build_model(cfg.model, self.in_channels, self.out_channels, cfg.patches.dim).to(self.rt.device)
         if tc.channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(
@@ -128,7 +128,7 @@ class Trainer:
             self.optimizer, mode="min", factor=sc.factor, patience=sc.patience, min_lr=sc.min_lr
         )
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
-        self.loss_fn = build_loss(cfg.loss)
+        self.loss_fn = build_loss(cfg.loss, regions=cfg.model.output == "regions")
         shape = (tc.batch_size, self.in_channels, *cfg.patches.size)
         what = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss), "input": list(shape)}
         self.amp_probe = probe_amp(
@@ -191,7 +191,7 @@ class Trainer:
         return new_checkpoint(
             self.model.state_dict(),
             cfg,
-            classes=self.num_classes,
+            classes=self.out_channels,
             modalities=list(self.info["modalities"]),
             normalization=Normalization.from_dict(
                 self.info.get("normalization"), where="train.h5 normalization"
@@ -332,9 +332,8 @@ class Trainer:
                 logits = self.model(x)
             loss = self.loss_fn(logits, y)
             sums += torch.tensor([float(loss) * len(x), len(x)], dtype=torch.float64)
-            counts += torch.as_tensor(
-                batch_class_counts(logits.argmax(1).cpu(), y.cpu(), num_classes=k), dtype=torch.float64
-            )
+            pred = decode_logits(logits, self.cfg.model.output).cpu()
+            counts += torch.as_tensor(batch_class_counts(pred, y.cpu(), num_classes=k), dtype=torch.float64)
         sums, counts = self._sum(sums), self._sum(counts)
         names = (BINARY_STRUCTURE,) if self.scheme.is_binary else CLASS_NAMES
         dice = dice_scores(counts.numpy(), empty="brats", names=names)

@@ -10,6 +10,10 @@ never reaches the log/exp of the focal term.
 * ``focal_dice``: ``focal_weight * focal + dice_weight * smp.losses.DiceLoss(mode="multiclass")`` (soft Dice of
   the softmax: ``1 - Dice`` of each class over the whole batch, 0 for a class absent from the target,
   averaged over the ``K`` classes).
+
+With ``model.output: regions`` (:mod:`brats.outputs`) the logits are ``(B, 3, H, W)``, one per region WT, TC,
+ET; both terms then use smp's ``multilabel`` mode: the focal loss of each region's sigmoid against its binary
+mask, and the soft Dice of each region's sigmoid over the batch, averaged over the three regions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 
 from brats.config import LossConfig
 from brats.errors import BratsError
+from brats.outputs import region_targets
 
 __all__ = ["LossError", "SegmentationLoss", "build_loss"]
 
@@ -34,22 +39,28 @@ class SegmentationLoss(nn.Module):
         gamma: focal focusing parameter (0 gives the per-class binary cross-entropy).
         focal_weight: weight of the focal term.
         dice_weight: weight of the Dice term (0 = focal only; the Dice module is then not evaluated).
+        regions: the logits are the 3 BraTS regions (``model.output: regions``), scored against
+            :func:`brats.outputs.region_targets` of the class target.
     """
 
-    def __init__(self, gamma: float = 2.0, focal_weight: float = 1.0, dice_weight: float = 0.0):
+    def __init__(
+        self, gamma: float = 2.0, focal_weight: float = 1.0, dice_weight: float = 0.0, regions: bool = False
+    ):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
         self.focal_weight = float(focal_weight)
         self.dice_weight = float(dice_weight)
-        self.focal = FocalLoss(mode="multiclass", gamma=gamma)
-        self.dice = DiceLoss(mode="multiclass", from_logits=True) if self.dice_weight else None
+        self.regions = bool(regions)
+        mode = "multilabel" if self.regions else "multiclass"
+        self.focal = FocalLoss(mode=mode, gamma=gamma)
+        self.dice = DiceLoss(mode=mode, from_logits=True) if self.dice_weight else None
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``logits`` ``(B, K, H, W)``, ``target`` ``(B, H, W)`` int64 classes -> scalar float32 loss."""
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
-            target = target.long()
+            target = region_targets(target.long()) if self.regions else target.long()
             loss = (
                 self.focal_weight * self.focal(logits, target) if self.focal_weight else logits.new_zeros(())
             )
@@ -58,8 +69,9 @@ class SegmentationLoss(nn.Module):
         return loss
 
 
-def build_loss(loss_cfg: LossConfig) -> SegmentationLoss:
-    """The loss of ``loss_cfg``: ``name`` ``focal`` or ``focal_dice``, ``gamma``, ``focal_weight``, ``dice_weight``.
+def build_loss(loss_cfg: LossConfig, regions: bool = False) -> SegmentationLoss:
+    """The loss of ``loss_cfg``: ``name`` ``focal`` or ``focal_dice``, ``gamma``, ``focal_weight``, ``dice_weight``;
+    ``regions`` for a ``model.output: regions`` network.
 
     Raises:
         LossError: a negative gamma or weight, or both weights 0.
@@ -67,12 +79,12 @@ def build_loss(loss_cfg: LossConfig) -> SegmentationLoss:
     if loss_cfg.gamma < 0:
         raise LossError(f"loss.gamma must be >= 0, got {loss_cfg.gamma}")
     if loss_cfg.name == "focal":
-        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=1.0, dice_weight=0.0)
+        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=1.0, dice_weight=0.0, regions=regions)
     if loss_cfg.name == "focal_dice":
         fw, dw = loss_cfg.focal_weight, loss_cfg.dice_weight
         if fw < 0 or dw < 0 or fw + dw == 0:
             raise LossError(
                 f"loss.focal_weight and loss.dice_weight must be >= 0 and not both 0, got {fw}, {dw}"
             )
-        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=fw, dice_weight=dw)
+        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=fw, dice_weight=dw, regions=regions)
     raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice")
