@@ -197,7 +197,8 @@ def _migrate_postprocess(raw: dict[str, Any]) -> None:
 
 def postprocess_settings(cfg: Config) -> dict[str, Any]:
     """The :attr:`Checkpoint.postprocess` of a freshly trained model: the config's thresholds, ``source: config``."""
-    return {**config_to_dict(cfg.predict.postprocess), "source": "config"}
+    thresholds = {k: v for k, v in config_to_dict(cfg.predict.postprocess).items() if k != "tune"}
+    return {**thresholds, "source": "config"}
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:

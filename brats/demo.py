@@ -139,6 +139,10 @@ def _figures(out: Path, test_ids: list[str], all_cases: dict[str, Case]) -> list
 
 
 def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) -> list[tuple[str, str]]:
+    from brats.checkpoint import read_checkpoint
+
+    pp = read_checkpoint(out / "checkpoints" / "best.pt").postprocess
+    where = "chosen on the validation split" if pp.get("source") == "validation" else "from the config"
     return [
         ("command", f"<code>brats demo --output-dir {out}</code>"),
         (
@@ -150,6 +154,11 @@ def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) ->
             "model",
             f"{cfg.model.arch} / {cfg.model.encoder}, {len(cfg.data.modalities)} channels "
             f"({', '.join(cfg.data.modalities)}), patches {cfg.patches.size}",
+        ),
+        (
+            "post-processing",
+            f"min_component_ml {pp['min_component_ml']:g}, et_min_ml {pp['et_min_ml']:g}, "
+            f"core_min_ml {pp.get('core_min_ml', 0.0):g} ({where})",
         ),
         (
             "time per stage (s)",
@@ -259,12 +268,20 @@ def _build(
     clock.lap("train", t)
     from brats.evaluate import tune_postprocess
 
+    pp = cfg.predict.postprocess
+    if not pp.tune:
+        say(
+            f"[3/6] post-processing from the config (predict.postprocess.tune: false): min_component_ml "
+            f"{pp.min_component_ml:g}, et_min_ml {pp.et_min_ml:g}, core_min_ml {pp.core_min_ml:g}"
+        )
+        return
     say("[3/6] choosing post-processing thresholds on the validation split (never on test cases)")
     t = time.perf_counter()
     tuned = tune_postprocess(out, out / "checkpoints" / "best.pt", progress=progress)
     say(
         f"      min_component_ml {tuned['min_component_ml']:g}, et_min_ml {tuned['et_min_ml']:g} "
-        f"(validation mean Dice {tuned['score']:.3f}; off {tuned['score_off']:.3f})"
+        f"(validation mean Dice {tuned['score']:.3f}; off {tuned['score_off']:.3f}); "
+        f"core_min_ml {tuned['core_min_ml']:g} (the config's)"
     )
     clock.lap("tune", t)
 

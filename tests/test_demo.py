@@ -31,6 +31,13 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "report.html" in printed and "itksnap" in printed
     assert "test Dice:" in printed and "stress Dice:" in printed and "lesion-wise WT F1" in printed
+    # configs/demo.yaml keeps its post-processing (chosen on the selection cohorts): no tuning on 4 cases
+    assert "post-processing from the config (predict.postprocess.tune: false)" in printed
+    assert not (out / "postprocess.json").exists()
+    from brats.checkpoint import read_checkpoint
+
+    pp = read_checkpoint(out / "checkpoints" / "best.pt").postprocess
+    assert pp == {"min_component_ml": 0.5, "et_min_ml": 2.0, "core_min_ml": 0.001, "source": "config"}
 
     splits = json.loads((out / "splits.json").read_text())
     for path in [
@@ -48,6 +55,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     ]:
         assert (out / path).is_file(), path
     html = (out / "report.html").read_text()
+    assert "core_min_ml 0.001 (from the config)" in html
     assert splits["test"], "the tiny demo must keep a test case"
     for cid in splits["test"]:
         pred = out / "predictions" / f"{cid}.nii.gz"

@@ -435,11 +435,33 @@ def test_postprocess_thresholds_come_from_the_checkpoint_unless_overridden(tmp_p
     from brats.predict.predictor import settings_from_checkpoint
 
     ckpt = read_checkpoint(ckpt_dir / "random.pt")
-    assert ckpt.postprocess == {"min_component_ml": 0.005, "et_min_ml": 0.0, "source": "config"}
+    assert ckpt.postprocess == {
+        "min_component_ml": 0.005,
+        "et_min_ml": 0.0,
+        "core_min_ml": 0.0,
+        "source": "config",
+    }
     s = settings_from_checkpoint(ckpt)
-    assert (s.min_component_ml, s.et_min_ml) == (0.005, 0.0)
-    s = settings_from_checkpoint(ckpt, min_component_ml=0.0, et_min_ml=0.25)
-    assert (s.min_component_ml, s.et_min_ml) == (0.0, 0.25)
+    assert (s.min_component_ml, s.et_min_ml, s.core_min_ml) == (0.005, 0.0, 0.0)
+    s = settings_from_checkpoint(ckpt, min_component_ml=0.0, et_min_ml=0.25, core_min_ml=0.1)
+    assert (s.min_component_ml, s.et_min_ml, s.core_min_ml) == (0.0, 0.25, 0.1)
+
+
+def test_core_min_ml_removes_a_tumour_without_core(tmp_path, ckpt_dir):
+    from brats.cli import main
+
+    folder = make_case(tmp_path / "cases", 0, shape=SHAPE, seg=False)
+    labels = {}
+    for name, extra in (("kept", []), ("removed", ["--core-min-ml", "0.001"])):
+        for ckpt in ("class2", "class1"):  # every brain voxel ED (no core), or NCR (all core)
+            out = tmp_path / f"{name}-{ckpt}"
+            argv = ["predict", "--checkpoint", str(ckpt_dir / f"{ckpt}.pt"), "--input", str(folder)]
+            assert main([*argv, "--output", str(out), *extra]) == 0
+            labels[name, ckpt] = np.asarray(nib.load(str(out / f"{folder.name}.nii.gz")).dataobj)
+    assert labels["kept", "class2"].max() == 2
+    assert not labels["removed", "class2"].any()
+    np.testing.assert_array_equal(labels["removed", "class1"], labels["kept", "class1"])
+    assert labels["kept", "class1"].max() == 1
 
 
 def test_negative_ml_threshold_is_one_line_and_writes_nothing(tmp_path, ckpt_dir, capsys):

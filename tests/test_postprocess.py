@@ -1,4 +1,5 @@
-"""Post-processing: small-component removal (26-connectivity) and the nnU-Net BraTS ET rule, hand-computed."""
+"""Post-processing: small-component removal (26-connectivity), coreless-component removal and the nnU-Net BraTS
+ET rule, hand-computed and against per-component reference loops."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from brats.predict import (
     ml_to_voxels,
     postprocess,
     postprocess_ml,
+    remove_coreless_components,
     remove_small_components,
     suppress_small_et,
     tumour_components,
@@ -75,6 +77,15 @@ def test_remove_small_components_hand_computed(min_voxels, kept):
     np.testing.assert_array_equal(c, before)  # the input is not modified
 
 
+#: Boxes holding exactly one component of :func:`_volume` each (the rest of each box is 0).
+_BOXES = {
+    "A": np.s_[0:2, 0:2, 0:2],
+    "B": np.s_[4:6, 0:2, 0:2],
+    "C": np.s_[0, 5, 2],
+    "D": np.s_[3:6, 4, 2],
+}
+
+
 def _reference_remove(classes: np.ndarray, min_voxels: int) -> np.ndarray:
     """Reference: loop over the components of scipy's labelling one by one."""
     out = classes.copy()
@@ -126,9 +137,62 @@ def test_postprocess_removes_components_before_the_et_rule():
         "components": 4,
         "components_removed": 2,
         "voxels_removed": 3,
+        "coreless_removed": 0,
+        "coreless_voxels_removed": 0,
         "et_voxels": 1,
         "et_relabelled": True,
     }
+
+
+@pytest.mark.parametrize(
+    "core_min_voxels, kept",
+    # cores: A 1 (its ET voxel), B 2 (NCR + ET), C 0 (one ED voxel), D 3 (three NCR)
+    [(0, {"A", "B", "C", "D"}), (1, {"A", "B", "D"}), (2, {"B", "D"}), (3, {"D"}), (4, set())],
+)
+def test_remove_coreless_components_hand_computed(core_min_voxels, kept):
+    c = _volume()
+    out, n_removed, voxels = remove_coreless_components(c, core_min_voxels)
+    sizes = {"A": 8, "B": 2, "C": 1, "D": 3}
+    expected = c.copy()
+    for name, box in _BOXES.items():
+        if name not in kept:
+            expected[box] = 0
+    np.testing.assert_array_equal(out, expected)
+    assert n_removed == 4 - len(kept) and voxels == sum(v for k, v in sizes.items() if k not in kept)
+
+
+def _reference_coreless(c: np.ndarray, core_min: int) -> np.ndarray:
+    """One component at a time with scipy (26-connectivity): drop it when it holds < core_min NCR + ET voxels."""
+    out = c.copy()
+    lab, n = ndimage.label(c > 0, structure=np.ones((3, 3, 3)))
+    for i in range(1, n + 1):
+        comp = lab == i
+        if np.isin(c[comp], (1, 3)).sum() < core_min:
+            out[comp] = 0
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_remove_coreless_components_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    c = ((rng.random((20, 18, 9)) < 0.12) * rng.choice([1, 2, 2, 2, 3], (20, 18, 9))).astype(np.uint8)
+    for core_min in (1, 2, 4):
+        np.testing.assert_array_equal(
+            remove_coreless_components(c, core_min)[0], _reference_coreless(c, core_min)
+        )
+
+
+def test_postprocess_removes_small_then_coreless_components():
+    out, stats = postprocess(_volume(), min_component=3, et_min_voxels=0, core_min_voxels=2)
+    # B (2 voxels) and C (1) are small; of A (core 1) and D (core 3), A has too little core.
+    expected = np.zeros_like(out)
+    expected[3:6, 4, 2] = 1
+    np.testing.assert_array_equal(out, expected)
+    assert (stats["components_removed"], stats["coreless_removed"], stats["coreless_voxels_removed"]) == (
+        2,
+        1,
+        8,
+    )
 
 
 def test_postprocess_off_is_identity():
@@ -203,7 +267,7 @@ def test_sweep_scores_by_hand():
     assert on["dice_WT"] == 1.0 and on["objective"] == 1.0 and on["changed"] == 1
 
 
-@pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml"])
+@pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml", "core_min_ml"])
 def test_config_rejects_negative_ml(key):
     from brats.config import ConfigError, load_config
 

@@ -151,6 +151,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         min_component_ml=args.min_component_ml,
         et_min_ml=args.et_min_ml,
+        core_min_ml=args.core_min_ml,
         windows=args.windows,
         precision=args.precision,
     )

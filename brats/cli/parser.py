@@ -158,7 +158,7 @@ def _parser_predict(sub: Any) -> None:
         help="tif (kaggle_3m only): also write OUTPUT/<case>/<case>_<k>_mask.tif (0/255)",
     )
     p.add_argument(
-        "--no-postprocess", action="store_true", help="skip small-component removal and the ET rule"
+        "--no-postprocess", action="store_true", help="skip every post-processing rule below"
     )
     p.add_argument(
         "--min-component-ml",
@@ -171,6 +171,13 @@ def _parser_predict(sub: Any) -> None:
         type=float,
         default=None,
         help="relabel ET as NCR when smaller than this (mL; 0 = off; default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--core-min-ml",
+        type=float,
+        default=None,
+        help="remove tumour components whose core (NCR + ET) is smaller than this (mL; 0 = off; default: the "
+        "config's predict.postprocess.core_min_ml)",
     )
     p.set_defaults(func=c.cmd_predict)
 

@@ -338,6 +338,18 @@ class PostprocessConfig:
         "nnU-Net BraTS rule: when the predicted ET is smaller than this volume in mL, relabel it as NCR (0 = off). "
         "Off by default; chosen on the validation split by `brats tune-postprocess` (docs/predict.md).",
     )
+    core_min_ml: float = _f(
+        0.0,
+        "Remove connected tumour components (WT, 26-connectivity) whose tumour core (NCR + ET) is smaller than "
+        "this volume in mL (0 = off): edema-like blobs with no core (docs/predict.md). A rule for gliomas, off "
+        "by default; `brats tune-postprocess` keeps the config's value.",
+    )
+    tune: bool = _f(
+        True,
+        "`brats demo`: choose `min_component_ml` and `et_min_ml` on the validation split after training "
+        "(`brats tune-postprocess`); false keeps the values above (configs/demo.yaml: chosen on the selection "
+        "cohorts of bench/generalise.py, docs/training.md).",
+    )
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """``brats predict``: sliding-window inference over whole cases, post-processing, NIfTI export on the input grid.
 
 Modules: :mod:`~brats.predict.sliding` (windows, blending, TTA), :mod:`~brats.predict.postprocess`
-(connected components), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files),
+(connected components, coreless components, the ET rule), :mod:`~brats.predict.predictor` (checkpoint -> settings -> cases -> files),
 :mod:`~brats.predict.gate` (two-stage LGG: a slice classifier gates the segmenter). The post-processing thresholds
 are chosen on the validation split by :func:`brats.evaluate.tune_postprocess` (it predicts and scores).
 """
@@ -10,6 +10,7 @@ from brats.predict.postprocess import (
     ml_to_voxels,
     postprocess,
     postprocess_ml,
+    remove_coreless_components,
     remove_small_components,
     suppress_small_et,
     tumour_components,
@@ -47,6 +48,7 @@ __all__ = [
     "predict_case",
     "predict_probabilities",
     "predict_volume",
+    "remove_coreless_components",
     "remove_small_components",
     "run_predict",
     "suppress_small_et",

@@ -75,5 +75,7 @@ def predict_gated(
         classes = gate_labels(classes, slice_prob, threshold)
         tumour[..., slice_prob < threshold] = 0.0
     if settings.postprocess:
-        classes, _ = postprocess_ml(classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml)
+        classes, _ = postprocess_ml(
+            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml, settings.core_min_ml
+        )
     return classes, tumour, slice_prob

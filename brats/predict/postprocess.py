@@ -1,18 +1,23 @@
 """Post-processing of predicted label maps (training classes ``0 background, 1 NCR, 2 ED, 3 ET``).
 
-Two rules, both pure functions of a ``(X, Y, Z)`` integer class map that return a new array. The functions below
+Three rules, all pure functions of a ``(X, Y, Z)`` integer class map that return a new array. The functions below
 count voxels; configs, checkpoints and the command line give the thresholds in millilitres
-(``predict.postprocess.min_component_ml``, ``et_min_ml``), converted per case with :func:`ml_to_voxels` and the
+(``predict.postprocess.min_component_ml``, ``core_min_ml``, ``et_min_ml``), converted per case with :func:`ml_to_voxels` and the
 case's voxel size (:func:`postprocess_ml`), so a threshold means the same volume on a 1 mm and a 3.75 mm grid:
 
 * :func:`remove_small_components`: connected components of the whole tumour (WT = classes 1, 2, 3;
   26-connectivity) smaller than ``min_voxels`` become background. A 2D model trained on tumour-rich patches
   sprinkles small false positives over healthy brain; real tumours are thousands of voxels.
+* :func:`remove_coreless_components`: connected components of the whole tumour whose tumour core (NCR + ET) is
+  smaller than ``core_min_voxels`` become background. A glioma's edema surrounds a core; a FLAIR-bright blob with
+  no core is usually a white-matter hyperintensity, or bias-brightened white matter, that a 2D model calls edema.
+  It is a rule for gliomas: real satellite edema without its own core would be removed too, so it is off unless
+  a config sets it (the demo's value was chosen on the selection cohorts of ``bench/generalise.py``).
 * :func:`suppress_small_et`: nnU-Net's BraTS rule (Isensee et al., BraTS 2020): when the predicted enhancing
   tumour has fewer than ``et_min_voxels`` voxels, it is relabelled as necrosis (NCR). A case without ET scores
   Dice 1 for an empty ET prediction and 0 for any false positive, so a few stray ET voxels cost a whole case.
 
-:func:`postprocess` applies both (components first) and reports what it changed.
+:func:`postprocess` applies them in this order and reports what it changed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "ET",
     "tumour_components",
     "remove_small_components",
+    "remove_coreless_components",
     "suppress_small_et",
     "postprocess",
     "ml_to_voxels",
@@ -92,6 +98,31 @@ def remove_small_components(classes: np.ndarray, min_voxels: int) -> np.ndarray:
     return _drop_small(_classes(classes), min_voxels)[0]
 
 
+def remove_coreless_components(classes: np.ndarray, core_min_voxels: int) -> tuple[np.ndarray, int, int]:
+    """Set every tumour component (WT, 26-connected) holding fewer than ``core_min_voxels`` NCR + ET voxels to
+    background (0 keeps everything).
+
+    Returns:
+        ``(new classes, components removed, voxels removed)``; the array is new, of the same shape and dtype.
+
+    Example:
+        >>> c = np.zeros((6, 1, 1), np.uint8); c[0:2] = 2; c[4] = 2; c[5] = 3
+        >>> remove_coreless_components(c, 1)[0].ravel().tolist()  # the first component has no core
+        [0, 0, 0, 0, 2, 3]
+    """
+    classes = _classes(classes)
+    out = classes.copy()
+    if core_min_voxels <= 0 or not out.any():
+        return out, 0, 0
+    labels, sizes = tumour_components(classes)
+    core = np.bincount(labels.ravel(), weights=np.isin(classes, (NCR, ET)).ravel(), minlength=len(sizes))
+    drop = core < core_min_voxels
+    drop[0] = False
+    if drop.any():
+        out[drop[labels]] = 0
+    return out, int(drop.sum()), int(sizes[drop].sum())
+
+
 def suppress_small_et(classes: np.ndarray, et_min_voxels: int, et: int = ET, ncr: int = NCR) -> np.ndarray:
     """nnU-Net's BraTS rule: when ``0 < count(classes == et) < et_min_voxels``, relabel ET as NCR.
 
@@ -110,26 +141,30 @@ def suppress_small_et(classes: np.ndarray, et_min_voxels: int, et: int = ET, ncr
 
 
 def postprocess(
-    classes: np.ndarray, min_component: int = 0, et_min_voxels: int = 0
+    classes: np.ndarray, min_component: int = 0, et_min_voxels: int = 0, core_min_voxels: int = 0
 ) -> tuple[np.ndarray, dict]:
-    """Small-component removal, then the ET rule.
+    """Small-component removal, then coreless-component removal, then the ET rule.
 
     Args:
         classes: ``(X, Y, Z)`` integer training classes (0 background, 1 NCR, 2 ED, 3 ET).
         min_component: see :func:`remove_small_components` (0 = off).
         et_min_voxels: see :func:`suppress_small_et` (0 = off).
+        core_min_voxels: see :func:`remove_coreless_components` (0 = off).
 
     Returns:
         ``(classes, stats)``: the new class map (same dtype) and ``{"components": n before,
-        "components_removed": n, "voxels_removed": n, "et_voxels": n before the ET rule,
-        "et_relabelled": bool}``.
+        "components_removed": n (small), "voxels_removed": n (small), "coreless_removed": n components,
+        "coreless_voxels_removed": n, "et_voxels": n before the ET rule, "et_relabelled": bool}``.
     """
     out, n_comp, n_removed, voxels = _drop_small(_classes(classes), min_component)
+    out, n_coreless, coreless_voxels = remove_coreless_components(out, core_min_voxels)
     et_voxels = int((out == ET).sum())
     stats = {
         "components": n_comp,
         "components_removed": n_removed,
         "voxels_removed": voxels,
+        "coreless_removed": n_coreless,
+        "coreless_voxels_removed": coreless_voxels,
         "et_voxels": et_voxels,
         "et_relabelled": bool(0 < et_voxels < et_min_voxels),
     }
@@ -155,16 +190,21 @@ def ml_to_voxels(ml: float, spacing: Sequence[float]) -> int:
 
 
 def postprocess_ml(
-    classes: np.ndarray, spacing: Sequence[float], min_component_ml: float = 0.0, et_min_ml: float = 0.0
+    classes: np.ndarray,
+    spacing: Sequence[float],
+    min_component_ml: float = 0.0,
+    et_min_ml: float = 0.0,
+    core_min_ml: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
     """:func:`postprocess` with thresholds in mL, converted with the voxel size ``spacing`` (mm).
 
     Returns:
-        ``(classes, stats)`` as :func:`postprocess`, the stats with ``min_component_voxels`` and
-        ``et_min_voxels`` (the converted thresholds) added.
+        ``(classes, stats)`` as :func:`postprocess`, the stats with ``min_component_voxels``,
+        ``et_min_voxels`` and ``core_min_voxels`` (the converted thresholds) added.
     """
     min_voxels = ml_to_voxels(min_component_ml, spacing)
     et_voxels = ml_to_voxels(et_min_ml, spacing)
-    out, stats = postprocess(classes, min_voxels, et_voxels)
-    stats.update(min_component_voxels=min_voxels, et_min_voxels=et_voxels)
+    core_voxels = ml_to_voxels(core_min_ml, spacing)
+    out, stats = postprocess(classes, min_voxels, et_voxels, core_voxels)
+    stats.update(min_component_voxels=min_voxels, et_min_voxels=et_voxels, core_min_voxels=core_voxels)
     return out, stats

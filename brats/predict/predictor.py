@@ -27,30 +27,27 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from brats.checkpoint import Checkpoint
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
 from brats.data.runs import run_split_cases
 from brats.devices import resolve_device
 from brats.extract.context import stack_context
 from brats.fs import check_output_dir
-from brats.labels import LabelScheme, get_scheme, to_source
-from brats.networks import input_multiple, model_from_checkpoint
+from brats.labels import to_source
+from brats.networks import model_from_checkpoint
 from brats.outputs import decode
 from brats.precision import forward_precision
 from brats.predict.fuse import fold_batchnorm
 from brats.predict.postprocess import postprocess_ml
 from brats.predict.prefetch import predict_cases
-from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError, predict_volume
-from brats.preprocess import Normalization, rescale_batch
+from brats.predict.settings import PredictSettings, settings_from_checkpoint
+from brats.predict.sliding import InferenceError, predict_volume
 
 __all__ = [
     "PredictSettings",
@@ -63,124 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: ``--precision`` choices: ``auto`` measures on a CPU (:mod:`brats.precision`), float16 on CUDA.
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@dataclass
-class PredictSettings:
-    """Everything :func:`predict_case` needs besides the model (built by :func:`load_predictor`).
-
-    Attributes:
-        modalities: input channels in order, e.g. ``["t1", "t1ce", "t2", "flair"]``.
-        patch_size: training patch, ``[H, W]`` (2D) or ``[X, Y, Z]`` (3D).
-        normalization: how the training patches were normalised (the patch store's record).
-        overlap, blend, tta, batch_size: sliding-window settings.
-        multiple: window sizes are multiples of it (``2 ** encoder_depth``).
-        window_fn: per-window-batch transform (the training rescale), or None.
-        min_component_ml, et_min_ml: post-processing thresholds in mL (0 = off), converted per case with its
-            voxel size; by default the checkpoint's (chosen on validation by ``brats tune-postprocess``).
-        postprocess: apply them.
-        label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
-        context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
-        windows, precision: ``box``/``patch`` windows; ``auto``/``fp32``/``bf16``, resolved on the device into
-            ``amp_dtype`` by :func:`load_predictor` (``precision_record`` says why).
-        output: the model's ``model.output`` (``classes`` or ``regions``; :mod:`brats.outputs`).
-    """
-
-    modalities: list[str]
-    patch_size: list[int]
-    normalization: Normalization = field(default_factory=Normalization)
-    overlap: float = 0.5
-    blend: str = "gaussian"
-    tta: bool = False
-    batch_size: int = 16
-    multiple: int = 32
-    window_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-    min_component_ml: float = 0.0
-    et_min_ml: float = 0.0
-    postprocess: bool = True
-    label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
-    naming: str = "auto"
-    pattern: str | None = None
-    slice_spacing_mm: float = 1.0  # kaggle_3m slice grids (data.slice_spacing_mm)
-    context_slices: int = 0
-    windows: str = "box"
-    precision: str = "auto"
-    amp_dtype: torch.dtype | None = None
-    precision_record: dict[str, Any] = field(default_factory=dict)
-    output: str = "classes"
-
-    def check(self, where: str) -> None:
-        """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
-        if not 0 <= self.overlap < 1:
-            raise InferenceError(f"overlap must be in [0, 1), got {self.overlap}")
-        if self.blend not in BLEND_MODES:
-            raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
-        if self.batch_size < 1:
-            raise InferenceError(f"batch size must be at least 1, got {self.batch_size}")
-        for key in ("min_component_ml", "et_min_ml"):
-            value = getattr(self, key)
-            if not value >= 0:
-                raise InferenceError(f"{where}: {key} must be >= 0 (mL; 0 = off), got {value}")
-        for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS)):
-            if getattr(self, key) not in allowed:
-                raise InferenceError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-
-
-def settings_from_checkpoint(
-    ckpt: Checkpoint,
-    overlap: float | None = None,
-    blend: str | None = None,
-    tta: bool | None = None,
-    batch_size: int | None = None,
-    postprocess: bool = True,
-    min_component_ml: float | None = None,
-    et_min_ml: float | None = None,
-    windows: str | None = None,
-    precision: str | None = None,
-) -> PredictSettings:
-    """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section.
-
-    Post-processing thresholds: the arguments, else the checkpoint's :attr:`~brats.checkpoint.Checkpoint.postprocess`
-    (the values ``brats tune-postprocess`` chose on validation, or the config's at training time).
-    """
-    cfg = ckpt.config
-    pc = cfg.predict
-    settings = PredictSettings(
-        modalities=list(ckpt.modalities),
-        patch_size=list(ckpt.patch_size),
-        normalization=ckpt.normalization,
-        overlap=float(pc.overlap if overlap is None else overlap),
-        blend=str(pc.blend if blend is None else blend),
-        tta=bool(pc.tta if tta is None else tta),
-        batch_size=int(pc.batch_size if batch_size is None else batch_size),
-        multiple=input_multiple(cfg.model),
-        context_slices=int(cfg.patches.context_slices),
-        min_component_ml=float(
-            ckpt.postprocess.get("min_component_ml", pc.postprocess.min_component_ml)
-            if min_component_ml is None
-            else min_component_ml
-        ),
-        et_min_ml=float(
-            ckpt.postprocess.get("et_min_ml", pc.postprocess.et_min_ml) if et_min_ml is None else et_min_ml
-        ),
-        postprocess=bool(postprocess),
-        label_scheme=ckpt.label_scheme,
-        naming="custom" if cfg.data.naming == "custom" else "auto",
-        pattern=cfg.data.pattern if cfg.data.naming == "custom" else None,
-        slice_spacing_mm=float(cfg.data.slice_spacing_mm),
-        windows=str(pc.windows if windows is None else windows),
-        precision=str(pc.precision if precision is None else precision),
-        output=str(cfg.model.output),
-    )
-    rescale = cfg.augment.rescale
-    if rescale.enabled:
-        settings.window_fn = functools.partial(
-            rescale_batch, out_min_max=list(rescale.out_min_max), percentiles=list(rescale.percentiles)
-        )
-    return settings
 
 
 def load_predictor(
@@ -195,6 +74,7 @@ def load_predictor(
     et_min_ml: float | None = None,
     windows: str | None = None,
     precision: str | None = None,
+    core_min_ml: float | None = None,
 ) -> tuple[torch.nn.Module, PredictSettings]:
     """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
 
@@ -206,8 +86,9 @@ def load_predictor(
     if len(ckpt.patch_size) != ckpt.dim:
         raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
     settings = settings_from_checkpoint(
-        ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows, precision
-    )
+        ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows, precision,
+        core_min_ml,
+    )  # fmt: skip
     settings.check(str(checkpoint))
     fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
     model.to(memory_format=torch.channels_last if ckpt.dim == 2 else torch.channels_last_3d)
@@ -295,7 +176,7 @@ def predict_case(
     stats = None
     if settings.postprocess:
         classes, stats = postprocess_ml(
-            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml
+            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml, settings.core_min_ml
         )
     scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
     labels = to_source(classes, scheme)
@@ -340,6 +221,7 @@ def run_predict(
     et_min_ml: float | None = None,
     windows: str | None = None,
     precision: str | None = None,
+    core_min_ml: float | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` (or of one split of a run) and write ``output_dir/<case_id>.nii.gz``.
 
@@ -352,13 +234,13 @@ def run_predict(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         probabilities: also write ``<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``, float16 values in float32).
         shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
-        postprocess: apply post-processing (small components, ET rule).
+        postprocess: apply post-processing (small components, coreless components, ET rule).
         progress: show a progress bar over cases.
         fmt: ``nifti``, or ``tif`` (kaggle_3m cases only): also ``<case_id>/<case_id>_<k>_mask.tif``.
         run_dir, split: instead of ``input_path``: exactly the cases of ``split`` (``train``, ``val``, ``test``) in
             ``run_dir/splits.json``, read from its data root (:func:`brats.data.runs.run_split_cases`).
         data_root: with ``run_dir``: the data root, when it moved since extraction.
-        min_component_ml, et_min_ml: post-processing thresholds in mL; None = the checkpoint's.
+        min_component_ml, et_min_ml, core_min_ml: post-processing thresholds in mL; None = the checkpoint's.
         windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
 
     Returns:
@@ -375,7 +257,7 @@ def run_predict(
     output_dir = check_output_dir(output_dir, "--output")
     model, settings = load_predictor(
         checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows,
-        precision,
+        precision, core_min_ml,
     )  # fmt: skip
     if input_path is not None:
         cases = resolve_cases(input_path, settings.naming, settings.pattern)

@@ -1,0 +1,127 @@
+"""Post-processing thresholds scored on the selection cohorts, beside the run's validation cases.
+
+    python bench/postprocess_select.py --name v4-base --run /tmp/gx/v4-base --select-root runs/select-0-8
+
+``brats tune-postprocess`` chooses ``min_component_ml`` and ``et_min_ml`` on a run's validation split: 4 cases in
+the demo. This bench asks whether that choice, and the coreless-component rule ``core_min_ml``, hold on the
+selection cohorts of a ``bench/generalise.py --select N`` run. It predicts the run's ``checkpoints/best.pt``
+without post-processing on the validation cases (``RUN/bench_val_cases``) and on ``select`` and ``select_stress``
+(``--select-root``), once (``RUN/bench_raw_<cohort>/``), then scores every combination of
+:data:`brats.evaluate.GRID_MIN_COMPONENT_ML` x :data:`brats.evaluate.GRID_ET_MIN_ML` x :data:`GRID_CORE_MIN_ML`
+with :func:`brats.evaluate.sweep_postprocess` (the objective of ``tune-postprocess``: mean over cases of
+(WT + TC + ET Dice) / 3, BraTS empty rule). ``selection mean`` is the mean of the ``select`` and
+``select_stress`` objectives. The test split and the stress cohort are not read.
+
+Prints the rows for: everything off, the run's own choice (``RUN/postprocess.json``), the best on the validation
+cases and the best on the selection cohorts; writes every row to
+``bench/results/postprocess-select-<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brats.data import discover_cases, load_seg  # noqa: E402
+from brats.data.nifti import load_geometry, load_label_file  # noqa: E402
+from brats.evaluate import GRID_ET_MIN_ML, GRID_MIN_COMPONENT_ML, sweep_postprocess  # noqa: E402
+from brats.labels import get_scheme, to_classes  # noqa: E402
+from brats.predict import run_predict  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import load_now, write_result  # noqa: E402
+
+GRID_CORE_MIN_ML = (0.0, 0.001, 0.05, 0.2, 0.5, 1.0)
+COHORTS = ("val", "select", "select_stress")
+KEYS = ("min_component_ml", "et_min_ml", "core_min_ml")
+
+
+def _load(run: Path, select_root: Path, cohort: str) -> tuple[list, list, list]:
+    """Raw predictions (training classes), references and spacings of one cohort; predicts once."""
+    root = run / "bench_val_cases" if cohort == "val" else select_root / cohort
+    out = run / f"bench_raw_{cohort}"
+    if not (out / "done").is_file():
+        run_predict(run / "checkpoints" / "best.pt", root, out, postprocess=False)
+        (out / "done").write_text("ok\n")
+    scheme = get_scheme("brats2021")
+    preds, refs, spacings = [], [], []
+    for case in discover_cases(root):
+        path = out / f"{case.case_id}.nii.gz"
+        preds.append(to_classes(load_label_file(path, scheme, True), scheme, where=str(path)))
+        refs.append(to_classes(load_seg(case), case.label_scheme, where=str(case.seg)))
+        spacings.append(load_geometry(path).spacing)
+    return preds, refs, spacings
+
+
+def sweep(run: Path, select_root: Path) -> list[dict]:
+    """One row per threshold triple: each cohort's objective and region Dice, and the selection mean."""
+    data = {c: _load(run, select_root, c) for c in COHORTS}
+    rows: dict[tuple, dict] = {}
+    for core in GRID_CORE_MIN_ML:
+        for cohort, (preds, refs, spacings) in data.items():
+            for r in sweep_postprocess(preds, refs, spacings, core_min_ml=core):
+                row = rows.setdefault(
+                    (r["min_component_ml"], r["et_min_ml"], core), dict(zip(KEYS, (*_key(r), core)))
+                )
+                row[cohort] = {k: round(r[k], 4) for k in ("objective", "dice_WT", "dice_TC", "dice_ET")}
+    for row in rows.values():
+        row["selection_mean"] = round((row["select"]["objective"] + row["select_stress"]["objective"]) / 2, 4)
+    return list(rows.values())
+
+
+def _key(r: dict) -> tuple[float, float]:
+    return r["min_component_ml"], r["et_min_ml"]
+
+
+def _line(label: str, row: dict) -> str:
+    cells = " | ".join(f"{row[c]['objective']:.3f}" for c in COHORTS)
+    return f"| {label} | {row['min_component_ml']:g} / {row['et_min_ml']:g} / {row['core_min_ml']:g} | {cells} | {row['selection_mean']:.3f} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True, help="result name: bench/results/postprocess-select-<name>.json")
+    ap.add_argument("--run", required=True, type=Path, help="a bench/generalise.py --select run folder")
+    ap.add_argument(
+        "--select-root", required=True, type=Path, help="its selection cohorts: runs/select-<seed>-<N>"
+    )
+    args = ap.parse_args(argv)
+    before = load_now()
+    rows = sweep(args.run, args.select_root)
+    tuned = json.loads((args.run / "postprocess.json").read_text())
+    weakest = lambda r: (r["core_min_ml"], r["et_min_ml"], r["min_component_ml"])  # noqa: E731
+    picks = {
+        "off": next(r for r in rows if not any(r[k] for k in KEYS)),
+        "the run's choice (val)": next(
+            r for r in rows if _key(r) == _key(tuned) and r["core_min_ml"] == tuned.get("core_min_ml", 0.0)
+        ),
+        "best on val": min(rows, key=lambda r: (-r["val"]["objective"], weakest(r))),
+        "best on selection": min(rows, key=lambda r: (-r["selection_mean"], weakest(r))),
+    }
+    print(
+        "| row | min_component_ml / et_min_ml / core_min_ml | val | select | select_stress | selection mean |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, row in picks.items():
+        print(_line(label, row))
+    payload = {
+        "run": str(args.run),
+        "select_root": str(args.select_root),
+        "grid": {
+            "min_component_ml": list(GRID_MIN_COMPONENT_ML),
+            "et_min_ml": list(GRID_ET_MIN_ML),
+            "core_min_ml": list(GRID_CORE_MIN_ML),
+        },
+        "picks": {k: {key: v[key] for key in KEYS} for k, v in picks.items()},
+        "rows": rows,
+    }
+    write_result(f"postprocess-select-{args.name}", payload, before)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
