@@ -11,8 +11,8 @@ PKG = ROOT / "brats"
 #: Packages and modules in flow order: each may import only from earlier layers (docs/architecture.md).
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"fs", "labels", "devices", "progress", "outputs"},
-    {"config", "preprocess", "data", "precision"},
+    {"fs", "labels", "devices", "progress"},
+    {"config", "preprocess", "data", "precision", "outputs"},
     {"checkpoint"},
     {"networks_monai"},
     {"networks"},
