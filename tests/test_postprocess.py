@@ -267,6 +267,21 @@ def test_sweep_scores_by_hand():
     assert on["dice_WT"] == 1.0 and on["objective"] == 1.0 and on["changed"] == 1
 
 
+def test_sweep_applies_the_fixed_core_rule_to_every_pair():
+    # Reference: cube A with its ET voxel. Prediction: A plus a 3-voxel ED bar without core, far from A.
+    ref = np.zeros((6, 6, 3), np.uint8)
+    ref[0:2, 0:2, 0:2] = 2
+    ref[1, 1, 1] = 3
+    pred = ref.copy()
+    pred[3:6, 5, 2] = 2
+    grid = {"min_component_ml": (0.0, 0.002), "et_min_ml": (0.0,)}
+    off = sweep_postprocess([pred], [ref], [(1.0, 1.0, 1.0)], **grid)
+    core = sweep_postprocess([pred], [ref], [(1.0, 1.0, 1.0)], **grid, core_min_ml=0.001)
+    # WT without the rule: TP 8, FP 3 -> 16/19 for both pairs (the bar has 3 >= 2 voxels)
+    assert [r["dice_WT"] for r in off] == pytest.approx([16 / 19, 16 / 19])
+    assert [r["dice_WT"] for r in core] == [1.0, 1.0] and [r["changed"] for r in core] == [1, 1]
+
+
 @pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml", "core_min_ml"])
 def test_config_rejects_negative_ml(key):
     from brats.config import ConfigError, load_config
