@@ -72,17 +72,31 @@ def tumour_components(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, np.bincount(labels.ravel())
 
 
-def _drop_small(classes: np.ndarray, min_voxels: int) -> tuple[np.ndarray, int, int, int]:
-    """``(new classes, components, components removed, voxels removed)``."""
+def _drop_components(
+    classes: np.ndarray, min_voxels: int, core_min_voxels: int = 0
+) -> tuple[np.ndarray, int, tuple[int, int], tuple[int, int]]:
+    """Both component rules from one labelling (removing a component never changes another one).
+
+    Returns:
+        ``(new classes, components, (small removed, their voxels), (coreless removed, their voxels))``; a
+        component that is both small and coreless counts as small.
+    """
     out = classes.copy()
     if not out.any():
-        return out, 0, 0, 0
+        return out, 0, (0, 0), (0, 0)
     labels, sizes = tumour_components(classes)
     small = sizes < min_voxels if min_voxels > 1 else np.zeros(sizes.shape, bool)
     small[0] = False
-    if small.any():
-        out[small[labels]] = 0
-    return out, len(sizes) - 1, int(small.sum()), int(sizes[small].sum())
+    coreless = np.zeros(sizes.shape, bool)
+    if core_min_voxels > 0:
+        core = np.bincount(labels.ravel(), weights=np.isin(classes, (NCR, ET)).ravel(), minlength=len(sizes))
+        coreless = (core < core_min_voxels) & ~small
+        coreless[0] = False
+    drop = small | coreless
+    if drop.any():
+        out[drop[labels]] = 0
+    counts = [(int(m.sum()), int(sizes[m].sum())) for m in (small, coreless)]
+    return out, len(sizes) - 1, counts[0], counts[1]
 
 
 def remove_small_components(classes: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -95,7 +109,7 @@ def remove_small_components(classes: np.ndarray, min_voxels: int) -> np.ndarray:
     Returns:
         A new array of the same shape and dtype.
     """
-    return _drop_small(_classes(classes), min_voxels)[0]
+    return _drop_components(_classes(classes), min_voxels)[0]
 
 
 def remove_coreless_components(classes: np.ndarray, core_min_voxels: int) -> tuple[np.ndarray, int, int]:
@@ -110,17 +124,8 @@ def remove_coreless_components(classes: np.ndarray, core_min_voxels: int) -> tup
         >>> remove_coreless_components(c, 1)[0].ravel().tolist()  # the first component has no core
         [0, 0, 0, 0, 2, 3]
     """
-    classes = _classes(classes)
-    out = classes.copy()
-    if core_min_voxels <= 0 or not out.any():
-        return out, 0, 0
-    labels, sizes = tumour_components(classes)
-    core = np.bincount(labels.ravel(), weights=np.isin(classes, (NCR, ET)).ravel(), minlength=len(sizes))
-    drop = core < core_min_voxels
-    drop[0] = False
-    if drop.any():
-        out[drop[labels]] = 0
-    return out, int(drop.sum()), int(sizes[drop].sum())
+    out, _, _, (removed, voxels) = _drop_components(_classes(classes), 0, core_min_voxels)
+    return out, removed, voxels
 
 
 def suppress_small_et(classes: np.ndarray, et_min_voxels: int, et: int = ET, ncr: int = NCR) -> np.ndarray:
@@ -156,8 +161,9 @@ def postprocess(
         "components_removed": n (small), "voxels_removed": n (small), "coreless_removed": n components,
         "coreless_voxels_removed": n, "et_voxels": n before the ET rule, "et_relabelled": bool}``.
     """
-    out, n_comp, n_removed, voxels = _drop_small(_classes(classes), min_component)
-    out, n_coreless, coreless_voxels = remove_coreless_components(out, core_min_voxels)
+    out, n_comp, (n_removed, voxels), (n_coreless, coreless_voxels) = _drop_components(
+        _classes(classes), min_component, core_min_voxels
+    )
     et_voxels = int((out == ET).sum())
     stats = {
         "components": n_comp,
