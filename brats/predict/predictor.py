@@ -11,7 +11,8 @@ For each case (:func:`predict_case`):
    float16 by default): the values the model was trained on (the next case is read meanwhile, in a thread);
 3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`);
 4. training classes (argmax, or region thresholds: :func:`brats.outputs.decode`), post-processing
-   (:mod:`brats.predict.postprocess`), mapping back to the case's source labels (ET = 4 for 2020/2021 naming, 3 for 2023);
+   (:mod:`brats.predict.postprocess`), mapping back to the case's source labels (ET = 4 for 2020/2021 naming,
+   3 for 2023);
 5. ``OUTPUT/<case_id>.nii.gz`` (uint8), optionally ``OUTPUT/<case_id>_prob.nii.gz`` (``(X, Y, Z, K)`` float16
    values stored as float32: NIfTI-1 has no float16; ``regions`` models: ``1 - WT, WT, TC, ET``), both written
    atomically with the first modality's header.
