@@ -30,6 +30,7 @@ from brats.evaluate import (
     format_summary,
     hd95,
     overlap_scores,
+    pooled_dice,
     report_rows,
     run_evaluate,
     summarize,
@@ -123,6 +124,34 @@ def test_batch_class_counts_numpy_and_torch():
     total = batch_class_counts(pred, ref) + batch_class_counts(ref, ref)
     assert_scores(dice_scores(total), {"NCR": 6 / 7, "ED": 6 / 9, "ET": 6 / 8})
     assert_scores(dice_scores(expected, names=["a", "b", "c"]), {"a": 2 / 3, "b": 0.4, "c": 0.5})
+
+
+def test_pooled_dice_classes_and_regions_by_hand():
+    cm = confusion_matrix(np.array(MULTI_PRED), np.array(MULTI_REF))
+    got = pooled_dice(cm)
+    # classes: NCR tp 1 fn 1; ED tp 1 fp 2 fn 1; ET tp 1 fp 1 fn 1. WT: 6 ref, 6 pred, 5 shared; TC: 4 ref, 3 pred, 3
+    expected = {"NCR": 2 / 3, "ED": 0.4, "ET": 0.5, "WT": 10 / 12, "TC": 6 / 7}
+    assert_scores(got, {**expected, "mean": (2 / 3 + 0.4 + 0.5) / 3})
+    assert set(got) == {"NCR", "ED", "ET", "mean", "WT", "TC"}
+    # empty rule: no tumour in either -> 1 everywhere; binary scheme: one structure, no regions
+    assert pooled_dice(confusion_matrix(np.zeros(4, int), np.zeros(4, int))) == dict.fromkeys(got, 1.0)
+    binary = pooled_dice(confusion_matrix(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]), 2), binary=True)
+    assert binary == {"tumour": 2 / 3, "mean": 2 / 3}
+
+
+def test_pooled_dice_agrees_with_monai_over_batches():
+    from monai.metrics import compute_dice
+
+    rng = np.random.default_rng(5)
+    batches = [(rng.integers(0, 4, (3, 6, 6)), rng.integers(0, 4, (3, 6, 6))) for _ in range(4)]
+    cm = sum(confusion_matrix(p, r) for p, r in batches)  # pooled over batches, as the trainer sums them
+    got = pooled_dice(cm)
+    pred = np.concatenate([p.ravel() for p, _ in batches])
+    ref = np.concatenate([r.ravel() for _, r in batches])
+    for name, classes in {"NCR": (1,), "ED": (2,), "ET": (3,), "TC": (1, 3), "WT": (1, 2, 3)}.items():
+        p = torch.from_numpy(np.isin(pred, classes)[None, None].astype(np.float32))
+        r = torch.from_numpy(np.isin(ref, classes)[None, None].astype(np.float32))
+        assert got[name] == pytest.approx(float(compute_dice(p, r, include_background=True)), abs=1e-6)
 
 
 @pytest.mark.parametrize(

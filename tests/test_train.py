@@ -182,6 +182,7 @@ def test_validation_dice_of_a_perfect_model_is_one(tmp_path):
     finally:
         trainer.close()
     assert val["val_dice_NCR"] == val["val_dice_ED"] == val["val_dice_ET"] == val["val_dice_mean"] == 1.0
+    assert val["val_dice_WT"] == val["val_dice_TC"] == 1.0
     assert val["val_loss"] < 1e-3
 
 

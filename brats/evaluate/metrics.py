@@ -55,6 +55,7 @@ __all__ = [
     "dice_from_counts",
     "overlap_scores",
     "dice_scores",
+    "pooled_dice",
     "hd95",
     "bbox",
 ]
@@ -297,6 +298,31 @@ def dice_scores(
     if len(names) != arr.shape[0]:
         raise MetricsError(f"{len(names)} names for {arr.shape[0]} rows of counts")
     return {n: dice_from_counts(row[0], row[1], row[2], empty) for n, row in zip(names, arr)}
+
+
+def pooled_dice(cm: Any, binary: bool = False, empty: str = "brats") -> dict[str, float]:
+    """Training-time validation Dice from one confusion matrix pooled over all validation patches.
+
+    Args:
+        cm: ``(K, K)`` confusion matrix (rows reference, columns prediction; see :func:`confusion_matrix`),
+            summed over batches (and ranks).
+        binary: the binary (LGG) scheme: one structure, ``tumour``.
+        empty: empty rule for a structure absent from both.
+
+    Returns:
+        ``name -> Dice``: each tumour class (NCR, ED, ET; or ``tumour``), ``mean`` (their mean) and, for BraTS
+        schemes, the regions ``WT`` and ``TC`` (the ``ET`` region is the ET class).
+    """
+    cm = np.asarray(cm).round().astype(np.int64)
+    if binary:
+        names: dict[str, tuple[int, ...]] = {"tumour": (1,)}
+    else:
+        names = {name: (c,) for c, name in enumerate(CLASS_NAMES, start=1)}
+    out = dice_scores(structure_counts(cm, names), empty=empty)
+    out["mean"] = float(sum(out.values()) / len(out))
+    if not binary:
+        out.update(dice_scores(structure_counts(cm, {"WT": REGION_CLASSES["WT"], "TC": REGION_CLASSES["TC"]}), empty))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

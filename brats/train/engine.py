@@ -34,9 +34,9 @@ from torch import nn
 
 from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_checkpoint, write_checkpoint
 from brats.config import Config, config_to_dict, save_config
-from brats.evaluate.metrics import batch_class_counts, dice_scores
+from brats.evaluate.metrics import confusion_matrix, pooled_dice
 from brats.fs import atomic_write_text
-from brats.labels import BINARY_STRUCTURE, CLASS_NAMES, get_scheme
+from brats.labels import get_scheme
 from brats.networks import build_model
 from brats.outputs import decode_logits, out_channels
 from brats.preprocess import Normalization
@@ -320,12 +320,12 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Loss and per-class Dice (pooled counts, empty rule ``brats``) on the validation store."""
+        """Loss, per-class and WT/TC region Dice (pooled confusion matrix, empty rule ``brats``) on validation."""
         tc = self.cfg.train
         self.model.eval()  # the bare model: ranks may run different numbers of batches
         sums = torch.zeros(2, dtype=torch.float64)
         k = self.num_classes
-        counts = torch.zeros(k - 1, 3, dtype=torch.float64)
+        cm = torch.zeros(k, k, dtype=torch.float64)
         for batch in val_loader(self.val_ds, tc, self.rt):
             x, y = self._batch(batch)
             with self._autocast():
@@ -333,13 +333,11 @@ class Trainer:
             loss = self.loss_fn(logits, y)
             sums += torch.tensor([float(loss) * len(x), len(x)], dtype=torch.float64)
             pred = decode_logits(logits, self.cfg.model.output).cpu()
-            counts += torch.as_tensor(batch_class_counts(pred, y.cpu(), num_classes=k), dtype=torch.float64)
-        sums, counts = self._sum(sums), self._sum(counts)
-        names = (BINARY_STRUCTURE,) if self.scheme.is_binary else CLASS_NAMES
-        dice = dice_scores(counts.numpy(), empty="brats", names=names)
+            cm += torch.as_tensor(confusion_matrix(pred, y.cpu(), num_classes=k), dtype=torch.float64)
+        sums, cm = self._sum(sums), self._sum(cm)
         out = {"val_loss": float(sums[0] / sums[1]) if sums[1] else math.nan}
-        out.update({f"val_dice_{k}": float(v) for k, v in dice.items()})
-        out["val_dice_mean"] = float(sum(dice.values()) / len(dice))
+        dice = pooled_dice(cm.numpy(), binary=self.scheme.is_binary)
+        out.update({f"val_dice_{name}": float(v) for name, v in dice.items()})
         return out
 
     # -- helpers ----------------------------------------------------------------------------------------------

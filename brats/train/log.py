@@ -2,7 +2,8 @@
 
 Columns of ``metrics.csv``: ``epoch`` (1-based), ``train_loss``, ``val_loss``, ``val_dice_NCR``,
 ``val_dice_ED``, ``val_dice_ET`` (Dice of each training class pooled over all validation patches, empty rule
-``brats``), ``val_dice_mean`` (their mean), ``lr`` (learning rate during the epoch), ``seconds`` (wall time of
+``brats``), ``val_dice_mean`` (their mean), ``val_dice_WT``, ``val_dice_TC`` (the BraTS regions, pooled the
+same way; empty for the binary scheme), ``lr`` (learning rate during the epoch), ``seconds`` (wall time of
 the epoch, training and validation).
 """
 
@@ -26,6 +27,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "val_dice_ED",
     "val_dice_ET",
     "val_dice_mean",
+    "val_dice_WT",
+    "val_dice_TC",
     "lr",
     "seconds",
 )
@@ -89,13 +92,14 @@ def plot_curves(rows: Sequence[dict], path: str | Path) -> Path:
     lr_lines = ax_lr.get_legend_handles_labels()
     ax_loss.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right", fontsize=8)
     ax_loss.set_title("loss")
-    for key in ("val_dice_NCR", "val_dice_ED", "val_dice_ET", "val_dice_mean"):
-        ax_dice.plot(epochs, [r.get(key, math.nan) for r in rows], "o-", label=key.removeprefix("val_dice_"))
+    for key in ("val_dice_NCR", "val_dice_ED", "val_dice_ET", "val_dice_mean", "val_dice_WT", "val_dice_TC"):
+        style = "x--" if key in ("val_dice_WT", "val_dice_TC") else "o-"
+        ax_dice.plot(epochs, [r.get(key, math.nan) for r in rows], style, label=key.removeprefix("val_dice_"))
     ax_dice.set_xlabel("epoch")
     ax_dice.set_ylabel("validation Dice")
     ax_dice.set_ylim(0, 1)
     ax_dice.legend(loc="lower right", fontsize=8)
-    ax_dice.set_title("validation Dice per class")
+    ax_dice.set_title("validation Dice per class and region")
     for ax in (ax_loss, ax_dice):
         ax.grid(alpha=0.3)
         if len(epochs) < 15:
