@@ -157,9 +157,7 @@ def _parser_predict(sub: Any) -> None:
         choices=["nifti", "tif"],
         help="tif (kaggle_3m only): also write OUTPUT/<case>/<case>_<k>_mask.tif (0/255)",
     )
-    p.add_argument(
-        "--no-postprocess", action="store_true", help="skip every post-processing rule below"
-    )
+    p.add_argument("--no-postprocess", action="store_true", help="skip every post-processing rule below")
     p.add_argument(
         "--min-component-ml",
         type=float,

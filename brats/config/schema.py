@@ -321,7 +321,11 @@ class TrainConfig:
         "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
         "such as `val_dice_mean` or `val_dice_WT` (higher is better).",
     )
-    val_max_batches: int | None = _f(None, "Validate on at most this many batches per epoch, of patches spread evenly over the store (null = whole store).", ge=1)
+    val_max_batches: int | None = _f(
+        None,
+        "Validate on at most this many batches per epoch, of patches spread evenly over the store (null = whole store).",
+        ge=1,
+    )
     log_every: int = _f(10, "Log the running training loss every n steps.", ge=1)
 
 

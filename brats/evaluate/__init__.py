@@ -30,7 +30,6 @@ from brats.evaluate.metrics import (
     Counts,
     MetricsError,
     batch_class_counts,
-    pooled_dice,
     check_empty_rule,
     confusion_counts,
     confusion_matrix,
@@ -38,6 +37,7 @@ from brats.evaluate.metrics import (
     dice_scores,
     hd95,
     overlap_scores,
+    pooled_dice,
     structure_counts,
 )
 from brats.evaluate.summary import (

@@ -321,7 +321,9 @@ def pooled_dice(cm: Any, binary: bool = False, empty: str = "brats") -> dict[str
     out = dice_scores(structure_counts(cm, names), empty=empty)
     out["mean"] = float(sum(out.values()) / len(out))
     if not binary:
-        out.update(dice_scores(structure_counts(cm, {"WT": REGION_CLASSES["WT"], "TC": REGION_CLASSES["TC"]}), empty))
+        out.update(
+            dice_scores(structure_counts(cm, {"WT": REGION_CLASSES["WT"], "TC": REGION_CLASSES["TC"]}), empty)
+        )
     return out
 
 

@@ -87,7 +87,9 @@ def sweep_postprocess(
             scores: dict[str, list[float]] = {name: [] for name in _REGIONS}
             changed = 0
             for (p, r), sp in zip(cropped, spacings):
-                out, _ = postprocess(p, ml_to_voxels(mc, sp), ml_to_voxels(et, sp), ml_to_voxels(core_min_ml, sp))
+                out, _ = postprocess(
+                    p, ml_to_voxels(mc, sp), ml_to_voxels(et, sp), ml_to_voxels(core_min_ml, sp)
+                )
                 changed += int(not np.array_equal(out, p))
                 for name, d in _region_dice(out, r).items():
                     scores[name].append(d)

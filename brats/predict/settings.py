@@ -127,7 +127,9 @@ def settings_from_checkpoint(
             ckpt.postprocess.get("et_min_ml", pc.postprocess.et_min_ml) if et_min_ml is None else et_min_ml
         ),
         core_min_ml=float(
-            ckpt.postprocess.get("core_min_ml", pc.postprocess.core_min_ml) if core_min_ml is None else core_min_ml
+            ckpt.postprocess.get("core_min_ml", pc.postprocess.core_min_ml)
+            if core_min_ml is None
+            else core_min_ml
         ),
         postprocess=bool(postprocess),
         label_scheme=ckpt.label_scheme,

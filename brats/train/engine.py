@@ -117,7 +117,9 @@ class Trainer:
         seed_everything(cfg.seed)
         self.num_classes = self.scheme.num_classes  # 4 for BraTS, 2 for the binary (kaggle_3m) scheme
         self.out_channels = out_channels(cfg.model.output, self.scheme)  # the classes, or 3 regions
-        self.model = build_model(cfg.model, self.in_channels, self.out_channels, cfg.patches.dim).to(self.rt.device)
+        self.model = build_model(cfg.model, self.in_channels, self.out_channels, cfg.patches.dim).to(
+            self.rt.device
+        )
         if tc.channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(
