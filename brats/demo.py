@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = ["run_demo", "DEMO_CONFIG", "demo_config"]
 
 DEMO_CONFIG = "demo"  # brats/configs/demo.yaml, shipped with the package
-DEFAULT_CASES = 24
+DEFAULT_CASES = 36
 DEFAULT_MINUTES = 8.5
 N_FIGURES = 3
 #: The stress cohort: ``brats synth --profile stress`` cases with their own seed (demo seed + STRESS_SEED_OFFSET),
