@@ -12,8 +12,9 @@ with :func:`brats.evaluate.sweep_postprocess` (the objective of ``tune-postproce
 (WT + TC + ET Dice) / 3, BraTS empty rule). ``selection mean`` is the mean of the ``select`` and
 ``select_stress`` objectives. The test split and the stress cohort are not read.
 
-Prints the rows for: everything off, the run's own choice (``RUN/postprocess.json``), the best on the validation
-cases and the best on the selection cohorts; writes every row to
+Prints the rows for: everything off, the run's own thresholds (``RUN/postprocess.json`` when the run tuned them on
+validation, else ``predict.postprocess`` of ``RUN/config.yaml``, as with the demo's ``tune: false``), the best on the
+validation cases and the best on the selection cohorts; writes every row to
 ``bench/results/postprocess-select-<name>.json``.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from brats.config import load_config  # noqa: E402
 from brats.data import discover_cases, load_seg  # noqa: E402
 from brats.data.nifti import load_geometry, load_label_file  # noqa: E402
 from brats.evaluate import GRID_ET_MIN_ML, GRID_MIN_COMPONENT_ML, sweep_postprocess  # noqa: E402
@@ -82,6 +84,19 @@ def _line(label: str, row: dict) -> str:
     return f"| {label} | {row['min_component_ml']:g} / {row['et_min_ml']:g} / {row['core_min_ml']:g} | {cells} | {row['selection_mean']:.3f} |"
 
 
+def run_thresholds(run: Path) -> tuple[str, dict]:
+    """The run's own post-processing: chosen on validation (``postprocess.json``) or fixed by its config."""
+    tuned = run / "postprocess.json"
+    if tuned.is_file():
+        return "the run's choice (val)", json.loads(tuned.read_text())
+    pp = load_config(run / "config.yaml").predict.postprocess
+    return "the run's config", {
+        "min_component_ml": pp.min_component_ml,
+        "et_min_ml": pp.et_min_ml,
+        "core_min_ml": pp.core_min_ml,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="result name: bench/results/postprocess-select-<name>.json")
@@ -91,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     before = load_now()
+    label, own = run_thresholds(args.run)
     rows = sweep(args.run, args.select_root)
-    tuned = json.loads((args.run / "postprocess.json").read_text())
     weakest = lambda r: (r["core_min_ml"], r["et_min_ml"], r["min_component_ml"])  # noqa: E731
     picks = {
         "off": next(r for r in rows if not any(r[k] for k in KEYS)),
-        "the run's choice (val)": next(
-            r for r in rows if _key(r) == _key(tuned) and r["core_min_ml"] == tuned.get("core_min_ml", 0.0)
+        label: next(
+            (r for r in rows if _key(r) == _key(own) and r["core_min_ml"] == own.get("core_min_ml", 0.0)), None
         ),
         "best on val": min(rows, key=lambda r: (-r["val"]["objective"], weakest(r))),
         "best on selection": min(rows, key=lambda r: (-r["selection_mean"], weakest(r))),
@@ -106,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         "| row | min_component_ml / et_min_ml / core_min_ml | val | select | select_stress | selection mean |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
-    for label, row in picks.items():
-        print(_line(label, row))
+    picks = {k: v for k, v in picks.items() if v is not None}  # the run's own triple may lie off the grid
+    for name, row in picks.items():
+        print(_line(name, row))
     payload = {
         "run": str(args.run),
         "select_root": str(args.select_root),
