@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats.errors import BratsError
-from brats.labels import CLASS_NAMES, REGION_CLASSES
+from brats.labels import BINARY_STRUCTURE, CLASS_NAMES, REGION_CLASSES
 
 __all__ = [
     "STRUCTURES",
@@ -315,15 +315,10 @@ def pooled_dice(cm: Any, binary: bool = False, empty: str = "brats") -> dict[str
     """
     cm = np.asarray(cm).round().astype(np.int64)
     if binary:
-        names: dict[str, tuple[int, ...]] = {"tumour": (1,)}
-    else:
-        names = {name: (c,) for c, name in enumerate(CLASS_NAMES, start=1)}
-    out = dice_scores(structure_counts(cm, names), empty=empty)
-    out["mean"] = float(sum(out.values()) / len(out))
-    if not binary:
-        out.update(
-            dice_scores(structure_counts(cm, {"WT": REGION_CLASSES["WT"], "TC": REGION_CLASSES["TC"]}), empty)
-        )
+        out = dice_scores(structure_counts(cm, {BINARY_STRUCTURE: (1,)}), empty)
+        return {**out, "mean": out[BINARY_STRUCTURE]}
+    out = dice_scores(structure_counts(cm, STRUCTURES), empty)  # NCR, ED, ET, TC, WT
+    out["mean"] = float(sum(out[name] for name in CLASS_NAMES) / len(CLASS_NAMES))
     return out
 
 
