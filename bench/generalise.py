@@ -51,7 +51,23 @@ def _cohort(scored: dict) -> dict:
     out = {r["name"]: None if r.get("dice") is None else round(r["dice"], 4) for r in rows}
     out |= {f"lesion_{k}": v for k, v in scored["lesion"].items() if k.endswith("_f1")}
     out["cases"] = scored["summary"]["per_case"]["WT"]["dice"]["count"]
+    out["per_case"] = _per_case(Path(scored["summary"]["files"]["cases_csv"]))
     return out
+
+
+def _per_case(cases_csv: Path) -> dict:
+    """``{case: {"WT", "TC", "ET": Dice, "WT_ml": reference whole-tumour mL}}`` from an evaluation's cases.csv, so
+    that runs with different splits can be compared on the cases they share."""
+    if not cases_csv.is_file():
+        return {}
+    with open(cases_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+
+    def num(value: str) -> float | None:
+        return None if value in ("", "nan") else round(float(value), 4)
+
+    keys = {"WT": "WT_dice", "TC": "TC_dice", "ET": "ET_dice", "WT_ml": "WT_vol_ref_ml"}
+    return {r["case"]: {k: num(r[col]) for k, col in keys.items()} for r in rows}
 
 
 def _epochs(run: Path) -> list[dict]:
@@ -131,7 +147,29 @@ def table(names: list[str]) -> str:
         if pick:
             row += f" {_selection_mean(r)} |"
         lines.append(row)
+    shared = shared_cases(recs, "val")
+    if shared:
+        lines += ["", shared]
     return "\n".join(lines)
+
+
+def shared_cases(recs: dict, cohort: str) -> str:
+    """One line: the mean WT / TC / ET of each result over the ``cohort`` cases that every result scored (runs
+    with different case counts have different splits); '' when a result has no per-case scores or none shared."""
+    per_case = [rec["result"].get(cohort, {}).get("per_case") for rec in recs.values()]
+    if not all(per_case):
+        return ""
+    ids = sorted(set.intersection(*(set(p) for p in per_case)))
+    if not ids:
+        return ""
+    parts = []
+    for name, cases in zip(recs, per_case):
+        means = []
+        for k in ("WT", "TC", "ET"):
+            values = [cases[i][k] for i in ids if cases[i][k] is not None]
+            means.append(f"{sum(values) / len(values):.3f}" if values else "-")
+        parts.append(f"{name} {' / '.join(means)}")
+    return f"{cohort} cases shared by every result ({', '.join(ids)}), mean WT / TC / ET: " + "; ".join(parts)
 
 
 def _selection_mean(result: dict) -> str:
@@ -162,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-run", default=None, help="score this existing demo run folder; train nothing")
     args = ap.parse_args(argv)
     if args.table:
+        missing = [n for n in args.table if not (RESULTS / f"generalise-{n}.json").is_file()]
+        if missing:
+            print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
+            return 2
         print(table(args.table))
         return 0
     if not args.name:

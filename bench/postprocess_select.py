@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     picks = {
         "off": next(r for r in rows if not any(r[k] for k in KEYS)),
         label: next(
-            (r for r in rows if _key(r) == _key(own) and r["core_min_ml"] == own.get("core_min_ml", 0.0)), None
+            (r for r in rows if _key(r) == _key(own) and r["core_min_ml"] == own.get("core_min_ml", 0.0)),
+            None,
         ),
         "best on val": min(rows, key=lambda r: (-r["val"]["objective"], weakest(r))),
         "best on selection": min(rows, key=lambda r: (-r["selection_mean"], weakest(r))),

@@ -174,6 +174,50 @@ def test_dice_term_hand_computed():
     assert float(build_loss(cfg)(logits, target)) == pytest.approx(0.5 * 0.25 * LN2 + 2 / 3, rel=1e-5)
 
 
+def test_ce_dice_hand_computed():
+    # zero logits -> softmax 0.25 everywhere: cross-entropy ln 4 per pixel; the Dice term is 1/3 (above).
+    target = torch.tensor([[[0, 0], [1, 1]]])
+    logits = torch.zeros(1, 4, 2, 2)
+    cfg = LossConfig(name="ce_dice", focal_weight=0.5, dice_weight=2.0)
+    assert float(build_loss(cfg)(logits, target)) == pytest.approx(0.5 * math.log(4) + 2 / 3, rel=1e-5)
+    # cross-entropy only: logit 2 on the target class, 0 elsewhere -> -ln(e^2 / (e^2 + 3)) per pixel
+    logits = torch.zeros(1, 4, 2, 2).scatter_(1, target[:, None], 2.0)
+    cfg = LossConfig(name="ce_dice", gamma=5.0, focal_weight=1.0, dice_weight=0.0)  # gamma is not used
+    expected = -math.log(math.exp(2) / (math.exp(2) + 3))
+    assert float(build_loss(cfg)(logits, target)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ce_dice_matches_monai_dice_ce():
+    """ce_dice equals MONAI's DiceCELoss (softmax, one-hot target, Dice over the batch) when every class is
+    present in the target (smp's Dice scores an absent class 0; MONAI's scores it 1 - smooth / smooth)."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 16, 16)
+    target = torch.randint(0, 4, (3, 16, 16))
+    ours = build_loss(LossConfig(name="ce_dice", focal_weight=1.0, dice_weight=1.0))(logits, target)
+    ref = DiceCELoss(
+        to_onehot_y=True,
+        softmax=True,
+        batch=True,
+        smooth_nr=0.0,
+        smooth_dr=1e-7,
+        lambda_dice=1.0,
+        lambda_ce=1.0,
+    )(logits, target[:, None])
+    assert float(ours) == pytest.approx(float(ref), rel=1e-4)
+
+
+def test_ce_dice_regions_is_binary_cross_entropy():
+    """With region outputs (sigmoids) the cross-entropy of ce_dice is each region's binary cross-entropy."""
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 4, (2, 8, 8))
+    ce = build_loss(LossConfig(name="ce_dice"), regions=True)(logits, target)
+    bce = build_loss(LossConfig(name="focal_dice", gamma=0.0), regions=True)(logits, target)
+    assert float(ce) == pytest.approx(float(bce), rel=1e-6)
+
+
 def test_loss_is_float32_under_autocast():
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 8, 8).bfloat16()

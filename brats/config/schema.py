@@ -265,10 +265,15 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    name: Literal["focal", "focal_dice"] = _f("focal", "`focal` or `focal_dice` (weighted sum).")
-    gamma: float = _f(2.0, "Focal loss focusing parameter.", ge=0)
-    focal_weight: float = _f(1.0, "Weight of the focal term in `focal_dice`.", ge=0)
-    dice_weight: float = _f(1.0, "Weight of the Dice term in `focal_dice`.", ge=0)
+    name: Literal["focal", "focal_dice", "ce_dice"] = _f(
+        "focal",
+        "`focal`, `focal_dice` (weighted sum) or `ce_dice` (softmax cross-entropy + Dice, weighted sum).",
+    )
+    gamma: float = _f(2.0, "Focal loss focusing parameter (not used by `ce_dice`).", ge=0)
+    focal_weight: float = _f(
+        1.0, "Weight of the focal term in `focal_dice` (of the cross-entropy in `ce_dice`).", ge=0
+    )
+    dice_weight: float = _f(1.0, "Weight of the Dice term in `focal_dice` and `ce_dice`.", ge=0)
 
 
 @dataclass
