@@ -37,6 +37,8 @@ from brats.predict import run_predict  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_io import load_now, write_result  # noqa: E402
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
 GRID_CORE_MIN_ML = (0.0, 0.001, 0.05, 0.2, 0.5, 1.0)
 COHORTS = ("val", "select", "select_stress")
 KEYS = ("min_component_ml", "et_min_ml", "core_min_ml")
@@ -97,14 +99,57 @@ def run_thresholds(run: Path) -> tuple[str, dict]:
     }
 
 
+def combine(names: list[str], config: Path) -> str:
+    """A Markdown table over several saved results (several models): per threshold triple, the selection mean
+    of each model and their mean; rows for everything off, ``config``'s ``predict.postprocess`` and the triple
+    with the best mean (ties go to the weakest rules)."""
+    results = [json.loads((RESULTS / f"postprocess-select-{n}.json").read_text())["result"] for n in names]
+    grids = [{(*_key(r), r["core_min_ml"]): r for r in res["rows"]} for res in results]
+    shared = set.intersection(*(set(g) for g in grids))
+    mean = {k: sum(g[k]["selection_mean"] for g in grids) / len(grids) for k in shared}
+    pp = load_config(config).predict.postprocess
+    rows = {
+        "off": (0.0, 0.0, 0.0),
+        f"{config.name}": (pp.min_component_ml, pp.et_min_ml, pp.core_min_ml),
+        "best mean": min(shared, key=lambda k: (-mean[k], k[2], k[1], k[0])),
+    }
+    out = [
+        "| row | min_component_ml / et_min_ml / core_min_ml | " + " | ".join(names) + " | mean |",
+        "| --- | --- | " + " | ".join("---" for _ in names) + " | --- |",
+    ]
+    for label, k in rows.items():
+        if k not in shared:
+            continue
+        cells = " | ".join(f"{g[k]['selection_mean']:.3f}" for g in grids)
+        out.append(f"| {label} | {k[0]:g} / {k[1]:g} / {k[2]:g} | {cells} | {mean[k]:.3f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", required=True, help="result name: bench/results/postprocess-select-<name>.json")
-    ap.add_argument("--run", required=True, type=Path, help="a bench/generalise.py --select run folder")
+    ap.add_argument("--name", help="result name: bench/results/postprocess-select-<name>.json")
+    ap.add_argument("--run", type=Path, help="a bench/generalise.py --select run folder")
+    ap.add_argument("--select-root", type=Path, help="its selection cohorts: runs/select-<seed>-<N>")
     ap.add_argument(
-        "--select-root", required=True, type=Path, help="its selection cohorts: runs/select-<seed>-<N>"
+        "--combine",
+        nargs="+",
+        metavar="NAME",
+        help="print the selection means of saved results (several models) per threshold triple, and their "
+        "mean; run nothing",
+    )
+    ap.add_argument(
+        "--config", type=Path, default=Path("configs/demo.yaml"), help="--combine: the thresholds to compare"
     )
     args = ap.parse_args(argv)
+    if args.combine:
+        missing = [n for n in args.combine if not (RESULTS / f"postprocess-select-{n}.json").is_file()]
+        if missing:
+            print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
+            return 2
+        print(combine(args.combine, args.config))
+        return 0
+    if not (args.name and args.run and args.select_root):
+        ap.error("--name, --run and --select-root are required (or --combine)")
     before = load_now()
     label, own = run_thresholds(args.run)
     rows = sweep(args.run, args.select_root)
