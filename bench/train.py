@@ -13,6 +13,7 @@ left out (oneDNN builds its kernels then). Run it on a quiet machine; figures va
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -153,6 +154,10 @@ def main() -> None:
     out["amp_auto"] = amp_auto_choice(cfg)
     if args.augment:
         out["augment_train_pipeline"] = augment_rate(cfg, args.augment)
+        if cfg.augment.elastic.enabled:  # the slowest transform: its share of the pipeline, same run
+            no_elastic = copy.deepcopy(cfg)
+            no_elastic.augment.elastic.enabled = False
+            out["augment_without_elastic"] = augment_rate(no_elastic, args.augment)
     print(json.dumps(out))  # one line: bench/run_all.py reads the last JSON line
 
 
