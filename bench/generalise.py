@@ -38,9 +38,8 @@ from brats.evaluate import report_rows  # noqa: E402
 from brats.synth import generate_cohort  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_io import load_now, write_result  # noqa: E402
+from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 #: Seeds of the selection cohorts (train and stress profile), away from the demo's (seed) and stress (seed + 1000).
 SELECT_SEED_OFFSET = {"select": 2000, "select_stress": 3000}
 COHORTS = ("val", "select", "select_stress", "test", "stress")
@@ -119,11 +118,11 @@ def score_select(run: Path, seed: int, n: int, shape, workers: int) -> dict:
     return out
 
 
-def table(names: list[str]) -> str:
-    """A Markdown table of saved results: mean Dice WT/TC/ET and lesion-wise WT F1 per cohort, per result."""
+def table(recs: dict[str, dict]) -> str:
+    """A Markdown table of saved results (``{name: record}``): mean Dice WT/TC/ET and lesion-wise WT F1 per
+    cohort, per result."""
     head = "| result | epochs | train s | load at bench start |"
     sep = "| --- | --- | --- | --- |"
-    recs = {name: json.loads((RESULTS / f"generalise-{name}.json").read_text()) for name in names}
     cohorts = [c for c in COHORTS if any(c in rec["result"] for rec in recs.values())]
     for cohort in cohorts:
         head += f" {cohort} WT / TC / ET | {cohort} lesion WT F1 |"
@@ -200,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-run", default=None, help="score this existing demo run folder; train nothing")
     args = ap.parse_args(argv)
     if args.table:
-        missing = [n for n in args.table if not (RESULTS / f"generalise-{n}.json").is_file()]
+        recs = {n: read_result(f"generalise-{n}") for n in args.table}
+        missing = [n for n, rec in recs.items() if rec is None]
         if missing:
             print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
             return 2
-        print(table(args.table))
+        print(table(recs))
         return 0
     if not args.name:
         ap.error("--name is required (or --table)")

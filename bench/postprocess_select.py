@@ -35,9 +35,7 @@ from brats.labels import get_scheme, to_classes  # noqa: E402
 from brats.predict import run_predict  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_io import load_now, write_result  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
 
 GRID_CORE_MIN_ML = (0.0, 0.001, 0.05, 0.2, 0.5, 1.0)
 COHORTS = ("val", "select", "select_stress")
@@ -99,18 +97,19 @@ def run_thresholds(run: Path) -> tuple[str, dict]:
     }
 
 
-def combine(names: list[str], config: Path) -> str:
-    """A Markdown table over several saved results (several models): per threshold triple, the selection mean
-    of each model and their mean; rows for everything off, ``config``'s ``predict.postprocess`` and the triple
-    with the best mean (ties go to the weakest rules)."""
-    results = [json.loads((RESULTS / f"postprocess-select-{n}.json").read_text())["result"] for n in names]
+def combine(records: dict[str, dict], config: Path) -> str:
+    """A Markdown table over several saved results (``{name: record}``, several models): per threshold triple,
+    the selection mean of each model and their mean; rows for everything off, ``config``'s
+    ``predict.postprocess`` and the triple with the best mean (ties go to the weakest rules)."""
+    names = list(records)
+    results = [rec["result"] for rec in records.values()]
     grids = [{(*_key(r), r["core_min_ml"]): r for r in res["rows"]} for res in results]
     shared = set.intersection(*(set(g) for g in grids))
     mean = {k: sum(g[k]["selection_mean"] for g in grids) / len(grids) for k in shared}
     pp = load_config(config).predict.postprocess
     rows = {
         "off": (0.0, 0.0, 0.0),
-        f"{config.name}": (pp.min_component_ml, pp.et_min_ml, pp.core_min_ml),
+        config.name: (pp.min_component_ml, pp.et_min_ml, pp.core_min_ml),
         "best mean": min(shared, key=lambda k: (-mean[k], k[2], k[1], k[0])),
     }
     out = [
@@ -142,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.combine:
-        missing = [n for n in args.combine if not (RESULTS / f"postprocess-select-{n}.json").is_file()]
+        records = {n: read_result(f"postprocess-select-{n}") for n in args.combine}
+        missing = [n for n, rec in records.items() if rec is None]
         if missing:
             print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
             return 2
-        print(combine(args.combine, args.config))
+        print(combine(records, args.config))
         return 0
     if not (args.name and args.run and args.select_root):
         ap.error("--name, --run and --select-root are required (or --combine)")
