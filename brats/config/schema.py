@@ -305,6 +305,13 @@ class TrainConfig:
         ge=0,
     )
     batch_size: int = _f(16, "Patches per batch.", ge=1)
+    core_oversample: float = _f(
+        1.0,
+        "Sampling weight of training patches that hold tumour core (NCR or ET) relative to the others; patches "
+        "are then drawn with replacement in proportion to it (1 = uniform, without replacement; BraTS label "
+        "schemes only).",
+        ge=1,
+    )
     lr: float = _f(1e-3, "Adam learning rate.", gt=0)
     weight_decay: float = _f(1e-5, "Adam weight decay.", ge=0)
     scheduler: SchedulerConfig = _f(

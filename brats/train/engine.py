@@ -58,6 +58,7 @@ from brats.train.runtime import (
     train_loader,
     val_loader,
 )
+from brats.train.sampling import core_weights
 from brats.train.schedule import anneal
 
 __all__ = ["Trainer", "run_training"]
@@ -110,6 +111,14 @@ class Trainer:
         build = build_transform_3d if cfg.patches.dim == 3 else build_transform
         self.train_ds = PatchDataset(out / "patches" / "train.h5", build(cfg, "train", self.scheme))
         self.val_ds = PatchDataset(out / "patches" / "val.h5", build(cfg, "val", self.scheme))
+        self.sample_weights = None
+        if tc.core_oversample != 1:
+            if self.scheme.is_binary:
+                raise TrainError(
+                    f"train.core_oversample={tc.core_oversample}: the {self.scheme.name} label scheme has no "
+                    "tumour core; leave it at 1"
+                )
+            self.sample_weights = core_weights(self.train_ds.path, self.scheme, tc.core_oversample)
         # modalities x (2k + 1) for 2.5D stores (patches.context_slices: k)
         self.in_channels = int(self.info["image_shape"][0])
         self.memory_format = torch.channels_last_3d if cfg.patches.dim == 3 else torch.channels_last
@@ -282,7 +291,7 @@ class Trainer:
         from brats.progress import Progress
 
         tc, rt = self.cfg.train, self.rt
-        loader, steps = train_loader(self.train_ds, tc, rt, self.cfg.seed, epoch)
+        loader, steps = train_loader(self.train_ds, tc, rt, self.cfg.seed, epoch, self.sample_weights)
         self.net.train()
         total = torch.zeros(2, dtype=torch.float64)
         over = False

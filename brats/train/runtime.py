@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, WeightedRandomSampler
 
 from brats.config import Config, TrainConfig
 from brats.devices import resolve_device
@@ -259,14 +259,38 @@ class _CycleDistributedSampler(Sampler[int]):
         return self.num_samples
 
 
+class _WeightedSampler(Sampler[int]):
+    """``num_samples`` indices drawn with replacement in proportion to ``weights``, from a generator seeded by
+    ``(seed, epoch, rank)``: each rank draws its own share (torch's ``WeightedRandomSampler`` with a seeded
+    generator)."""
+
+    def __init__(self, weights: np.ndarray, num_samples: int, seed: int, epoch: int, rank: int):
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.num_samples, self.seed, self.epoch, self.rank = int(num_samples), seed, epoch, rank
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, 1, self.rank))
+        return iter(WeightedRandomSampler(self.weights, self.num_samples, replacement=True, generator=gen))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 def train_loader(
-    dataset: Any, train_cfg: TrainConfig, rt: Runtime, seed: int, epoch: int
+    dataset: Any,
+    train_cfg: TrainConfig,
+    rt: Runtime,
+    seed: int,
+    epoch: int,
+    weights: np.ndarray | None = None,
 ) -> tuple[DataLoader, int]:
     """The shuffled training loader of ``epoch`` and its number of steps.
 
     One pass over the data per epoch (split across ranks by a ``DistributedSampler``), or exactly
     ``train.steps_per_epoch`` batches (passing over the data several times if needed). The permutation and
-    the workers' seeds depend only on ``(seed, epoch)``.
+    the workers' seeds depend only on ``(seed, epoch)``. With ``weights`` (one per patch,
+    :func:`brats.train.sampling.core_weights`) patches are drawn with replacement in proportion to them
+    instead, the same number per epoch and rank.
     """
     n = len(dataset)
     if n == 0:
@@ -277,7 +301,12 @@ def train_loader(
     steps = train_cfg.steps_per_epoch
     gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 1))
     sampler: Sampler[int]
-    if rt.distributed:
+    if weights is not None:
+        if len(weights) != n:
+            raise TrainError(f"{len(weights)} sampling weights for {n} training patches")
+        per_rank = steps * bs if steps else -(-n // rt.world_size)
+        sampler = _WeightedSampler(weights, per_rank, seed, epoch, rt.rank)
+    elif rt.distributed:
         per_rank = steps * bs if steps else -(-n // rt.world_size)
         sampler = _CycleDistributedSampler(dataset, per_rank, rt.rank, rt.world_size, seed, epoch)
     else:
