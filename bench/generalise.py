@@ -8,7 +8,8 @@
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
 ``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED) and the
-lesion-wise F1 (TP/FP/FN summed over cases, official rules); plus the config overrides, epochs trained, stage
+lesion-wise F1 (TP/FP/FN summed over cases, official rules); plus the config overrides, epochs trained (and every
+``metrics.csv`` row: ``metrics_per_epoch``), stage
 times, machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
 cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
 
@@ -149,7 +150,29 @@ def table(recs: dict[str, dict]) -> str:
     shared = shared_cases(recs, "val")
     if shared:
         lines += ["", shared]
+    learnt = learnt_epochs(recs)
+    if learnt:
+        lines += ["", learnt]
     return "\n".join(lines)
+
+
+def learnt_epochs(recs: dict, level: float = 0.5) -> str:
+    """One line: per result, the first epoch whose patch-level validation Dice of NCR and of ET reached ``level``
+    ('never' if none did), from ``metrics_per_epoch``; '' when no result has it (results saved before it was
+    recorded)."""
+    parts = []
+    for name, rec in recs.items():
+        rows = rec["result"].get("metrics_per_epoch")
+        if not rows:
+            continue
+        first = []
+        for k in ("NCR", "ET"):
+            hit = [int(r["epoch"]) for r in rows if r.get(f"val_dice_{k}", 0) >= level]
+            first.append(str(hit[0]) if hit else "never")
+        parts.append(f"{name} {' / '.join(first)} of {len(rows)}")
+    if not parts:
+        return ""
+    return f"first epoch with validation NCR / ET Dice >= {level}: " + "; ".join(parts)
 
 
 def shared_cases(recs: dict, cohort: str) -> str:
@@ -232,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     epochs = _epochs(run)
     result["epochs"] = len(epochs)
     result["val_dice_mean_per_epoch"] = [round(float(e["val_dice_mean"]), 4) for e in epochs]
+    # every metrics.csv column per epoch (per-class validation Dice, seconds, lr), so that when a class was learnt
+    # can be read from the committed result rather than from the run folder
+    result["metrics_per_epoch"] = [{k: round(float(v), 6) for k, v in e.items()} for e in epochs]
     result |= score_run(run, args.seed, args.stress_cases, shape, args.workers)
     if args.select:
         result |= score_select(run, args.seed, args.select, shape, args.workers)
