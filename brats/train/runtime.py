@@ -259,23 +259,6 @@ class _CycleDistributedSampler(Sampler[int]):
         return self.num_samples
 
 
-class _WeightedSampler(Sampler[int]):
-    """``num_samples`` indices drawn with replacement in proportion to ``weights``, from a generator seeded by
-    ``(seed, epoch, rank)``: each rank draws its own share (torch's ``WeightedRandomSampler`` with a seeded
-    generator)."""
-
-    def __init__(self, weights: np.ndarray, num_samples: int, seed: int, epoch: int, rank: int):
-        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
-        self.num_samples, self.seed, self.epoch, self.rank = int(num_samples), seed, epoch, rank
-
-    def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, 1, self.rank))
-        return iter(WeightedRandomSampler(self.weights, self.num_samples, replacement=True, generator=gen))
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
 def train_loader(
     dataset: Any,
     train_cfg: TrainConfig,
@@ -301,13 +284,15 @@ def train_loader(
     steps = train_cfg.steps_per_epoch
     gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 1))
     sampler: Sampler[int]
+    per_rank = steps * bs if steps else -(-n // rt.world_size)
     if weights is not None:
         if len(weights) != n:
             raise TrainError(f"{len(weights)} sampling weights for {n} training patches")
-        per_rank = steps * bs if steps else -(-n // rt.world_size)
-        sampler = _WeightedSampler(weights, per_rank, seed, epoch, rt.rank)
+        # each rank draws its own share, from a generator seeded by (seed, epoch, rank)
+        rank_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 1, rt.rank))
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        sampler = WeightedRandomSampler(w, per_rank, replacement=True, generator=rank_gen)
     elif rt.distributed:
-        per_rank = steps * bs if steps else -(-n // rt.world_size)
         sampler = _CycleDistributedSampler(dataset, per_rank, rt.rank, rt.world_size, seed, epoch)
     else:
         sampler = RandomSampler(dataset, num_samples=steps * bs if steps else n, generator=gen)
