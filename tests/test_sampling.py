@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_train import make_patches, tiny_config, write_store
 
 from brats.config import ConfigError, config_from_dict
 from brats.extract import StoreWriter, store_attrs
 from brats.labels import get_scheme
-from brats.train import Runtime, TrainError, Trainer, train_loader
+from brats.train import Runtime, Trainer, TrainError, train_loader
 from brats.train.dataset import PatchDataset
 from brats.train.sampling import core_patches, core_weights
-from test_train import make_patches, tiny_config, write_store
 
 CPU = Runtime(torch.device("cpu"), None, False)
 

@@ -290,7 +290,7 @@ def train_loader(
             raise TrainError(f"{len(weights)} sampling weights for {n} training patches")
         # each rank draws its own share, from a generator seeded by (seed, epoch, rank)
         rank_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 1, rt.rank))
-        w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        w = np.asarray(weights, dtype=np.float64).tolist()
         sampler = WeightedRandomSampler(w, per_rank, replacement=True, generator=rank_gen)
     elif rt.distributed:
         sampler = _CycleDistributedSampler(dataset, per_rank, rt.rank, rt.world_size, seed, epoch)
