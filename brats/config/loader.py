@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -12,7 +13,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from brats.config.schema import RANGE_KEYS, Config, ConfigError, _copy
+from brats.config.schema import RANGE_KEYS, Config, ConfigError
 from brats.fs import atomic_write_text
 
 __all__ = [
@@ -287,7 +288,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: a config must be a YAML mapping")
         # Check the file alone first, so an error in it names the file.
-        config_from_dict(_copy(data), source)
+        config_from_dict(copy.deepcopy(data), source)
     if overrides:
         data = apply_overrides(data, overrides)
         return config_from_dict(data, f"--set (on {source})")

@@ -60,12 +60,8 @@ def _f(
     meta: dict[str, Any] = {"doc": doc} | {k: v for k, v in bounds.items() if v is not None}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         value = default
-        return field(default_factory=lambda: _copy(value), metadata=meta, **kw)
+        return field(default_factory=lambda: copy.deepcopy(value), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
-
-
-def _copy(value: Any) -> Any:
-    return copy.deepcopy(value)
 
 
 # --------------------------------------------------------------------------------------------------------------

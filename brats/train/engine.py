@@ -58,7 +58,7 @@ from brats.train.runtime import (
     train_loader,
     val_loader,
 )
-from brats.train.sampling import core_weights
+from brats.train.sampling import sample_weights
 from brats.train.schedule import anneal
 
 __all__ = ["Trainer", "run_training"]
@@ -111,18 +111,13 @@ class Trainer:
         build = build_transform_3d if cfg.patches.dim == 3 else build_transform
         self.train_ds = PatchDataset(out / "patches" / "train.h5", build(cfg, "train", self.scheme))
         self.val_ds = PatchDataset(out / "patches" / "val.h5", build(cfg, "val", self.scheme))
-        self.sample_weights = None
-        if tc.core_oversample != 1:
-            if self.scheme.is_binary:
-                raise TrainError(
-                    f"train.core_oversample={tc.core_oversample}: the {self.scheme.name} label scheme has no "
-                    "tumour core; leave it at 1"
-                )
-            self.sample_weights = core_weights(self.train_ds.path, self.scheme, tc.core_oversample)
+        try:  # None (uniform permutations) unless train.core_oversample is set
+            self.sample_weights = sample_weights(self.train_ds.path, self.scheme, tc.core_oversample)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
         # modalities x (2k + 1) for 2.5D stores (patches.context_slices: k)
         self.in_channels = int(self.info["image_shape"][0])
         self.memory_format = torch.channels_last_3d if cfg.patches.dim == 3 else torch.channels_last
-
         seed_everything(cfg.seed)
         self.num_classes = self.scheme.num_classes  # 4 for BraTS, 2 for the binary (kaggle_3m) scheme
         self.out_channels = out_channels(cfg.model.output, self.scheme)  # the classes, or 3 regions
@@ -141,10 +136,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
         self.loss_fn = build_loss(cfg.loss, regions=cfg.model.output == "regions")
         shape = (tc.batch_size, self.in_channels, *cfg.patches.size)
-        what = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss), "input": list(shape)}
-        self.amp_probe = probe_amp(
-            tc, self.rt, self.model, self.loss_fn, shape, what | {"cl": tc.channels_last}
-        )
+        model_loss = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss)}
+        what = model_loss | {"input": list(shape), "cl": tc.channels_last}
+        self.amp_probe = probe_amp(tc, self.rt, self.model, self.loss_fn, shape, what)
         self.epoch = 0
         self._clock = (time.monotonic(), 0.0)  # (fit's start, training seconds before it): set by fit
         self.best_score: float | None = None
@@ -169,9 +163,7 @@ class Trainer:
             )
         state = ckpt.training
         if state is None:
-            raise TrainError(
-                f"--resume: {path} holds no training state (optimizer, epoch); it cannot be resumed"
-            )
+            raise TrainError(f"--resume: {path} holds no training state (optimizer, epoch) to resume from")
         self.model.load_state_dict(ckpt.weights)
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ import numpy as np
 from brats.extract.store import open_store
 from brats.labels import REGION_CLASSES, LabelScheme
 
-__all__ = ["core_weights", "core_patches"]
+__all__ = ["core_weights", "core_patches", "sample_weights"]
+
+log = logging.getLogger(__name__)
 
 #: Patches read per chunk while scanning the labels (a 128x128 2D patch is 16 kB of uint8).
 _CHUNK = 1024
@@ -46,3 +49,25 @@ def core_patches(path: str | Path, scheme: LabelScheme) -> np.ndarray:
 def core_weights(path: str | Path, scheme: LabelScheme, core_oversample: float) -> np.ndarray:
     """Sampling weight of every patch of the store: ``core_oversample`` for core patches, 1 for the others."""
     return np.where(core_patches(path, scheme), float(core_oversample), 1.0)
+
+
+def sample_weights(path: str | Path, scheme: LabelScheme, core_oversample: float) -> np.ndarray | None:
+    """The training loader's weights for ``train.core_oversample``: None at 1 (uniform permutations), else
+    :func:`core_weights`, after logging how many patches hold core. ``ValueError`` for a binary scheme."""
+    if core_oversample == 1:
+        return None
+    if scheme.is_binary:
+        raise ValueError(
+            f"train.core_oversample={core_oversample}: the {scheme.name} label scheme has no tumour core; "
+            "leave it at 1"
+        )
+    weights = core_weights(path, scheme, core_oversample)
+    n_core = int((weights != 1).sum())
+    log.info(
+        "train.core_oversample=%g: %d of %d training patches (%.0f%%) hold tumour core",
+        core_oversample,
+        n_core,
+        len(weights),
+        100 * n_core / max(len(weights), 1),
+    )
+    return weights
