@@ -447,6 +447,21 @@ def test_postprocess_thresholds_come_from_the_checkpoint_unless_overridden(tmp_p
     assert (s.min_component_ml, s.et_min_ml, s.core_min_ml) == (0.0, 0.25, 0.1)
 
 
+def test_window_rescale_follows_the_checkpoint(ckpt_dir):
+    """Prediction rescales every window exactly when training did: ``augment.rescale`` of the checkpoint."""
+    from brats.checkpoint import read_checkpoint
+    from brats.predict.predictor import settings_from_checkpoint
+    from brats.preprocess import rescale_batch
+
+    ckpt = read_checkpoint(ckpt_dir / "random.pt")
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    on = settings_from_checkpoint(ckpt).window_fn
+    assert on is not None
+    assert torch.equal(on(x), rescale_batch(x, out_min_max=[-1.0, 1.0], percentiles=[0.5, 99.5]))
+    ckpt.config.augment.rescale.enabled = False  # trained on each case's z-scores: windows go in unchanged
+    assert settings_from_checkpoint(ckpt).window_fn is None
+
+
 def test_core_min_ml_removes_a_tumour_without_core(tmp_path, ckpt_dir):
     from brats.cli import main
 
