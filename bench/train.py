@@ -8,6 +8,7 @@ left out (oneDNN builds its kernels then). Run it on a quiet machine; figures va
 
     OMP_NUM_THREADS=2 python bench/train.py --config configs/demo.yaml
     python bench/train.py --config configs/demo.yaml --steps 3 --no-bf16   # quick
+    python bench/train.py --augment 400 --save train-epyc   # also keep it as bench/results/train-epyc.json
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+from results_io import load_now, write_result  # bench/ is on sys.path when a bench script runs
 
 from brats.config import load_config
 from brats.networks import build_model
@@ -117,7 +119,9 @@ def main() -> None:
     p.add_argument("--no-bf16", action="store_true", help="skip the bf16 variants")
     p.add_argument("--augment", type=int, default=40, help="patches for the augmentation figure (0 = skip)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS/torch)")
+    p.add_argument("--save", metavar="NAME", help="also write the result to bench/results/NAME.json")
     args = p.parse_args()
+    load_before = load_now()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.set)
@@ -158,6 +162,8 @@ def main() -> None:
             no_elastic = copy.deepcopy(cfg)
             no_elastic.augment.elastic.enabled = False
             out["augment_without_elastic"] = augment_rate(no_elastic, args.augment)
+    if args.save:  # a named record beside run_all's train.json, e.g. the same bench on another CPU
+        write_result(args.save, out, load_before)
     print(json.dumps(out))  # one line: bench/run_all.py reads the last JSON line
 
 
