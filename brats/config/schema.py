@@ -144,9 +144,7 @@ class PatchConfig:
         "of the case). Patches with no brain at all are never kept.",
         ge=0,
     )
-    compression: Literal["lzf", "gzip"] | None = _f(
-        None, "HDF5 compression of the store (null = none; fastest random reads)."
-    )
+    compression: Literal["lzf", "gzip"] | None = _f(None, "HDF5 compression (null: none, fastest reads).")
 
 
 @dataclass
@@ -270,6 +268,9 @@ class LossConfig:
         1.0, "Weight of the focal term in `focal_dice` (of the cross-entropy in `ce_dice`).", ge=0
     )
     dice_weight: float = _f(1.0, "Weight of the Dice term in `focal_dice` and `ce_dice`.", ge=0)
+    class_weights: list[float] | None = _f(
+        None, "Weight of each training class (or region) in the focal and Dice terms; null: equal.", ge=0
+    )
 
 
 @dataclass

@@ -20,6 +20,11 @@ With ``model.output: regions`` (:mod:`brats.outputs`) the logits are ``(B, 3, H,
 ET; both terms then use smp's ``multilabel`` mode: the focal loss of each region's sigmoid against its binary
 mask, and the soft Dice of each region's sigmoid over the batch, averaged over the three regions. ``ce_dice``
 then uses the binary cross-entropy of each region's sigmoid (focal with gamma 0).
+
+``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
+means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
+and ET. With ``ce_dice`` on classes the cross-entropy takes them as torch's per-class ``weight`` (each pixel
+weighted by its class, normalised by the summed weights of the batch's pixels).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class SegmentationLoss(nn.Module):
         dice_weight: weight of the Dice term (0 = focal only; the Dice module is then not evaluated).
         regions: the logits are the 3 BraTS regions (``model.output: regions``), scored against
             :func:`brats.outputs.region_targets` of the class target.
+        class_weights: one weight per logit channel for both terms (None: equal).
     """
 
     def __init__(
@@ -56,6 +62,7 @@ class SegmentationLoss(nn.Module):
         focal_weight: float = 1.0,
         dice_weight: float = 0.0,
         regions: bool = False,
+        class_weights: list[float] | None = None,
     ):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
@@ -65,17 +72,21 @@ class SegmentationLoss(nn.Module):
         self.regions = bool(regions)
         mode = "multilabel" if self.regions else "multiclass"
         self.focal: nn.Module
+        w = None if class_weights is None else [float(v) for v in class_weights]
         if gamma is None and not self.regions:
-            self.focal = nn.CrossEntropyLoss()
+            self.focal = nn.CrossEntropyLoss(weight=None if w is None else torch.tensor(w))
         else:
-            self.focal = FocalLoss(mode=mode, gamma=0.0 if gamma is None else gamma)
-        self.dice = DiceLoss(mode=mode, from_logits=True) if self.dice_weight else None
+            self.focal = FocalLoss(mode=mode, gamma=0.0 if gamma is None else gamma, class_weights=w)
+        self.dice = DiceLoss(mode=mode, from_logits=True, class_weights=w) if self.dice_weight else None
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``logits`` ``(B, K, H, W)``, ``target`` ``(B, H, W)`` int64 classes -> scalar float32 loss."""
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
             target = region_targets(target.long()) if self.regions else target.long()
+            weight = getattr(self.focal, "weight", None)  # the cross-entropy's class weights follow the logits
+            if weight is not None and weight.device != logits.device:
+                self.focal.to(logits.device)
             loss = (
                 self.focal_weight * self.focal(logits, target) if self.focal_weight else logits.new_zeros(())
             )
@@ -84,18 +95,26 @@ class SegmentationLoss(nn.Module):
         return loss
 
 
-def build_loss(loss_cfg: LossConfig, regions: bool = False) -> SegmentationLoss:
+def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None = None) -> SegmentationLoss:
     """The loss of ``loss_cfg``: ``name`` ``focal``, ``focal_dice`` or ``ce_dice``, ``gamma``, ``focal_weight``,
-    ``dice_weight``;
-    ``regions`` for a ``model.output: regions`` network.
+    ``dice_weight``, ``class_weights``; ``regions`` for a ``model.output: regions`` network; ``channels``: the
+    model's logit channels, which ``class_weights`` must match (checked when given).
 
     Raises:
-        LossError: a negative gamma or weight, or both weights 0.
+        LossError: a negative gamma or weight, both weights 0, or class weights that are negative, all 0, or
+            not one per channel.
     """
     if loss_cfg.gamma < 0:
         raise LossError(f"loss.gamma must be >= 0, got {loss_cfg.gamma}")
+    cw = loss_cfg.class_weights
+    if cw is not None:
+        if any(not v >= 0 for v in cw) or not sum(cw) > 0:
+            raise LossError(f"loss.class_weights must be >= 0 and not all 0, got {cw}")
+        if channels is not None and len(cw) != channels:
+            what = "regions WT, TC, ET" if regions else "training classes"
+            raise LossError(f"loss.class_weights needs {channels} values (the {what}), got {len(cw)}: {cw}")
     if loss_cfg.name == "focal":
-        return SegmentationLoss(gamma=loss_cfg.gamma, focal_weight=1.0, dice_weight=0.0, regions=regions)
+        return SegmentationLoss(loss_cfg.gamma, 1.0, 0.0, regions, cw)
     if loss_cfg.name in ("focal_dice", "ce_dice"):
         fw, dw = loss_cfg.focal_weight, loss_cfg.dice_weight
         if fw < 0 or dw < 0 or fw + dw == 0:
@@ -103,5 +122,5 @@ def build_loss(loss_cfg: LossConfig, regions: bool = False) -> SegmentationLoss:
                 f"loss.focal_weight and loss.dice_weight must be >= 0 and not both 0, got {fw}, {dw}"
             )
         gamma = None if loss_cfg.name == "ce_dice" else loss_cfg.gamma
-        return SegmentationLoss(gamma=gamma, focal_weight=fw, dice_weight=dw, regions=regions)
+        return SegmentationLoss(gamma, fw, dw, regions, cw)
     raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice, ce_dice")
