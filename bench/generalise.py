@@ -4,6 +4,7 @@
     python bench/generalise.py --name no-gamma --set augment.gamma.enabled=false
     python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
     python bench/generalise.py --table before after                     # Markdown table of saved results
+    python bench/generalise.py --name e8-patch --score-run /tmp/gx/v7-e8 --predict windows=patch --select 8
 
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
@@ -18,6 +19,10 @@ train-profile cases (seed + 2000), and ``select_stress``, N stress-profile cases
 trained on and are not the reported test or stress cohorts, so robustness choices (augmentation, case count)
 can be made on them. They are generated once under ``runs/select-<seed>-<N>[-<X>x<Y>x<Z>]/`` (the shape only
 with ``--shape``) and reused.
+
+``--predict KEY=VALUE`` (repeatable) scores with prediction settings other than the checkpoint's (keywords of
+``brats.predict.run_predict``: ``windows``, ``tta``, ``overlap``, ...); every cohort is then predicted again,
+into ``<run>/bench_<cohort>-<name>``, so a prediction choice is measured on a trained run without retraining.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -84,28 +92,64 @@ def _scored(run: Path, sub: str, root: Path) -> dict | None:
     return {"summary": scored, "lesion": lesion_summary(scored)}
 
 
-def score_run(run: Path, seed: int, stress_cases: int, shape, workers: int) -> dict:
+#: run_predict keywords that --predict may set
+PREDICT_KEYS = (
+    "windows",
+    "tta",
+    "overlap",
+    "blend",
+    "min_component_ml",
+    "et_min_ml",
+    "core_min_ml",
+    "postprocess",
+)
+
+
+def parse_predict(items: list[str]) -> dict[str, Any]:
+    """``["windows=patch", "tta=true"]`` -> ``{"windows": "patch", "tta": True}`` (values read as YAML).
+
+    Raises:
+        ValueError: an item without ``=`` or a key not in :data:`PREDICT_KEYS`.
+    """
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in PREDICT_KEYS:
+            raise ValueError(
+                f"--predict {item!r}: expected KEY=VALUE with KEY one of {', '.join(PREDICT_KEYS)}"
+            )
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def score_run(
+    run: Path, seed: int, stress_cases: int, shape, workers: int, predict: dict | None = None, tag: str = ""
+) -> dict:
     """Score the run's best checkpoint on its validation cases, its test split and a stress cohort (reusing
-    the demo's own test and stress scores when it wrote them)."""
+    the demo's own test and stress scores when it wrote them, unless ``predict`` settings are given; the scores
+    then go to ``bench_<cohort><tag>``)."""
     splits = json.loads((run / "splits.json").read_text())
     cases = {c.case_id: c for c in discover_cases(run / "cases")}
     ckpt = run / "checkpoints" / "best.pt"
     out: dict = {}
+    predict = predict or {}
     for name in ("val", "test"):
         root = _link_cases([cases[i].folder for i in splits[name]], run / f"bench_{name}_cases")
-        own = _scored(run, ".", root) if name == "test" else None
-        out[name] = _cohort(own or score_cohort(ckpt, root, run / f"bench_{name}"))
+        own = _scored(run, ".", root) if name == "test" and not predict else None
+        out[name] = _cohort(own or score_cohort(ckpt, root, run / f"bench_{name}{tag}", **predict))
     stress_root = run / "stress" / "cases"
-    own = _scored(run, "stress", stress_root) if stress_root.is_dir() else None
+    own = _scored(run, "stress", stress_root) if stress_root.is_dir() and not predict else None
     if own is None and not stress_root.is_dir():
         generate_cohort(
             stress_root, stress_cases, seed + STRESS_SEED_OFFSET, "2021", workers, shape, profile="stress"
         )
-    out["stress"] = _cohort(own or score_cohort(ckpt, stress_root, run / "bench_stress"))
+    out["stress"] = _cohort(own or score_cohort(ckpt, stress_root, run / f"bench_stress{tag}", **predict))
     return out
 
 
-def score_select(run: Path, seed: int, n: int, shape, workers: int) -> dict:
+def score_select(
+    run: Path, seed: int, n: int, shape, workers: int, predict: dict | None = None, tag: str = ""
+) -> dict:
     """Score the run's best checkpoint on the two selection cohorts (generated once, shared by every run)."""
     out: dict = {}
     for name, offset in SELECT_SEED_OFFSET.items():
@@ -115,7 +159,8 @@ def score_select(run: Path, seed: int, n: int, shape, workers: int) -> dict:
             profile = "stress" if name == "select_stress" else "train"
             generate_cohort(root, n, seed + offset, "2021", workers, shape, profile=profile)
             (root / "done").write_text("ok\n")
-        out[name] = _cohort(score_cohort(run / "checkpoints" / "best.pt", root, run / f"bench_{name}"))
+        ckpt = run / "checkpoints" / "best.pt"
+        out[name] = _cohort(score_cohort(ckpt, root, run / f"bench_{name}{tag}", **(predict or {})))
     return out
 
 
@@ -220,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=None)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--score-run", default=None, help="score this existing demo run folder; train nothing")
+    ap.add_argument(
+        "--predict", action="append", default=[], metavar="KEY=VALUE", help="prediction setting for scoring"
+    )
     args = ap.parse_args(argv)
+    try:
+        predict = parse_predict(args.predict)
+    except ValueError as exc:
+        ap.error(str(exc))
+    tag = f"-{args.name}" if predict else ""
     if args.table:
         recs = {n: read_result(f"generalise-{n}") for n in args.table}
         missing = [n for n, rec in recs.items() if rec is None]
@@ -233,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--name is required (or --table)")
     shape = tuple(args.shape) if args.shape else None
     load_before = load_now()
-    result: dict = {"name": args.name, "overrides": args.set}
+    result: dict = {"name": args.name, "overrides": args.set} | ({"predict": predict} if predict else {})
     if args.score_run:
         run = Path(args.score_run)
         if (run / "demo.json").is_file():
@@ -258,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     # every metrics.csv column per epoch (per-class validation Dice, seconds, lr), so that when a class was learnt
     # can be read from the committed result rather than from the run folder
     result["metrics_per_epoch"] = [{k: round(float(v), 6) for k, v in e.items()} for e in epochs]
-    result |= score_run(run, args.seed, args.stress_cases, shape, args.workers)
+    result |= score_run(run, args.seed, args.stress_cases, shape, args.workers, predict, tag)
     if args.select:
-        result |= score_select(run, args.seed, args.select, shape, args.workers)
+        result |= score_select(run, args.seed, args.select, shape, args.workers, predict, tag)
     path = write_result(f"generalise-{args.name}", result, load_before)
     print(path.read_text())
     return 0

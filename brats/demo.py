@@ -107,13 +107,16 @@ def lesion_summary(summary: dict[str, Any]) -> dict[str, float | int | None]:
     return out
 
 
-def score_cohort(checkpoint: Path, root: Path, out: Path, progress: bool = False) -> dict:
-    """Predict every case under ``root`` into ``out/predictions``, evaluate into ``out/evaluation``; return
+def score_cohort(checkpoint: Path, root: Path, out: Path, progress: bool = False, **predict: Any) -> dict:
+    """Predict every case under ``root`` into ``out/predictions`` (``predict``: keyword settings of
+    :func:`brats.predict.run_predict`, e.g. ``windows="patch"``), evaluate into ``out/evaluation``; return
     ``{"summary": run_evaluate's summary, "lesion": lesion_summary}``."""
     from brats.evaluate import run_evaluate
     from brats.predict import run_predict
 
-    run_predict(checkpoint=checkpoint, input_path=root, output_dir=out / "predictions", progress=progress)
+    run_predict(
+        checkpoint=checkpoint, input_path=root, output_dir=out / "predictions", progress=progress, **predict
+    )
     summary = run_evaluate(
         pred_dir=out / "predictions", ref_root=root, out_dir=out / "evaluation", progress=progress
     )
