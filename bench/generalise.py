@@ -4,6 +4,7 @@
     python bench/generalise.py --name no-gamma --set augment.gamma.enabled=false
     python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
     python bench/generalise.py --table before after                     # Markdown table of saved results
+    python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1   # plus means over seeds
     python bench/generalise.py --name e8-patch --score-run /tmp/gx/v7-e8 --predict windows=patch --select 8
 
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
@@ -239,12 +240,44 @@ def shared_cases(recs: dict, cohort: str) -> str:
     return f"{cohort} cases shared by every result ({', '.join(ids)}), mean WT / TC / ET: " + "; ".join(parts)
 
 
+def seed_means(recs: dict[str, dict], groups: list[str]) -> str:
+    """One line per ``NAME=r1,r2,...`` group: the mean over its results of the selection mean and of the ``val``
+    mean (WT, TC, ET), the two figures a recipe is chosen on.
+
+    Raises:
+        ValueError: a malformed group, or one naming a result not in ``recs`` or without selection cohorts.
+    """
+    lines = []
+    for group in groups:
+        label, sep, names = group.partition("=")
+        members = [n for n in names.split(",") if n]
+        if not sep or not members or any(n not in recs for n in members):
+            raise ValueError(f"--mean {group!r}: expected NAME=R1,R2,... naming results given to --table")
+        sel, val = [], []
+        for n in members:
+            r = recs[n]["result"]
+            pick = _selection_values(r)
+            if pick is None:
+                raise ValueError(f"--mean {group!r}: {n} has no selection cohorts")
+            sel.append(sum(pick) / len(pick))
+            val.append(sum(r["val"][k] for k in ("WT", "TC", "ET")) / 3)
+        lines.append(
+            f"{label} (mean of {len(members)}: {', '.join(members)}): selection mean {sum(sel) / len(sel):.3f}, "
+            f"val mean {sum(val) / len(val):.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _selection_values(result: dict) -> list[float] | None:
+    """WT, TC and ET Dice of ``select`` and ``select_stress`` (None if any is absent)."""
+    values = [result.get(c, {}).get(k) for c in ("select", "select_stress") for k in ("WT", "TC", "ET")]
+    return None if any(v is None for v in values) else values
+
+
 def _selection_mean(result: dict) -> str:
     """The choice score: the mean of WT, TC and ET Dice over ``select`` and ``select_stress`` ('-' if absent)."""
-    values = [result.get(c, {}).get(k) for c in ("select", "select_stress") for k in ("WT", "TC", "ET")]
-    if any(v is None for v in values):
-        return "-"
-    return f"{sum(values) / len(values):.3f}"
+    values = _selection_values(result)
+    return "-" if values is None else f"{sum(values) / len(values):.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", help="result name: bench/results/generalise-<name>.json")
     ap.add_argument(
         "--table", nargs="+", metavar="NAME", help="print a Markdown table of saved results; run nothing"
+    )
+    ap.add_argument(
+        "--mean", action="append", default=[], metavar="NAME=R1,R2", help="with --table: means over seeds"
     )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     ap.add_argument("--output-dir", default=None, help="run folder (default runs/generalise-<name>)")
@@ -280,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
             return 2
-        print(table(recs))
+        try:
+            means = seed_means(recs, args.mean)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(table(recs) + ("\n\n" + means if means else ""))
         return 0
     if not args.name:
         ap.error("--name is required (or --table)")

@@ -30,3 +30,28 @@ def test_every_predict_key_is_a_run_predict_keyword():
     from brats.predict import run_predict
 
     assert set(generalise.PREDICT_KEYS) <= set(inspect.signature(run_predict).parameters)
+
+
+def _rec(select: float, stress: float, val: tuple[float, float, float]) -> dict:
+    dice = dict(zip(("WT", "TC", "ET"), val))
+    return {
+        "result": {
+            "select": {"WT": select, "TC": select, "ET": select},
+            "select_stress": {"WT": stress, "TC": stress, "ET": stress},
+            "val": dice,
+        }
+    }
+
+
+def test_seed_means_hand_computed():
+    # selection means 0.5 and 0.3 -> 0.4; val means 0.6 and 0.9 -> 0.75
+    recs = {"a": _rec(0.6, 0.4, (0.5, 0.6, 0.7)), "a-s1": _rec(0.2, 0.4, (0.9, 0.9, 0.9))}
+    line = generalise.seed_means(recs, ["a=a,a-s1"])
+    assert line == "a (mean of 2: a, a-s1): selection mean 0.400, val mean 0.750"
+    assert generalise.seed_means(recs, []) == ""
+
+
+@pytest.mark.parametrize("group", ["a", "a=", "a=a,b"])
+def test_seed_means_refuses_bad_groups(group):
+    with pytest.raises(ValueError, match="expected NAME=R1,R2"):
+        generalise.seed_means({"a": _rec(0.5, 0.5, (0.5, 0.5, 0.5))}, [group])
