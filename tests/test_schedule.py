@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from brats.config import load_config
+from brats.config import ConfigError, load_config
 from brats.train.schedule import anneal, cosine_lr, run_progress
 
 
@@ -58,3 +58,18 @@ def test_engine_anneals_along_the_run(tmp_path):
     rows = read_metrics_csv(out / "metrics.csv")
     assert [r["lr"] for r in rows] == pytest.approx([0.01, cosine_lr(0.01, 0.001, 0.25)])
     assert last == pytest.approx(cosine_lr(0.01, 0.001, 0.75))
+
+
+def test_warmup_ramps_the_first_steps_linearly():
+    # 4 warm-up steps of a 2 x 5-step cosine run: step i runs at cosine(i / 10) * (i + 1) / 4, then plain cosine
+    cfg = load_config(None, ["train.lr=0.01", "train.scheduler.name=cosine", "train.scheduler.min_lr=0.0",
+                             "train.epochs=2", "train.max_minutes=null", "train.scheduler.warmup_steps=4"])  # fmt: skip
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    got = [anneal(opt, cfg.train, steps_done=i, steps_per_epoch=5, seconds=0.0) for i in range(6)]
+    expected = [cosine_lr(0.01, 0.0, i / 10) * min(1.0, (i + 1) / 4) for i in range(6)]
+    assert got == pytest.approx(expected)
+    assert got[0] == pytest.approx(0.01 / 4) and got[4] == pytest.approx(cosine_lr(0.01, 0.0, 0.4))
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        load_config(None, ["train.scheduler.warmup_steps=-1"])
+    with pytest.raises(ConfigError, match="warmup_steps is for name: cosine, got name: plateau"):
+        load_config(None, ["train.scheduler.warmup_steps=10"])

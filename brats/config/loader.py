@@ -222,6 +222,9 @@ def _check(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: predict.postprocess.{key} must be >= 0 (mL; 0 = off), got {value}")
     _check_pair(cfg.preprocess.percentiles, "preprocess.percentiles", source)
     _check_pair(cfg.augment.rescale.percentiles, "augment.rescale.percentiles", source)
+    sc = cfg.train.scheduler
+    if sc.warmup_steps and sc.name != "cosine":
+        raise ConfigError(f"{source}: train.scheduler.warmup_steps is for name: cosine, got name: {sc.name}")
     if d.fold is not None and d.fold >= d.n_folds:
         raise ConfigError(f"{source}: data.fold must be < data.n_folds = {d.n_folds}, got {d.fold}")
 

@@ -280,13 +280,12 @@ class SchedulerConfig:
         "`plateau`: ReduceLROnPlateau on the validation loss; `cosine`: anneal lr to `min_lr` over the run's "
         "progress (steps or time budget, whichever is further; brats/train/schedule.py).",
     )
-    factor: float = _f(
-        0.5, "ReduceLROnPlateau: multiply the learning rate by this factor on a plateau.", gt=0, lt=1
-    )
-    patience: int = _f(
-        3, "ReduceLROnPlateau: epochs without improvement of the validation loss before reducing.", ge=0
-    )
+    factor: float = _f(0.5, "ReduceLROnPlateau: multiply the lr by this on a plateau.", gt=0, lt=1)
+    patience: int = _f(3, "ReduceLROnPlateau: epochs without a better validation loss before reducing.", ge=0)
     min_lr: float = _f(1e-6, "Lower bound of the learning rate (both schedules).", ge=0)
+    warmup_steps: int = _f(
+        0, "`cosine` only: ramp the lr linearly from lr / steps up over the first steps.", ge=0
+    )
 
 
 @dataclass

@@ -5,6 +5,8 @@
 *run's progress*: the larger of the fraction of steps done (``train.epochs`` x steps per epoch) and the fraction
 of the time budget spent (``train.max_minutes``, counting the seconds of epochs before a resume). A run cut short
 by its time budget therefore still ends at a low learning rate, whatever the speed of the machine.
+``train.scheduler.warmup_steps`` (``cosine`` only) multiplies the rate of step ``i`` (0-based) by
+``(i + 1) / warmup_steps`` while ``i < warmup_steps``: a linear warm-up over the first steps.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def anneal(optimizer: Any, train_cfg: Any, steps_done: int, steps_per_epoch: int
     budget = None if train_cfg.max_minutes is None else 60.0 * train_cfg.max_minutes
     done = run_progress(steps_done, train_cfg.epochs * steps_per_epoch, seconds, budget)
     lr = cosine_lr(train_cfg.lr, train_cfg.scheduler.min_lr, done)
+    warmup = train_cfg.scheduler.warmup_steps
+    if steps_done < warmup:
+        lr *= (steps_done + 1) / warmup
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
