@@ -32,19 +32,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_checkpoint, write_checkpoint
+from brats.checkpoint import Checkpoint, write_checkpoint
 from brats.config import Config, config_to_dict, save_config
 from brats.evaluate.metrics import confusion_matrix, pooled_dice
 from brats.fs import atomic_write_text
 from brats.labels import get_scheme
 from brats.networks import build_model
 from brats.outputs import decode_logits, out_channels
-from brats.preprocess import Normalization
 from brats.train.augment import build_transform
 from brats.train.augment3d import build_transform_3d
 from brats.train.dataset import PatchDataset
 from brats.train.log import metric_mode, plot_curves, write_metrics_csv
 from brats.train.losses import build_loss
+from brats.train.resume import restore, trainer_checkpoint
 from brats.train.runtime import (
     Runtime,
     TrainError,
@@ -52,9 +52,7 @@ from brats.train.runtime import (
     epoch_seed,
     init_distributed,
     probe_amp,
-    rng_state,
     seed_everything,
-    set_rng_state,
     train_loader,
     val_loader,
 )
@@ -144,7 +142,7 @@ class Trainer:
         self.best_score: float | None = None
         self.history: list[dict[str, float]] = []
         if resume:
-            self._restore(self.paths["last"])
+            restore(self, self.paths["last"])
         self.net: nn.Module = self.model
         if self.rt.distributed:
             ids = [self.rt.device] if self.rt.device.type == "cuda" else None
@@ -152,57 +150,9 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------------------------------------
 
-    def _restore(self, path: Path) -> None:
-        if not path.is_file():
-            raise TrainError(f"--resume: no checkpoint at {path} (train without --resume first)")
-        ckpt = read_checkpoint(path, map_location=self.rt.device)
-        if ckpt.config.model != self.cfg.model:
-            raise TrainError(
-                f"--resume: the model section differs from the checkpoint's ({config_to_dict(ckpt.config.model)} "
-                f"vs {config_to_dict(self.cfg.model)}); resume with the same model settings"
-            )
-        state = ckpt.training
-        if state is None:
-            raise TrainError(f"--resume: {path} holds no training state (optimizer, epoch) to resume from")
-        self.model.load_state_dict(ckpt.weights)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
-        if state.scaler:
-            self.scaler.load_state_dict(state.scaler)
-        self.epoch = state.epoch
-        self.best_score = state.best_score
-        if state.best_metric != self.cfg.train.best_metric:
-            log.warning("train.best_metric changed since the checkpoint: the best score starts afresh")
-            self.best_score = None
-        self.history = [dict(r) for r in ckpt.history][: self.epoch]
-        if state.rng:
-            set_rng_state(state.rng)
-        log.info("resumed from %s after epoch %d", path, self.epoch)
-
     def checkpoint(self) -> Checkpoint:
-        """The checkpoint of the current state (:mod:`brats.checkpoint`), normalisation from the store's record."""
-        cfg = self.cfg
-        training = TrainingState(
-            optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(),
-            epoch=self.epoch,
-            best_score=self.best_score,
-            best_metric=cfg.train.best_metric,
-            rng=rng_state(),
-        )
-        return new_checkpoint(
-            self.model.state_dict(),
-            cfg,
-            classes=self.out_channels,
-            modalities=list(self.info["modalities"]),
-            normalization=Normalization.from_dict(
-                self.info.get("normalization"), where="train.h5 normalization"
-            ),
-            label_scheme=self.scheme,
-            history=[dict(r) for r in self.history],
-            training=training,
-        )
+        """The checkpoint of the current state (:func:`brats.train.resume.trainer_checkpoint`)."""
+        return trainer_checkpoint(self)
 
     # -- loop -------------------------------------------------------------------------------------------------
 
