@@ -10,7 +10,7 @@
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
 ``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED) and the
-lesion-wise F1 (TP/FP/FN summed over cases, official rules); plus the config overrides, epochs trained (and every
+lesion-wise F1 (TP/FP/FN summed over cases, official rules), the pooled precision and recall of WT, TC, ET; plus the config overrides, epochs trained (and every
 ``metrics.csv`` row: ``metrics_per_epoch``), stage
 times, machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
 cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
@@ -60,8 +60,21 @@ def _cohort(scored: dict) -> dict:
     out = {r["name"]: None if r.get("dice") is None else round(r["dice"], 4) for r in rows}
     out |= {f"lesion_{k}": v for k, v in scored["lesion"].items() if k.endswith("_f1")}
     out["cases"] = scored["summary"]["per_case"]["WT"]["dice"]["count"]
+    out["pooled"] = pooled_precision_recall(scored["summary"])
     out["per_case"] = _per_case(Path(scored["summary"]["files"]["cases_csv"]))
     return out
+
+
+def pooled_precision_recall(summary: dict) -> dict:
+    """``{region: {"precision", "recall"}}`` of WT, TC and ET over all voxels of the cohort (an evaluation
+    summary's ``pooled`` counts), so that a result says whether missed tumour was called background or another
+    class: core called edema keeps WT recall, core called background lowers it."""
+    pooled = summary.get("pooled", {})
+    return {
+        k: {m: None if pooled[k].get(m) is None else round(pooled[k][m], 4) for m in ("precision", "recall")}
+        for k in ("WT", "TC", "ET")
+        if k in pooled
+    }
 
 
 def _per_case(cases_csv: Path) -> dict:

@@ -55,3 +55,28 @@ def test_seed_means_hand_computed():
 def test_seed_means_refuses_bad_groups(group):
     with pytest.raises(ValueError, match="expected NAME=R1,R2"):
         generalise.seed_means({"a": _rec(0.5, 0.5, (0.5, 0.5, 0.5))}, [group])
+
+
+def test_pooled_precision_recall_from_an_evaluation(tmp_path):
+    """From a real evaluation of a synthetic case: a prediction that calls the whole tumour core background keeps
+    WT precision 1 and lowers WT recall to the edema's share; TC and ET recall are 0."""
+    import nibabel as nib
+    import numpy as np
+
+    from brats.evaluate import run_evaluate
+    from brats.synth import generate_cohort
+
+    folder = generate_cohort(tmp_path / "cases", 1, seed=0, shape=(64, 64, 40))[0]
+    seg_img = nib.load(folder / f"{folder.name}_seg.nii.gz")
+    ref = np.asarray(seg_img.dataobj)
+    core, wt = int(np.isin(ref, (1, 4)).sum()), int((ref > 0).sum())
+    assert core > 0 and wt > core  # the case has edema and a core
+    pred = np.where(np.isin(ref, (1, 4)), 0, ref).astype(np.uint8)
+    (tmp_path / "pred").mkdir()
+    nib.save(
+        nib.Nifti1Image(pred, seg_img.affine, seg_img.header), tmp_path / "pred" / f"{folder.name}.nii.gz"
+    )
+    summary = run_evaluate(pred_dir=tmp_path / "pred", ref_root=tmp_path / "cases", out_dir=tmp_path / "eval")
+    got = generalise.pooled_precision_recall(summary)
+    assert got["WT"] == {"precision": 1.0, "recall": round((wt - core) / wt, 4)}
+    assert got["TC"]["recall"] == 0.0 and got["ET"]["recall"] == 0.0
