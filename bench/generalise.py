@@ -9,9 +9,9 @@
 
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
-``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED) and the
-lesion-wise F1 (TP/FP/FN summed over cases, official rules), the pooled precision and recall of WT, TC, ET; plus the config overrides, epochs trained (and every
-``metrics.csv`` row: ``metrics_per_epoch``), stage
+``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED), the
+lesion-wise F1 (TP/FP/FN summed over cases, official rules) and the pooled precision and recall of WT, TC, ET
+(``pooled``); plus the config overrides, epochs trained (and every ``metrics.csv`` row: ``metrics_per_epoch``), stage
 times, machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
 cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
 
