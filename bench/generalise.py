@@ -166,6 +166,7 @@ def score_select(
 ) -> dict:
     """Score the run's best checkpoint on the two selection cohorts (generated once, shared by every run)."""
     out: dict = {}
+    ckpt = run / "checkpoints" / "best.pt"
     for name, offset in SELECT_SEED_OFFSET.items():
         grid = "" if shape is None else "-" + "x".join(str(int(v)) for v in shape)
         root = Path("runs") / f"select-{seed}-{n}{grid}" / name
@@ -173,7 +174,6 @@ def score_select(
             profile = "stress" if name == "select_stress" else "train"
             generate_cohort(root, n, seed + offset, "2021", workers, shape, profile=profile)
             (root / "done").write_text("ok\n")
-        ckpt = run / "checkpoints" / "best.pt"
         out[name] = _cohort(score_cohort(ckpt, root, run / f"bench_{name}{tag}", **(predict or {})))
     return out
 

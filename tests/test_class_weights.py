@@ -43,9 +43,12 @@ def test_weighted_cross_entropy_matches_torch():
     target = torch.randint(0, 4, (2, 8, 8))
     weights = [0.5, 2.0, 1.0, 2.0]
     cfg = LossConfig(name="ce_dice", focal_weight=1.0, dice_weight=0.0, class_weights=weights)
-    ours = build_loss(cfg, channels=4)(logits, target)
+    fn = build_loss(cfg, channels=4)
     ref = torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor(weights))
-    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert float(fn(logits, target)) == pytest.approx(float(ref), rel=1e-5)
+    # the weights are a buffer of the loss module, so the engine's build_loss(...).to(device) moves them
+    assert dict(fn.named_buffers())["focal.weight"].tolist() == weights
+    assert fn.to("meta").focal.weight.device.type == "meta"
 
 
 def test_region_weights_select_regions():

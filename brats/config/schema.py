@@ -284,7 +284,7 @@ class SchedulerConfig:
     patience: int = _f(3, "ReduceLROnPlateau: epochs without a better validation loss before reducing.", ge=0)
     min_lr: float = _f(1e-6, "Lower bound of the learning rate (both schedules).", ge=0)
     warmup_steps: int = _f(
-        0, "`cosine` only: ramp the lr linearly from lr / steps up over the first steps.", ge=0
+        0, "`cosine` only: step i < warmup_steps runs at (i + 1) / warmup_steps of the lr.", ge=0
     )
 
 

@@ -132,7 +132,9 @@ class Trainer:
             self.optimizer, mode="min", factor=sc.factor, patience=sc.patience, min_lr=sc.min_lr
         )
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
-        self.loss_fn = build_loss(cfg.loss, cfg.model.output == "regions", self.out_channels)
+        self.loss_fn = build_loss(cfg.loss, cfg.model.output == "regions", self.out_channels).to(
+            self.rt.device
+        )
         shape = (tc.batch_size, self.in_channels, *cfg.patches.size)
         model_loss = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss)}
         what = model_loss | {"input": list(shape), "cl": tc.channels_last}

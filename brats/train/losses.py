@@ -24,7 +24,8 @@ then uses the binary cross-entropy of each region's sigmoid (focal with gamma 0)
 ``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
 means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
 and ET. With ``ce_dice`` on classes the cross-entropy takes them as torch's per-class ``weight`` (each pixel
-weighted by its class, normalised by the summed weights of the batch's pixels).
+weighted by its class, normalised by the summed weights of the batch's pixels), a buffer of the loss module:
+move the loss to the model's device (``build_loss(...).to(device)``), as the training engine does.
 """
 
 from __future__ import annotations
@@ -84,9 +85,6 @@ class SegmentationLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
             target = region_targets(target.long()) if self.regions else target.long()
-            weight = getattr(self.focal, "weight", None)  # the cross-entropy's class weights follow the logits
-            if weight is not None and weight.device != logits.device:
-                self.focal.to(logits.device)
             loss = (
                 self.focal_weight * self.focal(logits, target) if self.focal_weight else logits.new_zeros(())
             )
