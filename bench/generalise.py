@@ -10,9 +10,10 @@
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
 run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases`` cases of
 ``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED), the
-lesion-wise F1 (TP/FP/FN summed over cases, official rules) and the pooled precision and recall of WT, TC, ET
-(``pooled``); plus the config overrides, epochs trained (and every ``metrics.csv`` row: ``metrics_per_epoch``), stage
-times, machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
+lesion-wise F1 (TP/FP/FN summed over cases, official rules), the pooled precision and recall of WT, TC, ET
+(``pooled``) and where each reference class went (``confusion``, fractions of its voxels); plus the config
+overrides, epochs trained (and every ``metrics.csv`` row: ``metrics_per_epoch``), stage times, machine, CPU
+flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
 cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
 
 ``--select N`` adds two selection cohorts, the same for every recipe whatever its case count: ``select``, N
@@ -61,6 +62,7 @@ def _cohort(scored: dict) -> dict:
     out |= {f"lesion_{k}": v for k, v in scored["lesion"].items() if k.endswith("_f1")}
     out["cases"] = scored["summary"]["per_case"]["WT"]["dice"]["count"]
     out["pooled"] = pooled_precision_recall(scored["summary"])
+    out["confusion"] = confusion_fractions(scored["summary"])
     out["per_case"] = _per_case(Path(scored["summary"]["files"]["cases_csv"]))
     return out
 
@@ -74,6 +76,20 @@ def pooled_precision_recall(summary: dict) -> dict:
         k: {m: None if pooled[k].get(m) is None else round(pooled[k][m], 4) for m in ("precision", "recall")}
         for k in ("WT", "TC", "ET")
         if k in pooled
+    }
+
+
+def confusion_fractions(summary: dict) -> dict | None:
+    """``{reference class: {predicted class: fraction of its voxels}}`` over the cohort (the evaluation
+    summary's pooled ``confusion``; None from a summary written before it existed, or a class absent from every
+    reference), e.g. ``["NCR"]["ED"]``: the share of necrosis called edema."""
+    conf = summary.get("confusion")
+    if not conf:
+        return None
+    names = conf["classes"]
+    return {
+        ref: None if row is None else {p: round(v, 4) for p, v in zip(names, row)}
+        for ref, row in zip(names, conf["row_fraction"])
     }
 
 

@@ -80,3 +80,8 @@ def test_pooled_precision_recall_from_an_evaluation(tmp_path):
     got = generalise.pooled_precision_recall(summary)
     assert got["WT"] == {"precision": 1.0, "recall": round((wt - core) / wt, 4)}
     assert got["TC"]["recall"] == 0.0 and got["ET"]["recall"] == 0.0
+    conf = generalise.confusion_fractions(summary)
+    # every core voxel went to background; edema stayed edema
+    assert conf["NCR"]["background"] == 1.0 and conf["ET"]["background"] == 1.0
+    assert conf["ED"]["ED"] == 1.0 and conf["background"]["background"] == 1.0
+    assert generalise.confusion_fractions({"pooled": {}}) is None

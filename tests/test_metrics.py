@@ -33,6 +33,7 @@ from brats.evaluate import (
     pooled_dice,
     report_rows,
     run_evaluate,
+    structure_counts,
     summarize,
 )
 from brats.labels import LabelError
@@ -344,10 +345,10 @@ def test_cohort_scores_match_evaluate_case_and_pooling(tmp_path):
     summary = run_evaluate(pred_dir, ref_root, out_dir=out, empty="nan", progress=False)
     assert (out / "cases.csv").is_file() and (out / "summary.json").is_file()
     assert not (pred_dir / "cases.csv").exists()
-    rows, counts = zip(*(evaluate_case(p, r, (1.2, 1.0, 2.0), "nan") for r, p in _class_maps(3)))
+    rows, cms = zip(*(evaluate_case(p, r, (1.2, 1.0, 2.0), "nan") for r, p in _class_maps(3)))
     wt = [row["WT_dice"] for row in rows]
     assert summary["per_case"]["WT"]["dice"]["mean"] == pytest.approx(np.mean(wt), abs=1e-12)
-    tot = [sum(c["WT"][i] for c in counts) for i in range(3)]
+    tot = [sum(structure_counts(c)["WT"][i] for c in cms) for i in range(3)]
     assert summary["pooled"]["WT"]["dice"] == pytest.approx(
         2 * tot[0] / (2 * tot[0] + tot[1] + tot[2]), abs=1e-12
     )
@@ -377,6 +378,36 @@ def test_summarize_mean_vs_pooled_by_hand():
     assert [r["name"] for r in means] == ["NCR", "ED", "ET", "TC", "WT"]
     assert means[4]["dice"] == pytest.approx(0.5) and means[4]["n"] == 2 and means[0]["hd95"] is None
     assert pooled[4]["dice"] == pytest.approx(0.8) and pooled[4]["accuracy"] == pytest.approx(10 / 12)
+
+
+def test_pooled_confusion_by_hand():
+    # classes 0 background, 1 NCR, 2 ED, 3 ET; source labels 0, 1, 2, 4 are not used here (training classes)
+    a_ref = np.array([[[1, 1, 2, 2, 3, 0]]], np.uint8)
+    a_pred = np.array([[[1, 2, 2, 0, 3, 0]]], np.uint8)  # NCR->ED once, ED->background once
+    b_ref = np.array([[[1, 1, 0, 0, 0, 0]]], np.uint8)
+    b_pred = np.array([[[0, 2, 0, 0, 3, 0]]], np.uint8)  # NCR->background, NCR->ED, background->ET
+    cases = [evaluate_case(a_pred, a_ref), evaluate_case(b_pred, b_ref)]
+    s = summarize([r for r, _ in cases], [c for _, c in cases])
+    conf = s["confusion"]
+    assert conf["classes"] == ["background", "NCR", "ED", "ET"]
+    assert conf["voxels"] == [[4, 0, 0, 1], [1, 1, 2, 0], [1, 0, 1, 0], [0, 0, 0, 1]]
+    assert conf["row_fraction"][1] == [0.25, 0.25, 0.5, 0.0]  # of 4 NCR voxels, half were called edema
+    # the pooled counts are those of the summed matrix, and agree with summing each case's counts
+    per_case = [structure_counts(c) for _, c in cases]
+    for name in ("NCR", "ED", "ET", "TC", "WT"):
+        summed = [sum(c[name][i] for c in per_case) for i in range(4)]
+        assert [s["pooled"][name][k] for k in ("tp", "fp", "fn", "tn")] == summed
+    assert s["pooled"]["NCR"]["recall"] == pytest.approx(0.25)
+    # a class absent from every reference has no row fraction; the printed block shows "-"
+    s2 = summarize([cases[1][0]], [cases[1][1]])
+    assert s2["confusion"]["row_fraction"][2] is None and s2["confusion"]["row_fraction"][3] is None
+    text = format_summary(s2).splitlines()
+    row = next(line for line in text if line.startswith("NCR ") and "|" in line and "  2 |" in line)
+    assert row.split("|")[1].split() == ["50.00", "0.00", "50.00", "0.00"]
+    assert (
+        next(line for line in text if line.startswith("ED ") and "  0 |" in line).split("|")[1].split()
+        == ["-"] * 4
+    )
 
 
 def test_missing_predictions(tmp_path):

@@ -14,7 +14,6 @@ from brats.evaluate.metrics import (
     OVERLAP_METRICS,
     STRUCTURE_NAMES,
     STRUCTURES,
-    Counts,
     MetricsError,
     bbox,
     check_empty_rule,
@@ -56,7 +55,7 @@ def evaluate_case(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     empty: str = "brats",
     lesion_variant: str | None = "official",
-) -> tuple[dict[str, float], dict[str, Counts]]:
+) -> tuple[dict[str, float], np.ndarray]:
     """Score one case.
 
     Args:
@@ -68,8 +67,10 @@ def evaluate_case(
             or None for no lesion-wise columns.
 
     Returns:
-        ``(row, counts)``: ``row`` maps every name of :func:`case_columns` to a number (volumes in voxels are
-        ints); ``counts`` maps NCR, ED, ET, TC, WT to their :class:`Counts` (for pooling).
+        ``(row, cm)``: ``row`` maps every name of :func:`case_columns` to a number (volumes in voxels are
+        ints); ``cm`` is the case's ``(4, 4)`` voxel confusion matrix of training classes (rows reference,
+        columns prediction; :func:`brats.evaluate.metrics.confusion_matrix`), for pooling: the counts of every
+        structure follow from it (:func:`brats.evaluate.metrics.structure_counts`) and it adds up over cases.
     """
     check_empty_rule(empty)
     pred, ref = np.asarray(pred), np.asarray(ref)
@@ -93,7 +94,7 @@ def evaluate_case(
         row[f"{name}_vol_pred_ml"] = (c.tp + c.fp) * voxel_ml
     if lesion_variant is not None:
         row.update(lesion_metrics(pred, ref, spacing, lesion_variant))
-    return {k: row[k] for k in case_columns(lesions=lesion_variant is not None)}, counts
+    return {k: row[k] for k in case_columns(lesions=lesion_variant is not None)}, cm
 
 
 def find_prediction(pred_dir: Path, case_id: str) -> Path | None:

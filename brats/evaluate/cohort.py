@@ -22,7 +22,7 @@ from brats.data import Case, discover_cases, load_geometry, load_seg
 from brats.data.runs import run_split_cases
 from brats.evaluate.cases import evaluate_case, find_prediction, load_prediction
 from brats.evaluate.lesionwise import VARIANTS
-from brats.evaluate.metrics import BRATS_HD95_MAX, Counts, MetricsError, check_empty_rule
+from brats.evaluate.metrics import BRATS_HD95_MAX, MetricsError, check_empty_rule
 from brats.evaluate.summary import cases_csv, json_safe, summarize
 from brats.fs import atomic_write_text
 from brats.labels import to_classes
@@ -81,20 +81,20 @@ def _match_predictions(
 
 def _score_cases(
     cases: list[Case], preds: dict[str, Path | None], empty: str, lesion_variant: str | None, progress: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Counts]]]:
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     from brats.progress import track
 
     rows: list[dict[str, Any]] = []
-    counts: list[dict[str, Counts]] = []
+    confusions: list[np.ndarray] = []
     for case in track(cases, desc="evaluate", unit="case", enabled=progress):
         ref = to_classes(load_seg(case), case.label_scheme, where=str(case.seg))
         spacing = load_geometry(case.seg).spacing  # type: ignore[arg-type]
         path = preds[case.case_id]
         pred = np.zeros_like(ref) if path is None else load_prediction(path, case)
-        row, cnt = evaluate_case(pred, ref, spacing=spacing, empty=empty, lesion_variant=lesion_variant)
+        row, cm = evaluate_case(pred, ref, spacing=spacing, empty=empty, lesion_variant=lesion_variant)
         rows.append({"case": case.case_id, **row})
-        counts.append(cnt)
-    return rows, counts
+        confusions.append(cm)
+    return rows, confusions
 
 
 def _run_naming(run_dir: str | Path) -> tuple[str, str | None]:
@@ -145,8 +145,8 @@ def _score(
 
         rows, bcounts, units, from_prob = score_binary_cases(cases, preds, empty, progress)
         return summarize_binary(rows, bcounts, units, empty, from_prob), binary_cases_csv(rows), rows
-    rows, counts = _score_cases(cases, preds, empty, lesion_variant, progress)
-    return summarize(rows, counts, empty, lesion_variant), cases_csv(rows), rows
+    rows, confusions = _score_cases(cases, preds, empty, lesion_variant, progress)
+    return summarize(rows, confusions, empty, lesion_variant), cases_csv(rows), rows
 
 
 def run_evaluate(

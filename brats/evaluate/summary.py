@@ -16,9 +16,10 @@ from brats.evaluate.metrics import (
     HD95_NAMES,
     OVERLAP_METRICS,
     STRUCTURE_NAMES,
-    Counts,
+    STRUCTURES,
     check_empty_rule,
     overlap_scores,
+    structure_counts,
 )
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "lesion_rows",
     "format_summary",
 ]
+
+#: Names of the training classes, the rows and columns of the pooled confusion matrix.
+CLASS_NAMES: tuple[str, ...] = ("background", "NCR", "ED", "ET")
 
 #: Metrics aggregated over cases for each structure (hd95 for the regions only), then the volumes.
 AGG_METRICS: tuple[str, ...] = (*OVERLAP_METRICS, "hd95", "vol_ref", "vol_pred", "vol_ref_ml", "vol_pred_ml")
@@ -50,35 +54,62 @@ def _aggregate(values: list[float]) -> dict[str, Any]:
 
 def summarize(
     rows: list[dict[str, Any]],
-    counts: list[dict[str, Counts]],
+    confusions: list[np.ndarray],
     empty: str = "brats",
     lesion_variant: str | None = None,
 ) -> dict[str, Any]:
-    """Aggregate case rows (from :func:`brats.evaluate.cases.evaluate_case`).
+    """Aggregate case rows and confusion matrices (both from :func:`brats.evaluate.cases.evaluate_case`).
 
     Returns:
         ``{"n_cases", "empty", "per_case": {NAME: {metric: {mean, median, std, count, n_nan}}},
-        "pooled": {NAME: {tp, fp, fn, tn, dice, iou, precision, recall, specificity, accuracy}}}``.
+        "pooled": {NAME: {tp, fp, fn, tn, dice, iou, precision, recall, specificity, accuracy}},
+        "confusion": {"classes", "voxels", "row_fraction"}}``.
         ``std`` is the sample standard deviation (ddof 1; None below 2 values); NaN values are left out of
         mean/median/std and counted in ``n_nan``. Pooled ratios come from counts summed over all cases.
+        ``confusion`` is the sum of the cases' matrices over the training classes :data:`CLASS_NAMES`:
+        ``voxels[r][p]`` voxels of reference class ``r`` were predicted as ``p``; ``row_fraction`` divides each
+        row by its total (None for a class absent from every reference), so it says where each reference class
+        went, e.g. whether missed NCR was called edema or background.
         With ``lesion_variant`` (the rows hold lesion-wise columns), also ``"lesionwise": {"variant",
         REGION: {metric: {mean, median, std, count, n_nan} (+ "sum" for tp, fp, fn)}}`` for ET, TC, WT.
     """
     check_empty_rule(empty)
     per_case: dict[str, dict[str, Any]] = {}
     pooled: dict[str, dict[str, Any]] = {}
+    cm = np.zeros((len(CLASS_NAMES),) * 2, np.int64)
+    for case_cm in confusions:
+        cm += np.asarray(case_cm, np.int64)
+    totals = structure_counts(cm, STRUCTURES)
     for name in STRUCTURE_NAMES:
         metrics = [m for m in AGG_METRICS if m != "hd95" or name in HD95_NAMES]
         per_case[name] = {m: _aggregate([r[f"{name}_{m}"] for r in rows]) for m in metrics}
-        total = Counts(*(int(sum(c[name][i] for c in counts)) for i in range(4)))
+        total = totals[name]
         scores = overlap_scores(total, empty)
         n_all = sum(total)
         scores["accuracy"] = (total.tp + total.tn) / n_all if n_all else math.nan
         pooled[name] = {**total._asdict(), **scores}
-    out = {"n_cases": len(rows), "empty": empty, "per_case": per_case, "pooled": pooled}
+    out = {
+        "n_cases": len(rows),
+        "empty": empty,
+        "per_case": per_case,
+        "pooled": pooled,
+        "confusion": _confusion(cm),
+    }
     if lesion_variant is not None:
         out["lesionwise"] = _lesion_summary(rows, lesion_variant)
     return out
+
+
+def _confusion(cm: np.ndarray) -> dict[str, Any]:
+    row_sums = cm.sum(axis=1)
+    return {
+        "classes": list(CLASS_NAMES),
+        "voxels": cm.tolist(),
+        "row_fraction": [
+            [float(v) / float(n) for v in row] if n else None
+            for row, n in zip(cm.tolist(), row_sums.tolist())
+        ],
+    }
 
 
 def _lesion_summary(rows: list[dict[str, Any]], variant: str) -> dict[str, Any]:
@@ -185,6 +216,25 @@ def _lesion_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _confusion_lines(summary: dict[str, Any]) -> list[str]:
+    conf = summary.get("confusion")
+    if not conf:
+        return []
+    names = conf["classes"]
+    head = f"{'':10} {'voxels':>11} | " + " ".join(f"{n:>10}" for n in names)
+    lines = [
+        "pooled confusion (rows: reference class; columns: % of its voxels predicted as each class)",
+        head,
+    ]
+    lines.append("-" * len(head))
+    for name, row, frac in zip(names, conf["voxels"], conf["row_fraction"]):
+        cells = " ".join(
+            _num(None if frac is None else 100.0 * f, 10, 2) for f in (frac or [None] * len(row))
+        )
+        lines.append(f"{name:10} {sum(row):>11} | {cells}")
+    return lines
+
+
 def _num(value: float | None, width: int, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-".rjust(width)
@@ -196,7 +246,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
     Columns: ``n`` (cases with a Dice value), per-case mean Dice and its std, median Dice, mean IoU,
     precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision and recall. With
-    lesion-wise metrics, a second block (:func:`lesion_rows`): one row per region ET, TC, WT.
+    lesion-wise metrics, a second block (:func:`lesion_rows`): one row per region ET, TC, WT. Last, the pooled
+    confusion matrix: per reference class, its voxels and the percentage of them predicted as each class.
     """
     if summary.get("scheme") == "binary":  # kaggle_3m: tumour + detection tables
         from brats.evaluate.binary import format_binary
@@ -233,6 +284,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     if nan_notes:
         lines.append("left out as NaN (empty masks): " + ", ".join(nan_notes))
     lines += _lesion_lines(summary)
+    lines += _confusion_lines(summary)
     if "files" in summary:
         lines.append(f"wrote {summary['files']['cases_csv']} and {summary['files']['summary_json']}")
     return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())
