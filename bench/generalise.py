@@ -12,8 +12,8 @@ run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases``
 ``brats synth --profile stress`` with seed demo seed + 1000) the mean Dice of WT, TC, ET (and NCR, ED), the
 lesion-wise F1 (TP/FP/FN summed over cases, official rules), the pooled precision and recall of WT, TC, ET
 (``pooled``) and where each reference class went (``confusion``, fractions of its voxels); plus the config
-overrides, epochs trained (and every ``metrics.csv`` row: ``metrics_per_epoch``), stage times, machine, CPU
-flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
+overrides, epochs trained (and every ``metrics.csv`` row: ``metrics_per_epoch``), stage times, the wall time of
+the scoring done here (``scoring_seconds``), machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
 cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
 
 ``--select N`` adds two selection cohorts, the same for every recipe whatever its case count: ``select``, N
@@ -34,6 +34,7 @@ import csv
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -381,9 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     # every metrics.csv column per epoch (per-class validation Dice, seconds, lr), so that when a class was learnt
     # can be read from the committed result rather than from the run folder
     result["metrics_per_epoch"] = [{k: round(float(v), 6) for k, v in e.items()} for e in epochs]
+    start = time.perf_counter()
     result |= score_run(run, args.seed, args.stress_cases, shape, args.workers, predict, tag)
     if args.select:
         result |= score_select(run, args.seed, args.select, shape, args.workers, predict, tag)
+    # wall time of the scoring here: predicting every cohort again with --predict, else only the selection
+    # cohorts (the demo scored its own); so a prediction setting's cost (e.g. tta) is measured, not described
+    result["scoring_seconds"] = round(time.perf_counter() - start, 1)
     path = write_result(f"generalise-{args.name}", result, load_before)
     print(path.read_text())
     return 0
