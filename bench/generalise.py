@@ -13,8 +13,9 @@ run's validation cases; ``test``: its test split; ``stress``: ``--stress-cases``
 lesion-wise F1 (TP/FP/FN summed over cases, official rules), the pooled precision and recall of WT, TC, ET
 (``pooled``) and where each reference class went (``confusion``, fractions of its voxels); plus the config
 overrides, epochs trained (and every ``metrics.csv`` row: ``metrics_per_epoch``), stage times, the wall time of
-the scoring done here (``scoring_seconds``), machine, CPU flags, date and load. Recipes are compared on ``val`` and, with ``--select``, on the selection
-cohorts below; ``test`` and ``stress`` are reported, never used for a choice.
+the scoring done here (``scoring_seconds``), machine, CPU flags, date and load. Recipes are compared on ``val``
+and, with ``--select``, on the selection cohorts below; ``test`` and ``stress`` are reported, never used for a
+choice.
 
 ``--select N`` adds two selection cohorts, the same for every recipe whatever its case count: ``select``, N
 train-profile cases (seed + 2000), and ``select_stress``, N stress-profile cases (seed + 3000). They are never
