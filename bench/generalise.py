@@ -134,6 +134,7 @@ PREDICT_KEYS = (
     "et_min_ml",
     "core_min_ml",
     "postprocess",
+    "decode",
 )
 
 

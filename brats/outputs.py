@@ -7,6 +7,11 @@
   the three binary region masks. Labels are decoded as nnU-Net does: every voxel starts as background, then
   ``WT >= 0.5`` sets ED, ``TC >= 0.5`` sets NCR and ``ET >= 0.5`` sets ET, each overwriting the one before.
 
+A ``classes`` model can also be decoded by the region rule (``decode="regions"``, BraTS schemes): its softmax
+gives ``WT = 1 - p(background)``, ``TC = p(NCR) + p(ET)`` and ``ET = p(ET)``, thresholded as above. A voxel whose
+tumour probability is split between classes (background 0.4, edema 0.35, NCR 0.25) is then tumour, where the
+argmax calls it background.
+
 Prediction always produces 4 channels, so blending, flip TTA and the background fill outside the brain
 (channel 0 = 1, the rest 0) are the same in both modes: for ``classes`` they are the class probabilities; for
 ``regions`` they are ``(1 - WT, WT, TC, ET)``. Averaging over windows and flips is linear, so channel 0 stays
@@ -20,9 +25,19 @@ import torch
 
 from brats.labels import REGION_CLASSES, REGION_NAMES, LabelError, LabelScheme
 
-__all__ = ["OUTPUTS", "out_channels", "region_targets", "probabilities", "decode", "decode_logits"]
+__all__ = [
+    "OUTPUTS",
+    "DECODE_RULES",
+    "out_channels",
+    "region_targets",
+    "probabilities",
+    "decode",
+    "decode_logits",
+]
 
 OUTPUTS = ("classes", "regions")
+#: How a ``classes`` model's probabilities become labels: the argmax, or the nested region thresholds.
+DECODE_RULES = ("argmax", "regions")
 #: Training class each region sets when decoding, in nnU-Net's overwrite order (WT -> ED, TC -> NCR, ET -> ET).
 _REGION_LABEL = {"WT": 2, "TC": 1, "ET": 3}
 
@@ -59,14 +74,29 @@ def probabilities(logits: torch.Tensor, output: str) -> torch.Tensor:
     return torch.cat([1.0 - regions[:, :1], regions], dim=1)
 
 
-def decode(prob: np.ndarray, output: str, axis: int = 0) -> np.ndarray:
-    """Training classes (uint8) from :func:`probabilities` stacked along ``axis`` (the module doc's rules)."""
+def decode(prob: np.ndarray, output: str, axis: int = 0, rule: str = "argmax") -> np.ndarray:
+    """Training classes (uint8) from :func:`probabilities` stacked along ``axis`` (the module doc's rules).
+
+    ``rule`` applies to ``classes`` outputs: ``argmax``, or ``regions`` (4 BraTS classes only); ``regions``
+    outputs always use the region thresholds.
+
+    Raises:
+        LabelError: an unknown ``rule``, or ``regions`` on probabilities that are not 4 BraTS classes.
+    """
+    if rule not in DECODE_RULES:
+        raise LabelError(f"decode must be one of {', '.join(DECODE_RULES)}, got {rule!r}")
     prob = np.moveaxis(np.asarray(prob), axis, 0)
-    if output == "classes":
+    if output == "classes" and rule == "argmax":
         return prob.argmax(axis=0).astype(np.uint8)
+    if output == "classes":
+        if prob.shape[0] != 4:
+            raise LabelError(f"decode=regions needs the 4 BraTS classes, got {prob.shape[0]} channels")
+        regions = (1.0 - prob[0], prob[1] + prob[3], prob[3])  # WT, TC, ET
+    else:
+        regions = (prob[1], prob[2], prob[3])
     classes = np.zeros(prob.shape[1:], np.uint8)
-    for channel, name in enumerate(REGION_NAMES, start=1):
-        classes[prob[channel] >= 0.5] = _REGION_LABEL[name]
+    for region, name in zip(regions, REGION_NAMES):
+        classes[region >= 0.5] = _REGION_LABEL[name]
     return classes
 
 

@@ -18,6 +18,7 @@ from brats.networks import model_from_checkpoint
 from brats.outputs import decode, decode_logits, out_channels, probabilities, region_targets
 from brats.predict import run_predict
 from brats.predict.predictor import settings_from_checkpoint
+from brats.predict.sliding import InferenceError
 from brats.train import Trainer
 from brats.train.losses import build_loss
 from tests.cohort import make_case
@@ -149,3 +150,41 @@ def test_predict_decodes_region_checkpoints(tmp_path, bias, label):
         prob[brain][:, 1:], np.broadcast_to(expected, (int(brain.sum()), 3)), atol=1e-3
     )
     np.testing.assert_allclose(prob[~brain], np.broadcast_to([1, 0, 0, 0], (int((~brain).sum()), 4)))
+
+
+def test_region_rule_decodes_softmax_classes_by_hand():
+    # columns: (background, NCR, ED, ET) softmax probabilities of one voxel each
+    prob = np.array(
+        [
+            [0.4, 0.3, 0.1, 0.6, 0.1],
+            [0.25, 0.3, 0.2, 0.1, 0.1],
+            [0.35, 0.1, 0.2, 0.2, 0.6],
+            [0.0, 0.3, 0.5, 0.1, 0.2],
+        ]
+    )
+    assert decode(prob, "classes").tolist() == [0, 0, 3, 0, 2]
+    # WT = 1 - bg, TC = NCR + ET, ET: tumour split between classes is tumour; (0.3, 0.3, 0.1, 0.3) -> NCR
+    assert decode(prob, "classes", rule="regions").tolist() == [2, 1, 3, 0, 2]
+    # the same as decoding the region layout (1 - WT, WT, TC, ET) of a regions model
+    layout = np.stack([prob[0], 1 - prob[0], prob[1] + prob[3], prob[3]])
+    assert decode(layout, "regions").tolist() == [2, 1, 3, 0, 2]
+    assert decode(prob.T, "classes", axis=1, rule="regions").tolist() == [2, 1, 3, 0, 2]
+    with pytest.raises(LabelError, match="decode must be one of argmax, regions"):
+        decode(prob, "classes", rule="max")
+    with pytest.raises(LabelError, match="needs the 4 BraTS classes, got 2"):
+        decode(prob[:2], "classes", rule="regions")
+
+
+def test_predict_decode_regions_on_a_classes_checkpoint(tmp_path):
+    # every brain voxel: background 0.4, NCR 0.25, ED 0.35 -> argmax background, region rule edema
+    ckpt = make_checkpoint(tmp_path / "classes.pt", np.log([0.4, 0.25, 0.35, 1e-6]).tolist())
+    folder = make_case(tmp_path / "cases", 0, shape=SHAPE, seg=False)
+    brain = np.asarray(nib.load(str(next(folder.glob("*flair.nii.gz")))).dataobj) != 0
+    for rule, label in (("argmax", 0), ("regions", 2)):
+        [path] = run_predict(ckpt, folder, tmp_path / rule, progress=False, postprocess=False, decode=rule)
+        seg = np.asarray(nib.load(str(path)).dataobj)
+        assert set(np.unique(seg[brain]).tolist()) == {label}, rule
+        assert set(np.unique(seg[~brain]).tolist()) <= {0}
+    with pytest.raises(InferenceError, match="decode must be one of argmax, regions, got 'max'"):
+        run_predict(ckpt, folder, tmp_path / "bad", progress=False, decode="max")
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -173,7 +173,7 @@ def predict_case(
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
     prob, geometry = predict_probabilities(model, case, settings, device, loaded)
-    classes = decode(prob, settings.output)
+    classes = decode(prob, settings.output, rule=settings.decode)
     stats = None
     if settings.postprocess:
         classes, stats = postprocess_ml(
@@ -223,6 +223,7 @@ def run_predict(
     windows: str | None = None,
     precision: str | None = None,
     core_min_ml: float | None = None,
+    decode: str | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` (or of one split of a run) and write ``output_dir/<case_id>.nii.gz``.
 
@@ -243,6 +244,7 @@ def run_predict(
         data_root: with ``run_dir``: the data root, when it moved since extraction.
         min_component_ml, et_min_ml, core_min_ml: post-processing thresholds in mL; None = the checkpoint's.
         windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
+        decode: ``argmax`` or ``regions`` (:func:`brats.outputs.decode`); None = ``argmax``.
 
     Returns:
         The segmentation paths written, in case order.
@@ -260,6 +262,9 @@ def run_predict(
         checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows,
         precision, core_min_ml,
     )  # fmt: skip
+    if decode is not None:
+        settings.decode = decode
+        settings.check(str(checkpoint))
     if input_path is not None:
         cases = resolve_cases(input_path, settings.naming, settings.pattern)
     else:

@@ -16,6 +16,7 @@ import torch
 from brats.checkpoint import Checkpoint
 from brats.labels import LabelScheme, get_scheme
 from brats.networks import input_multiple
+from brats.outputs import DECODE_RULES
 from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError
 from brats.preprocess import Normalization, rescale_batch
 
@@ -45,6 +46,8 @@ class PredictSettings:
         windows, precision: ``box``/``patch`` windows; ``auto``/``fp32``/``bf16``, resolved on the device into
             ``amp_dtype`` by :func:`load_predictor` (``precision_record`` says why).
         output: the model's ``model.output`` (``classes`` or ``regions``; :mod:`brats.outputs`).
+        decode: how ``classes`` probabilities become labels, ``argmax`` or ``regions``
+            (:func:`brats.outputs.decode`).
     """
 
     modalities: list[str]
@@ -70,6 +73,7 @@ class PredictSettings:
     amp_dtype: torch.dtype | None = None
     precision_record: dict[str, Any] = field(default_factory=dict)
     output: str = "classes"
+    decode: str = "argmax"
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
@@ -83,7 +87,7 @@ class PredictSettings:
             value = getattr(self, key)
             if not value >= 0:
                 raise InferenceError(f"{where}: {key} must be >= 0 (mL; 0 = off), got {value}")
-        for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS)):
+        for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS), ("decode", DECODE_RULES)):
             if getattr(self, key) not in allowed:
                 raise InferenceError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
 
