@@ -135,6 +135,7 @@ PREDICT_KEYS = (
     "core_min_ml",
     "postprocess",
     "decode",
+    "region_thresholds",
 )
 
 

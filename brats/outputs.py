@@ -74,17 +74,27 @@ def probabilities(logits: torch.Tensor, output: str) -> torch.Tensor:
     return torch.cat([1.0 - regions[:, :1], regions], dim=1)
 
 
-def decode(prob: np.ndarray, output: str, axis: int = 0, rule: str = "argmax") -> np.ndarray:
+def decode(
+    prob: np.ndarray,
+    output: str,
+    axis: int = 0,
+    rule: str = "argmax",
+    thresholds: tuple[float, float, float] = (0.5, 0.5, 0.5),
+) -> np.ndarray:
     """Training classes (uint8) from :func:`probabilities` stacked along ``axis`` (the module doc's rules).
 
     ``rule`` applies to ``classes`` outputs: ``argmax``, or ``regions`` (4 BraTS classes only); ``regions``
-    outputs always use the region thresholds.
+    outputs always use the region thresholds. ``thresholds``: the probabilities at or above which a voxel is in
+    WT, TC and ET (region rule only; 0.5 each by default, as nnU-Net).
 
     Raises:
-        LabelError: an unknown ``rule``, or ``regions`` on probabilities that are not 4 BraTS classes.
+        LabelError: an unknown ``rule``, ``regions`` on probabilities that are not 4 BraTS classes, or a
+            threshold outside (0, 1].
     """
     if rule not in DECODE_RULES:
         raise LabelError(f"decode must be one of {', '.join(DECODE_RULES)}, got {rule!r}")
+    if len(thresholds) != 3 or not all(0 < float(t) <= 1 for t in thresholds):
+        raise LabelError(f"region thresholds must be 3 values in (0, 1] (WT, TC, ET), got {list(thresholds)}")
     prob = np.moveaxis(np.asarray(prob), axis, 0)
     if output == "classes" and rule == "argmax":
         return prob.argmax(axis=0).astype(np.uint8)
@@ -95,8 +105,8 @@ def decode(prob: np.ndarray, output: str, axis: int = 0, rule: str = "argmax") -
     else:
         regions = (prob[1], prob[2], prob[3])
     classes = np.zeros(prob.shape[1:], np.uint8)
-    for region, name in zip(regions, REGION_NAMES):
-        classes[region >= 0.5] = _REGION_LABEL[name]
+    for region, name, threshold in zip(regions, REGION_NAMES, thresholds):
+        classes[region >= threshold] = _REGION_LABEL[name]
     return classes
 
 

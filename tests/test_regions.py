@@ -169,6 +169,13 @@ def test_region_rule_decodes_softmax_classes_by_hand():
     layout = np.stack([prob[0], 1 - prob[0], prob[1] + prob[3], prob[3]])
     assert decode(layout, "regions").tolist() == [2, 1, 3, 0, 2]
     assert decode(prob.T, "classes", axis=1, rule="regions").tolist() == [2, 1, 3, 0, 2]
+    # a lower WT threshold: (0.6, 0.1, 0.2, 0.1) has WT 0.4 >= 0.3 -> edema; TC 0.2 stays below 0.5
+    assert decode(prob, "classes", rule="regions", thresholds=(0.3, 0.5, 0.5)).tolist() == [2, 1, 3, 2, 2]
+    # ET at 0.6: (0.1, 0.2, 0.2, 0.5) is no longer ET, but TC 0.7 -> NCR
+    assert decode(prob, "classes", rule="regions", thresholds=(0.5, 0.5, 0.6)).tolist() == [2, 1, 1, 0, 2]
+    for bad in ((0.0, 0.5, 0.5), (0.5, 1.5, 0.5), (0.5, 0.5)):
+        with pytest.raises(LabelError, match="region thresholds must be 3 values in"):
+            decode(prob, "classes", rule="regions", thresholds=bad)
     with pytest.raises(LabelError, match="decode must be one of argmax, regions"):
         decode(prob, "classes", rule="max")
     with pytest.raises(LabelError, match="needs the 4 BraTS classes, got 2"):
@@ -187,4 +194,14 @@ def test_predict_decode_regions_on_a_classes_checkpoint(tmp_path):
         assert set(np.unique(seg[~brain]).tolist()) <= {0}
     with pytest.raises(InferenceError, match="decode must be one of argmax, regions, got 'max'"):
         run_predict(ckpt, folder, tmp_path / "bad", progress=False, decode="max")
+    with pytest.raises(InferenceError, match=r"region_thresholds must be 3 values in \(0, 1\]"):
+        run_predict(
+            ckpt, folder, tmp_path / "bad", progress=False, decode="regions", region_thresholds=[0.5, 2]
+        )
+    # WT at 0.7 (the tumour probability is 0.6 everywhere): background again
+    [path] = run_predict(
+        ckpt, folder, tmp_path / "t07", progress=False, postprocess=False, decode="regions",
+        region_thresholds=[0.7, 0.5, 0.5],
+    )  # fmt: skip
+    assert set(np.unique(np.asarray(nib.load(str(path)).dataobj)).tolist()) == {0}
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ def predict_case(
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
     prob, geometry = predict_probabilities(model, case, settings, device, loaded)
-    classes = decode(prob, settings.output, rule=settings.decode)
+    classes = decode(prob, settings.output, rule=settings.decode, thresholds=settings.region_thresholds)
     stats = None
     if settings.postprocess:
         classes, stats = postprocess_ml(
@@ -224,6 +225,7 @@ def run_predict(
     precision: str | None = None,
     core_min_ml: float | None = None,
     decode: str | None = None,
+    region_thresholds: Sequence[float] | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` (or of one split of a run) and write ``output_dir/<case_id>.nii.gz``.
 
@@ -245,6 +247,7 @@ def run_predict(
         min_component_ml, et_min_ml, core_min_ml: post-processing thresholds in mL; None = the checkpoint's.
         windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
         decode: ``argmax`` or ``regions`` (:func:`brats.outputs.decode`); None = ``argmax``.
+        region_thresholds: WT, TC, ET thresholds of the region rule; None = 0.5 each.
 
     Returns:
         The segmentation paths written, in case order.
@@ -265,6 +268,11 @@ def run_predict(
     if decode is not None:
         settings.decode = decode
         settings.check(str(checkpoint))
+    if region_thresholds is not None:
+        t = tuple(float(v) for v in region_thresholds)
+        if len(t) != 3 or not all(0 < v <= 1 for v in t):
+            raise InferenceError(f"region_thresholds must be 3 values in (0, 1] (WT, TC, ET), got {list(t)}")
+        settings.region_thresholds = (t[0], t[1], t[2])
     if input_path is not None:
         cases = resolve_cases(input_path, settings.naming, settings.pattern)
     else:

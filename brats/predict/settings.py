@@ -48,6 +48,7 @@ class PredictSettings:
         output: the model's ``model.output`` (``classes`` or ``regions``; :mod:`brats.outputs`).
         decode: how ``classes`` probabilities become labels, ``argmax`` or ``regions``
             (:func:`brats.outputs.decode`).
+        region_thresholds: WT, TC and ET probability thresholds of the region rule.
     """
 
     modalities: list[str]
@@ -74,6 +75,7 @@ class PredictSettings:
     precision_record: dict[str, Any] = field(default_factory=dict)
     output: str = "classes"
     decode: str = "argmax"
+    region_thresholds: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def check(self, where: str) -> None:
         """Raise :class:`InferenceError` naming ``where`` for an out-of-range setting."""
