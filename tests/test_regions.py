@@ -198,10 +198,44 @@ def test_predict_decode_regions_on_a_classes_checkpoint(tmp_path):
         run_predict(
             ckpt, folder, tmp_path / "bad", progress=False, decode="regions", region_thresholds=[0.5, 2]
         )
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
     # WT at 0.7 (the tumour probability is 0.6 everywhere): background again
     [path] = run_predict(
         ckpt, folder, tmp_path / "t07", progress=False, postprocess=False, decode="regions",
         region_thresholds=[0.7, 0.5, 0.5],
     )  # fmt: skip
     assert set(np.unique(np.asarray(nib.load(str(path)).dataobj)).tolist()) == {0}
-    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    # the CLI and the config: predict.decode read from the checkpoint's config, --decode / --region-thresholds
+    from brats.cli import main
+    from brats.config import ConfigError, config_from_dict
+
+    args = ["predict", "--checkpoint", str(ckpt), "--input", str(folder), "--no-postprocess"]
+    assert main([*args, "--output", str(tmp_path / "cli"), "--decode", "regions"]) == 0
+    seg = np.asarray(nib.load(str(tmp_path / "cli" / f"{folder.name}.nii.gz")).dataobj)
+    assert set(np.unique(seg[brain]).tolist()) == {2}
+    cli = [
+        *args,
+        "--output",
+        str(tmp_path / "cli2"),
+        "--decode",
+        "regions",
+        "--region-thresholds",
+        "0.7",
+        "0.5",
+        "0.5",
+    ]
+    assert main(cli) == 0
+    assert not np.asarray(nib.load(str(tmp_path / "cli2" / f"{folder.name}.nii.gz")).dataobj).any()
+    cfg = config_from_dict({"predict": {"decode": "regions", "region_thresholds": [0.6, 0.5, 0.5]}})
+    assert settings_from_checkpoint(_with_config(ckpt, cfg)).region_thresholds == (0.6, 0.5, 0.5)
+    with pytest.raises(ConfigError, match="predict.region_thresholds"):
+        config_from_dict({"predict": {"region_thresholds": [0.0, 0.5, 0.5]}})
+
+
+def _with_config(path, cfg):
+    """The checkpoint at ``path`` with another config (its ``predict`` section is what matters here)."""
+    from brats.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    ckpt.config = cfg
+    return ckpt

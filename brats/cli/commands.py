@@ -154,6 +154,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         core_min_ml=args.core_min_ml,
         windows=args.windows,
         precision=args.precision,
+        decode=args.decode,
+        region_thresholds=args.region_thresholds,
     )
     where = f"the {args.split} split of {args.run}" if args.run else args.input
     print(f"wrote {len(paths)} segmentation(s) of {where} to {args.output}")

@@ -148,6 +148,20 @@ def _parser_predict(sub: Any) -> None:
         default=None,
         help="2D: one window per slice's brain box (box, default) or training-patch sliding windows (patch)",
     )
+    p.add_argument(
+        "--decode",
+        choices=["argmax", "regions"],
+        default=None,
+        help="softmax models: argmax, or the nested region rule (default: the config's predict.decode)",
+    )
+    p.add_argument(
+        "--region-thresholds",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("WT", "TC", "ET"),
+        help="probability thresholds of the region rule (default: the config's predict.region_thresholds)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--probabilities", action="store_true", help="also write <case_id>_prob.nii.gz (float16)")
     p.add_argument("--shard", default=None, metavar="I/N", help="predict every N-th case starting at I")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from brats.errors import BratsError
+from brats.config.fields import RANGE_KEYS, ConfigError, _f
+from brats.config.predict_schema import PostprocessConfig, PredictConfig
 
 __all__ = [
+    "RANGE_KEYS",
     "ConfigError",
     "DataConfig",
     "PreprocessConfig",
@@ -31,38 +31,6 @@ __all__ = [
     "PredictConfig",
     "Config",
 ]
-
-
-class ConfigError(BratsError, ValueError):
-    """A config file or override is invalid. The message names the key and the source."""
-
-
-#: Range bounds a field may declare: ``ge`` (>=), ``gt`` (>), ``le`` (<=), ``lt`` (<).
-RANGE_KEYS = ("ge", "gt", "le", "lt")
-
-
-def _f(
-    default: Any,
-    doc: str,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-    **kw: Any,
-) -> Any:
-    """A dataclass field with a documentation string (``metadata['doc']``) and an optional range.
-
-    ``ge``/``gt``/``le``/``lt`` bound a number (or every number of a list); the loader checks them and names the
-    key in the error (``null`` for an optional field is always allowed).
-    """
-    bounds = {"ge": ge, "gt": gt, "le": le, "lt": lt}
-    meta: dict[str, Any] = {"doc": doc} | {k: v for k, v in bounds.items() if v is not None}
-    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        value = default
-        return field(default_factory=lambda: copy.deepcopy(value), metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Sections
@@ -335,53 +303,6 @@ class TrainConfig:
         ge=1,
     )
     log_every: int = _f(10, "Log the running training loss every n steps.", ge=1)
-
-
-@dataclass
-class PostprocessConfig:
-    min_component_ml: float = _f(
-        0.0,
-        "Remove connected tumour components (WT, 26-connectivity) smaller than this volume in mL (0 = off); "
-        "converted to voxels with each case's voxel volume. Off by default: `brats tune-postprocess` chooses it on "
-        "the validation split and stores it in the checkpoint (docs/predict.md).",
-    )
-    et_min_ml: float = _f(
-        0.0,
-        "nnU-Net BraTS rule: when the predicted ET is smaller than this volume in mL, relabel it as NCR (0 = off). "
-        "Off by default; chosen on the validation split by `brats tune-postprocess` (docs/predict.md).",
-    )
-    core_min_ml: float = _f(
-        0.0,
-        "Remove connected tumour components (WT, 26-connectivity) whose tumour core (NCR + ET) is smaller than "
-        "this volume in mL (0 = off): edema-like blobs with no core (docs/predict.md). A rule for gliomas, off "
-        "by default; `brats tune-postprocess` keeps the config's value.",
-    )
-    tune: bool = _f(
-        True,
-        "`brats demo`: choose `min_component_ml` and `et_min_ml` on the validation split after training "
-        "(`brats tune-postprocess`); false keeps the values above (configs/demo.yaml: chosen on the selection "
-        "cohorts of bench/generalise.py, docs/training.md).",
-    )
-
-
-@dataclass
-class PredictConfig:
-    overlap: float = _f(0.5, "Sliding-window overlap in [0, 1).", ge=0, lt=1)
-    blend: Literal["gaussian", "constant"] = _f("gaussian", "Blending of overlapping windows.")
-    tta: bool = _f(False, "Flip test-time augmentation (mean of softmax over flips).")
-    batch_size: int = _f(16, "Windows per forward pass.", ge=1)
-    windows: Literal["box", "patch"] = _f(
-        "box",
-        "2D models: `box` = each axial slice's brain box (rounded up to a multiple of 32) is one window (overlap "
-        "and blend then have no effect; labels agree with `patch` at overlap 0.5 on >= 99 % of brain voxels, "
-        "docs/performance.md); `patch` = sliding windows of at most the training patch.",
-    )
-    precision: Literal["auto", "fp32", "bf16"] = _f(
-        "auto",
-        "Precision of the forward pass: `auto` = float16 on CUDA; on CPU bf16 when a short probe measures it "
-        "faster than float32 (cached per machine and model), else float32.",
-    )
-    postprocess: PostprocessConfig = _f(PostprocessConfig(), "Post-processing of the predicted labels.")
 
 
 @dataclass

@@ -77,6 +77,8 @@ def load_predictor(
     windows: str | None = None,
     precision: str | None = None,
     core_min_ml: float | None = None,
+    decode: str | None = None,
+    region_thresholds: Sequence[float] | None = None,
 ) -> tuple[torch.nn.Module, PredictSettings]:
     """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
 
@@ -89,7 +91,7 @@ def load_predictor(
         raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
     settings = settings_from_checkpoint(
         ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows, precision,
-        core_min_ml,
+        core_min_ml, decode, region_thresholds,
     )  # fmt: skip
     settings.check(str(checkpoint))
     fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
@@ -245,17 +247,13 @@ def run_predict(
             ``run_dir/splits.json``, read from its data root (:func:`brats.data.runs.run_split_cases`).
         data_root: with ``run_dir``: the data root, when it moved since extraction.
         min_component_ml, et_min_ml, core_min_ml: post-processing thresholds in mL; None = the checkpoint's.
-        windows, precision: see :class:`PredictSettings`; None = the checkpoint config's ``predict``.
-        decode: ``argmax`` or ``regions`` (:func:`brats.outputs.decode`); None = ``argmax``.
-        region_thresholds: WT, TC, ET thresholds of the region rule; None = 0.5 each.
+        windows, precision, decode, region_thresholds: see :class:`PredictSettings`; None = the config's.
 
     Returns:
         The segmentation paths written, in case order.
     """
-    if shard is not None:
-        i, n = shard
-        if n < 1 or not 0 <= i < n:
-            raise InferenceError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    if shard is not None and (shard[1] < 1 or not 0 <= shard[0] < shard[1]):
+        raise InferenceError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     if (input_path is None) == (run_dir is None or split is None):
         raise InferenceError(
             "give either an input path or a run folder and a split (--run RUN_DIR --split test)"
@@ -263,16 +261,8 @@ def run_predict(
     output_dir = check_output_dir(output_dir, "--output")
     model, settings = load_predictor(
         checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows,
-        precision, core_min_ml,
+        precision, core_min_ml, decode, region_thresholds,
     )  # fmt: skip
-    if decode is not None:
-        settings.decode = decode
-        settings.check(str(checkpoint))
-    if region_thresholds is not None:
-        t = tuple(float(v) for v in region_thresholds)
-        if len(t) != 3 or not all(0 < v <= 1 for v in t):
-            raise InferenceError(f"region_thresholds must be 3 values in (0, 1] (WT, TC, ET), got {list(t)}")
-        settings.region_thresholds = (t[0], t[1], t[2])
     if input_path is not None:
         cases = resolve_cases(input_path, settings.naming, settings.pattern)
     else:

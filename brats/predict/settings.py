@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,15 @@ class PredictSettings:
         for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS), ("decode", DECODE_RULES)):
             if getattr(self, key) not in allowed:
                 raise InferenceError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        t = [float(v) for v in self.region_thresholds]
+        if len(t) != 3 or not all(0 < v <= 1 for v in t):
+            raise InferenceError(
+                f"{where}: region_thresholds must be 3 values in (0, 1] (WT, TC, ET), got {t}"
+            )
+        if self.decode == "regions" and self.output == "classes" and self.label_scheme.is_binary:
+            raise InferenceError(
+                f"{where}: decode=regions needs a BraTS label scheme, got {self.label_scheme.name!r}"
+            )
 
 
 def settings_from_checkpoint(
@@ -106,6 +115,8 @@ def settings_from_checkpoint(
     windows: str | None = None,
     precision: str | None = None,
     core_min_ml: float | None = None,
+    decode: str | None = None,
+    region_thresholds: Sequence[float] | None = None,
 ) -> PredictSettings:
     """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section.
 
@@ -145,6 +156,10 @@ def settings_from_checkpoint(
         windows=str(pc.windows if windows is None else windows),
         precision=str(pc.precision if precision is None else precision),
         output=str(cfg.model.output),
+        decode=str(pc.decode if decode is None else decode),
+        region_thresholds=tuple(  # type: ignore[arg-type]
+            float(v) for v in (pc.region_thresholds if region_thresholds is None else region_thresholds)
+        ),
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
