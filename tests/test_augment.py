@@ -59,9 +59,10 @@ def disagreement(image: np.ndarray, label: np.ndarray, radius: int) -> int:
 RADIUS = {"flip": 0, "affine": 1, "elastic": 1, "anisotropy": 3}
 
 
+@pytest.mark.parametrize("warp", ["torchio", "torch"])
 @pytest.mark.parametrize("name", ["flip", "affine", "anisotropy", "elastic"])
-def test_each_spatial_transform_keeps_labels_aligned(name):
-    cfg = all_on_config()
+def test_each_spatial_transform_keeps_labels_aligned(name, warp):
+    cfg = all_on_config(warp=warp)
     transforms = spatial_transforms(cfg.augment)
     assert set(transforms) == {"flip", "affine", "anisotropy", "elastic"}
     torch.manual_seed(1)
@@ -88,9 +89,10 @@ def test_misalignment_is_detected():
     assert disagreement(np.flip(lab, 1).astype(float), lab, 1) > 0
 
 
-def test_train_pipeline_keeps_labels_aligned():
+@pytest.mark.parametrize("warp", ["torchio", "torch"])
+def test_train_pipeline_keeps_labels_aligned(warp):
     """The whole train pipeline (brats2023: identity remap) on image == labels, many random draws."""
-    cfg = all_on_config()
+    cfg = all_on_config(warp=warp)
     transform = build_transform(cfg, "train", "brats2023")
     torch.manual_seed(0)
     moved = 0

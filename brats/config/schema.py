@@ -188,6 +188,12 @@ class AugmentConfig:
     affine: AffineConfig = _f(AffineConfig(), "Random rotation and scaling.")
     anisotropy: AnisotropyConfig = _f(AnisotropyConfig(enabled=False), "Random anisotropic downsampling.")
     elastic: ElasticConfig = _f(ElasticConfig(), "Random elastic deformation.")
+    warp: Literal["torchio", "torch"] = _f(
+        "torchio",
+        "How 2D patches are resampled by `affine` and `elastic`: `torchio` (TorchIO's RandomAffine and "
+        "RandomElasticDeformation, through SimpleITK) or `torch` (the same draws resampled by torch "
+        "grid_sample, all channels at once; brats/train/warp.py).",
+    )
     rescale: RescaleConfig = _f(
         RescaleConfig(), "Percentile intensity rescaling (also at validation and test)."
     )
