@@ -62,8 +62,9 @@ def train_steps(cfg, channels_last: bool, amp: torch.dtype | None, steps: int, w
     }
 
 
-def augment_rate(cfg, n: int) -> dict:
-    """Patches/s of the train pipeline (one process) on random (C, H, W) patches with a tumour."""
+def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
+    """Patches/s of the train pipeline (one process) on random (C, H, W) patches with a tumour. ``copy_each``:
+    every transform deep-copies its input, TorchIO's default (the pipeline shares the Compose's one copy)."""
     torch.manual_seed(0)
     c, (h, w) = len(cfg.data.modalities), cfg.patches.size
     rng = np.random.default_rng(0)
@@ -72,12 +73,43 @@ def augment_rate(cfg, n: int) -> dict:
     label = np.zeros((h, w), np.uint8)
     label[h // 3 : h // 2, w // 3 : w // 2] = 2
     transform = build_transform(cfg, "train", "brats2021")
+    if copy_each:
+        _copy_each(transform.transform)
     sample = {"image": image, "label": label, "index": 0}
     transform(sample)
     t0 = time.perf_counter()
     for _ in range(n):
         transform(sample)
     return {"patches": n, "patches_per_s": round(n / (time.perf_counter() - t0), 1)}
+
+
+def _copy_each(transform) -> None:
+    """Restore TorchIO's copy-per-transform default in a built pipeline."""
+    transform.copy = True
+    for child in getattr(transform, "transforms", []) or getattr(transform, "transforms_dict", {}):
+        _copy_each(child)
+
+
+def augment_rates(cfg, n: int) -> dict:
+    """The train pipeline as configured, without elastic deformation, with each ``augment.warp``, and as a TorchIO
+    user would write it (TorchIO's warps, every transform copying its input): patches/s, same run."""
+    out = {"augment_train_pipeline": augment_rate(cfg, n)}
+    if cfg.augment.elastic.enabled:  # the slowest transform: its share of the pipeline, same run
+        no_elastic = copy.deepcopy(cfg)
+        no_elastic.augment.elastic.enabled = False
+        out["augment_without_elastic"] = augment_rate(no_elastic, n)
+    rates = {}
+    for warp in ("torchio", "torch"):
+        variant = copy.deepcopy(cfg)
+        variant.augment.warp = warp
+        rates[warp] = augment_rate(variant, n)["patches_per_s"]
+    variant = copy.deepcopy(cfg)
+    variant.augment.warp = "torchio"
+    rates["torchio_copy_each"] = augment_rate(variant, n, copy_each=True)["patches_per_s"]
+    out["augment_by_warp"] = rates | {
+        "torch_vs_torchio_copy_each": round(rates["torch"] / rates["torchio_copy_each"], 2)
+    }
+    return out
 
 
 def amp_auto_choice(cfg) -> dict:
@@ -157,11 +189,7 @@ def main() -> None:
         out["bf16_vs_fp32_channels_last"] = round(bf["channels_last"] / fp32["channels_last"], 3)
     out["amp_auto"] = amp_auto_choice(cfg)
     if args.augment:
-        out["augment_train_pipeline"] = augment_rate(cfg, args.augment)
-        if cfg.augment.elastic.enabled:  # the slowest transform: its share of the pipeline, same run
-            no_elastic = copy.deepcopy(cfg)
-            no_elastic.augment.elastic.enabled = False
-            out["augment_without_elastic"] = augment_rate(no_elastic, args.augment)
+        out |= augment_rates(cfg, args.augment)
     if args.save:  # a named record beside run_all's train.json, e.g. the same bench on another CPU
         write_result(args.save, out, load_before)
     print(json.dumps(out))  # one line: bench/run_all.py reads the last JSON line
