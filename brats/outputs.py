@@ -20,6 +20,8 @@ Prediction always produces 4 channels, so blending, flip TTA and the background 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -33,6 +35,7 @@ __all__ = [
     "probabilities",
     "decode",
     "decode_logits",
+    "region_threshold_problem",
 ]
 
 OUTPUTS = ("classes", "regions")
@@ -74,6 +77,14 @@ def probabilities(logits: torch.Tensor, output: str) -> torch.Tensor:
     return torch.cat([1.0 - regions[:, :1], regions], dim=1)
 
 
+def region_threshold_problem(thresholds: Sequence[float]) -> str | None:
+    """What is wrong with the region rule's WT, TC and ET ``thresholds`` (3 values in (0, 1]), or None."""
+    values = [float(t) for t in thresholds]
+    if len(values) != 3 or not all(0 < v <= 1 for v in values):  # also refuses NaN
+        return f"region_thresholds must be 3 values in (0, 1] (WT, TC, ET), got {values}"
+    return None
+
+
 def decode(
     prob: np.ndarray,
     output: str,
@@ -93,8 +104,9 @@ def decode(
     """
     if rule not in DECODE_RULES:
         raise LabelError(f"decode must be one of {', '.join(DECODE_RULES)}, got {rule!r}")
-    if len(thresholds) != 3 or not all(0 < float(t) <= 1 for t in thresholds):
-        raise LabelError(f"region thresholds must be 3 values in (0, 1] (WT, TC, ET), got {list(thresholds)}")
+    problem = region_threshold_problem(thresholds)
+    if problem:
+        raise LabelError(problem)
     prob = np.moveaxis(np.asarray(prob), axis, 0)
     if output == "classes" and rule == "argmax":
         return prob.argmax(axis=0).astype(np.uint8)

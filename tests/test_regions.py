@@ -174,7 +174,7 @@ def test_region_rule_decodes_softmax_classes_by_hand():
     # ET at 0.6: (0.1, 0.2, 0.2, 0.5) is no longer ET, but TC 0.7 -> NCR
     assert decode(prob, "classes", rule="regions", thresholds=(0.5, 0.5, 0.6)).tolist() == [2, 1, 1, 0, 2]
     for bad in ((0.0, 0.5, 0.5), (0.5, 1.5, 0.5), (0.5, 0.5)):
-        with pytest.raises(LabelError, match="region thresholds must be 3 values in"):
+        with pytest.raises(LabelError, match="region_thresholds must be 3 values in"):
             decode(prob, "classes", rule="regions", thresholds=bad)
     with pytest.raises(LabelError, match="decode must be one of argmax, regions"):
         decode(prob, "classes", rule="max")
@@ -230,6 +230,8 @@ def test_predict_decode_regions_on_a_classes_checkpoint(tmp_path):
     assert settings_from_checkpoint(_with_config(ckpt, cfg)).region_thresholds == (0.6, 0.5, 0.5)
     with pytest.raises(ConfigError, match="predict.region_thresholds"):
         config_from_dict({"predict": {"region_thresholds": [0.0, 0.5, 0.5]}})
+    with pytest.raises(ConfigError, match=r"'predict.region_thresholds'.*needs 3 values"):
+        config_from_dict({"predict": {"region_thresholds": [0.5, 0.5]}})
 
 
 def _with_config(path, cfg):

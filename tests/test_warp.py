@@ -92,7 +92,9 @@ def test_elastic_displacement_by_hand():
     assert float(moved[0, 20, 20]) == pytest.approx(3.0 * 16 / 36, abs=1e-4)
     inside = (slice(1, -1), slice(1, -1))  # the outer voxels blend with the zero padding by float error
     assert float(moved[1][inside].abs().max()) < 1e-4
-    assert float(moved[0][inside].abs().max()) == pytest.approx(3.0 * 16 / 36, abs=1e-4)  # the peak is on the node
+    assert float(moved[0][inside].abs().max()) == pytest.approx(
+        3.0 * 16 / 36, abs=1e-4
+    )  # the peak is on the node
 
 
 def test_random_draws_stay_in_range_and_follow_the_seed():

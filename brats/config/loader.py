@@ -220,6 +220,11 @@ def _check(cfg: Config, source: str) -> None:
         value = getattr(cfg.predict.postprocess, key)
         if not value >= 0:  # also catches NaN
             raise ConfigError(f"{source}: predict.postprocess.{key} must be >= 0 (mL; 0 = off), got {value}")
+    if len(cfg.predict.region_thresholds) != 3:
+        raise ConfigError(
+            f"Config key 'predict.region_thresholds' in {source}: needs 3 values (WT, TC, ET), "
+            f"got {cfg.predict.region_thresholds}"
+        )
     _check_pair(cfg.preprocess.percentiles, "preprocess.percentiles", source)
     _check_pair(cfg.augment.rescale.percentiles, "augment.rescale.percentiles", source)
     sc = cfg.train.scheduler

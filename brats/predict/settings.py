@@ -16,7 +16,7 @@ import torch
 from brats.checkpoint import Checkpoint
 from brats.labels import LabelScheme, get_scheme
 from brats.networks import input_multiple
-from brats.outputs import DECODE_RULES
+from brats.outputs import DECODE_RULES, region_threshold_problem
 from brats.predict.sliding import BLEND_MODES, WINDOW_MODES, InferenceError
 from brats.preprocess import Normalization, rescale_batch
 
@@ -92,11 +92,9 @@ class PredictSettings:
         for key, allowed in (("windows", WINDOW_MODES), ("precision", PRECISIONS), ("decode", DECODE_RULES)):
             if getattr(self, key) not in allowed:
                 raise InferenceError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        t = [float(v) for v in self.region_thresholds]
-        if len(t) != 3 or not all(0 < v <= 1 for v in t):
-            raise InferenceError(
-                f"{where}: region_thresholds must be 3 values in (0, 1] (WT, TC, ET), got {t}"
-            )
+        problem = region_threshold_problem(self.region_thresholds)
+        if problem:
+            raise InferenceError(f"{where}: {problem}")
         if self.decode == "regions" and self.output == "classes" and self.label_scheme.is_binary:
             raise InferenceError(
                 f"{where}: decode=regions needs a BraTS label scheme, got {self.label_scheme.name!r}"
