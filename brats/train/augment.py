@@ -301,9 +301,16 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
             steps.append(intensity)
     steps += after
     steps.append(tio.RemapLabels(scheme.mapping))
-    for step in steps:
-        _share_subject(step)
+    if SHARE_SUBJECTS:
+        for step in steps:
+            _share_subject(step)
     return PatchTransform(tio.Compose(steps), scheme)
+
+
+#: Whether the pipeline's transforms share the Compose's copy (:func:`_share_subject`). TorchIO 0.22, the oldest
+#: supported, misaligns labels and images in a OneOf whose transforms do not copy (tests/test_augment.py in the
+#: minimum-version suite), so there every transform keeps TorchIO's default copy.
+SHARE_SUBJECTS = int(tio.__version__.split(".")[0]) >= 1
 
 
 def _share_subject(transform: tio.Transform) -> None:
