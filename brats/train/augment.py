@@ -317,8 +317,8 @@ def _share_subject(transform: tio.Transform) -> None:
     """Let ``transform`` (and a OneOf's choices) work on the subject it is given instead of a deep copy.
 
     Every TorchIO transform deep-copies its input by default (``copy=True``); inside a Compose, which copies once
-    on entry, those copies only cost time (a third of the 2D train pipeline's: 9.1 -> 5.8 ms per 4-channel
-    128x128 patch with ``augment.warp: torch`` on a 2-core EPYC). The output is the same (tested).
+    on entry, those copies only cost time (``torchio_copy_each`` against ``torchio`` in ``augment_by_warp`` of
+    ``python bench/train.py --augment 400``). The output is the same (tested).
     """
     transform.copy = False
     if isinstance(transform, tio.OneOf):

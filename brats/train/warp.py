@@ -1,8 +1,8 @@
 """Random affine and elastic warps of 2D patches resampled by ``torch.nn.functional.grid_sample``.
 
 TorchIO's :class:`~torchio.RandomAffine` and :class:`~torchio.RandomElasticDeformation` resample through
-SimpleITK, in 3D, one channel at a time: on a 2-core EPYC they took 8.8 and 49 ms for a 4-channel 128x128
-patch, about half of the whole train pipeline (``python bench/train.py --augment 400``). The two transforms here draw
+SimpleITK, in 3D, one channel at a time: with them the 2D train pipeline ran at 48 patches/s on a 2-core EPYC,
+with these 112 (``augment_by_warp`` of ``python bench/train.py --augment 400``). The two transforms here draw
 the same kinds of parameters and resample every channel of a 2D subject ``(C, H, W, 1)`` at once:
 
 * :class:`RandomAffine2D`: a rotation in ``[-degrees, degrees]`` and a scale per axis in ``[1 - s, 1 + s]``
