@@ -26,7 +26,7 @@ from results_io import load_now, write_result  # bench/ is on sys.path when a be
 
 from brats.config import load_config
 from brats.networks import build_model
-from brats.train.augment import build_transform
+from brats.train.augment import build_transform, set_copies
 from brats.train.losses import build_loss
 
 
@@ -74,20 +74,13 @@ def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
     label[h // 3 : h // 2, w // 3 : w // 2] = 2
     transform = build_transform(cfg, "train", "brats2021")
     if copy_each:
-        _copy_each(transform.transform)
+        set_copies(transform.transform, True)
     sample = {"image": image, "label": label, "index": 0}
     transform(sample)
     t0 = time.perf_counter()
     for _ in range(n):
         transform(sample)
     return {"patches": n, "patches_per_s": round(n / (time.perf_counter() - t0), 1)}
-
-
-def _copy_each(transform) -> None:
-    """Restore TorchIO's copy-per-transform default in a built pipeline."""
-    transform.copy = True
-    for child in getattr(transform, "transforms", []) or getattr(transform, "transforms_dict", {}):
-        _copy_each(child)
 
 
 def augment_rates(cfg, n: int) -> dict:

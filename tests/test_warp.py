@@ -9,7 +9,7 @@ import torchio as tio
 
 from brats.config import ConfigError, config_from_dict
 from brats.train import build_transform
-from brats.train.augment import SHARE_SUBJECTS
+from brats.train.augment import SHARE_SUBJECTS, set_copies
 from brats.train.warp import (
     RandomAffine2D,
     RandomElastic2D,
@@ -122,12 +122,6 @@ def test_bad_parameters_raise():
         config_from_dict({"augment": {"warp": "sitk"}})
 
 
-def _copy_everywhere(transform: tio.Transform) -> None:
-    transform.copy = True
-    for child in getattr(transform, "transforms", []) or getattr(transform, "transforms_dict", {}):
-        _copy_everywhere(child)
-
-
 @pytest.mark.parametrize("warp", ["torchio", "torch"])
 def test_shared_subjects_give_the_same_output(warp):
     """The pipeline's transforms work on the Compose's one copy: the same outputs as TorchIO's copy-per-transform
@@ -140,9 +134,16 @@ def test_shared_subjects_give_the_same_output(warp):
     )
     fast = build_transform(cfg, "train", "brats2021")
     slow = build_transform(cfg, "train", "brats2021")
-    for step in slow.transform.transforms:
-        _copy_everywhere(step)
-    assert not any(step.copy for step in fast.transform.transforms) or not SHARE_SUBJECTS
+    set_copies(slow.transform, True)
+    one_ofs = [step for step in fast.transform.transforms if isinstance(step, tio.OneOf)]
+    nested = [choice for one_of in one_ofs for choice in one_of.transforms_dict]
+    assert one_ofs and nested  # the spatial OneOf's choices are reached, not only the Compose's steps
+    assert not any(t.copy for t in fast.transform.transforms + nested) or not SHARE_SUBJECTS
+    assert fast.transform.copy  # the Compose itself still copies: the caller's sample stays untouched
+    slow_nested = [
+        c for s in slow.transform.transforms if isinstance(s, tio.OneOf) for c in s.transforms_dict
+    ]
+    assert all(t.copy for t in slow.transform.transforms + slow_nested)
     rng = np.random.default_rng(0)
     image = rng.normal(size=(4, 48, 48)).astype(np.float32)
     label = np.zeros((48, 48), np.uint8)

@@ -47,6 +47,8 @@ __all__ = [
     "spatial_transforms",
     "intensity_transforms",
     "build_transform",
+    "set_copies",
+    "SHARE_SUBJECTS",
 ]
 
 Split = Literal["train", "val", "test"]
@@ -301,26 +303,28 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
             steps.append(intensity)
     steps += after
     steps.append(tio.RemapLabels(scheme.mapping))
+    pipeline = tio.Compose(steps)
     if SHARE_SUBJECTS:
-        for step in steps:
-            _share_subject(step)
-    return PatchTransform(tio.Compose(steps), scheme)
+        set_copies(pipeline, False)
+    return PatchTransform(pipeline, scheme)
 
 
-#: Whether the pipeline's transforms share the Compose's copy (:func:`_share_subject`). TorchIO 0.22, the oldest
+#: Whether the pipeline's transforms share the Compose's copy (:func:`set_copies`). TorchIO 0.22, the oldest
 #: supported, misaligns labels and images in a OneOf whose transforms do not copy (tests/test_augment.py in the
 #: minimum-version suite), so there every transform keeps TorchIO's default copy.
 SHARE_SUBJECTS = int(tio.__version__.split(".")[0]) >= 1
 
 
-def _share_subject(transform: tio.Transform) -> None:
-    """Let ``transform`` (and a OneOf's choices) work on the subject it is given instead of a deep copy.
+def set_copies(pipeline: tio.Compose, copy: bool) -> None:
+    """Set whether every transform inside ``pipeline`` (and inside its OneOfs and Composes) deep-copies its input.
 
-    Every TorchIO transform deep-copies its input by default (``copy=True``); inside a Compose, which copies once
+    Every TorchIO transform deep-copies its input by default (``copy=True``). Inside a Compose, which copies once
     on entry, those copies only cost time (``torchio_copy_each`` against ``torchio`` in ``augment_by_warp`` of
-    ``python bench/train.py --augment 400``). The output is the same (tested).
+    ``python bench/train.py --augment 400``), so :func:`build_transform` sets them off (``copy=False``; the
+    output is the same, tested). ``pipeline`` itself keeps its copy: the caller's subject is never modified.
+    ``set_copies(pipeline, True)`` restores TorchIO's default, as a user who keeps it would run the pipeline.
     """
-    transform.copy = False
-    if isinstance(transform, tio.OneOf):
-        for choice in transform.transforms_dict:
-            _share_subject(choice)
+    children = getattr(pipeline, "transforms_dict", None) or getattr(pipeline, "transforms", [])
+    for child in children:
+        child.copy = copy
+        set_copies(child, copy)
