@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 
 from brats.cli import main
+from brats.demo import demo_config
 
 
 def test_demo_tiny_end_to_end(tmp_path, capsys):
@@ -37,7 +38,13 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     from brats.checkpoint import read_checkpoint
 
     pp = read_checkpoint(out / "checkpoints" / "best.pt").postprocess
-    assert pp == {"min_component_ml": 0.5, "et_min_ml": 2.0, "core_min_ml": 0.001, "source": "config"}
+    want = demo_config(out).predict.postprocess
+    assert pp == {
+        "min_component_ml": want.min_component_ml,
+        "et_min_ml": want.et_min_ml,
+        "core_min_ml": want.core_min_ml,
+        "source": "config",
+    }
 
     splits = json.loads((out / "splits.json").read_text())
     for path in [
