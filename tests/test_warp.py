@@ -122,6 +122,12 @@ def test_bad_parameters_raise():
         config_from_dict({"augment": {"warp": "sitk"}})
 
 
+def _steps_and_choices(pipeline: tio.Compose) -> list[tio.Transform]:
+    """The Compose's steps and the choices of its OneOfs (one level, as build_transform nests them)."""
+    steps = list(pipeline.transforms)
+    return steps + [c for s in steps if isinstance(s, tio.OneOf) for c in s.transforms_dict]
+
+
 @pytest.mark.parametrize("warp", ["torchio", "torch"])
 def test_shared_subjects_give_the_same_output(warp):
     """The pipeline's transforms work on the Compose's one copy: the same outputs as TorchIO's copy-per-transform
@@ -135,15 +141,12 @@ def test_shared_subjects_give_the_same_output(warp):
     fast = build_transform(cfg, "train", "brats2021")
     slow = build_transform(cfg, "train", "brats2021")
     set_copies(slow.transform, True)
-    one_ofs = [step for step in fast.transform.transforms if isinstance(step, tio.OneOf)]
-    nested = [choice for one_of in one_ofs for choice in one_of.transforms_dict]
-    assert one_ofs and nested  # the spatial OneOf's choices are reached, not only the Compose's steps
-    assert not any(t.copy for t in fast.transform.transforms + nested) or not SHARE_SUBJECTS
+    inner = _steps_and_choices(fast.transform)
+    assert any(isinstance(t, tio.OneOf) for t in fast.transform.transforms)
+    assert len(inner) > len(fast.transform.transforms)  # the OneOfs' choices are reached, not only the steps
+    assert not any(t.copy for t in inner) or not SHARE_SUBJECTS
     assert fast.transform.copy  # the Compose itself still copies: the caller's sample stays untouched
-    slow_nested = [
-        c for s in slow.transform.transforms if isinstance(s, tio.OneOf) for c in s.transforms_dict
-    ]
-    assert all(t.copy for t in slow.transform.transforms + slow_nested)
+    assert all(t.copy for t in _steps_and_choices(slow.transform))
     rng = np.random.default_rng(0)
     image = rng.normal(size=(4, 48, 48)).astype(np.float32)
     label = np.zeros((48, 48), np.uint8)
