@@ -171,6 +171,18 @@ class GammaConfig:
 
 
 @dataclass
+class LesionContrastConfig:
+    enabled: bool = _f(
+        False,
+        "Random tumour-to-brain contrast per channel (the tumour pulled towards the median of the brain around "
+        "it), before the rescaling; uses the label map (brats/train/lesion_contrast.py).",
+    )
+    p: float = _f(0.5, "Probability of applying it to a patch that holds tumour.", ge=0, le=1)
+    min_scale: float = _f(0.25, "Smallest contrast factor drawn per channel (1: no change).", ge=0, le=1)
+    sigma: float = _f(1.0, "Smoothing of the tumour mask's edge, in voxels (partial volume).", ge=0)
+
+
+@dataclass
 class BlurConfig:
     enabled: bool = _f(False, "Random Gaussian blur (thick slices, low resolution), after the rescaling.")
     p: float = _f(0.2, "Probability of applying it to a patch.")
@@ -201,6 +213,9 @@ class AugmentConfig:
     noise: NoiseConfig = _f(NoiseConfig(), "Random Gaussian noise.")
     bias_field: BiasFieldConfig = _f(BiasFieldConfig(), "Random smooth bias field.")
     gamma: GammaConfig = _f(GammaConfig(), "Random per-channel gamma (independent of the OneOf groups).")
+    lesion_contrast: LesionContrastConfig = _f(
+        LesionContrastConfig(), "Random tumour-to-brain contrast (independent of the OneOf groups)."
+    )
     blur: BlurConfig = _f(BlurConfig(), "Random blur (independent of the OneOf groups).")
 
 

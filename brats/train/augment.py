@@ -9,6 +9,7 @@ The train pipeline reproduces the seed article's (each step configurable under `
 
     CropOrPad(patch size)
     OneOf{RandomFlip, RandomAffine, RandomAnisotropy, RandomElasticDeformation}   p = spatial_p, weights from config
+    RandomLesionContrast(min_scale, sigma)                                         p = lesion_contrast.p (if enabled)
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
@@ -37,6 +38,7 @@ from brats.config import AugmentConfig, Config
 from brats.errors import BratsError
 from brats.labels import LabelScheme, check_labels, get_scheme
 from brats.preprocess import nonzero_mask
+from brats.train.lesion_contrast import RandomLesionContrast
 from brats.train.warp import RandomAffine2D, RandomElastic2D
 
 __all__ = [
@@ -193,6 +195,14 @@ def channel_transforms(aug: AugmentConfig) -> tuple[list[tio.Transform], list[ti
     """The enabled independent intensity transforms: (before the rescaling, after it)."""
     before: list[tio.Transform] = []
     after: list[tio.Transform] = []
+    lc = aug.lesion_contrast
+    if lc.enabled:
+        if not 0.0 <= lc.min_scale <= 1.0 or lc.sigma < 0:
+            raise AugmentError(
+                f"augment.lesion_contrast needs min_scale in [0, 1] and sigma >= 0, got {lc.min_scale}, {lc.sigma}"
+            )
+        p = _check_prob(lc.p, "lesion_contrast.p")
+        before.append(RandomLesionContrast(lc.min_scale, lc.sigma, p=p))
     if aug.gamma.enabled:
         if aug.gamma.log_gamma < 0:
             raise AugmentError(f"augment.gamma.log_gamma must be >= 0, got {aug.gamma.log_gamma}")
