@@ -102,7 +102,8 @@ def _synth(res: dict[str, Any]) -> list[str]:
     rows = [
         [r["workers"], f"{r['seconds']:.2f}", f"{r['seconds_per_case']:.2f}"] for r in res.get("results", [])
     ]
-    lines = [
+    lines = [f"{res['note']}.", ""] if res.get("note") else []
+    lines += [
         f"`bench/synth.py`: {res['cases']} cases of 240x240x155 written by `brats.synth.generate_cohort`, each "
         "worker count timed in a fresh process, so both runs start cold (loading the MNI template is counted in "
         "each, as a user running `brats synth` sees it).",
@@ -224,6 +225,9 @@ def _predict(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: Variants of a benchmark shown after it: the same benchmark with a trained checkpoint, and on the code before
+#: a change it measured (its ``note`` says which).
+EXTRAS = (("_trained", "With a trained checkpoint: "), ("_before", "Before the change it measures. "))
 RENDER = {"synth": _synth, "extract": _extract, "train": _train, "predict": _predict}
 TITLES = {
     "synth": "Synthetic cohort",
@@ -244,10 +248,11 @@ def render(folder: Path | None = None) -> str:
             continue
         body = RENDER.get(name, _generic)(rec["result"])
         lines.append("\n".join([_where(rec), "", *body]) + "\n")
-        extra = read_result(f"{name}_trained", folder)  # the same benchmark with a trained checkpoint
-        if extra is not None:
-            body = RENDER.get(name, _generic)(extra["result"])
-            lines.append("\n".join(["With a trained checkpoint: " + _where(extra), "", *body]) + "\n")
+        for suffix, intro in EXTRAS:
+            extra = read_result(f"{name}{suffix}", folder)
+            if extra is not None:
+                body = RENDER.get(name, _generic)(extra["result"])
+                lines.append("\n".join([intro + _where(extra), "", *body]) + "\n")
     lines.append(
         "## Whole demo\n\n`brats demo` timings and test scores are in [quickstart.md](quickstart.md).\n"
     )

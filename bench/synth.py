@@ -19,6 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: The environment a user's ``brats synth`` runs in: the timed child processes get it, not this process's
+#: OMP_NUM_THREADS=1 (OpenBLAS reads it too, and pinning BLAS to one thread hid the cost of two workers each
+#: running two BLAS threads on two cores before the generator pinned one itself).
+USER_ENV = dict(os.environ)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
@@ -47,7 +51,9 @@ with tempfile.TemporaryDirectory() as tmp:
 def time_cold(n_cases: int, seed: int, workers: int) -> tuple[float, float]:
     """``(seconds of generate_cohort, seconds of importing brats.synth)`` in a fresh process (cold template)."""
     code = _ONE.format(repo=str(HERE.parent), n=n_cases, seed=seed, w=workers)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=USER_ENV
+    )
     seconds, t_import = (float(v) for v in proc.stdout.split()[-2:])
     return seconds, t_import
 

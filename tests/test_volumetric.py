@@ -16,7 +16,7 @@ from brats.config import ConfigError, config_from_dict
 from brats.extract import StoreWriter, read_store, stack_context, store_attrs
 from brats.networks import ModelError, build_model, input_multiple
 from brats.predict import make_predictor, predict_volume
-from brats.train import run_training
+from brats.train import AugmentError, run_training
 from brats.train.augment3d import build_transform_3d, spatial_transforms_3d
 from tests.cohort import make_case
 from tests.test_infer import label_volume, one_hot_of_label_channel
@@ -165,6 +165,13 @@ def test_3d_train_pipeline_keeps_labels_aligned_and_remaps():
     lab = np.where(label_cube(size=SIZE) == 3, 4, label_cube(size=SIZE)).astype(np.uint8)  # ET = 4 -> class 3
     out = val({"image": np.ones((4, SIZE, SIZE, SIZE), np.float32), "label": lab, "index": 0})
     np.testing.assert_array_equal(out["label"].numpy(), np.where(lab == 4, 3, lab))
+
+
+@pytest.mark.parametrize("key", ["gamma", "blur", "lesion_contrast"])
+def test_3d_pipeline_refuses_the_2d_only_transforms_by_name(key):
+    with pytest.raises(AugmentError, match=f"augment.{key} is for 2D patches only"):
+        build_transform_3d(cfg3d(augment={key: {"enabled": True}}), "train", "brats2021")
+    build_transform_3d(cfg3d(augment={key: {"enabled": True}}), "val", "brats2021")  # nothing random there
 
 
 # --------------------------------------------------------------------------------------------------------------

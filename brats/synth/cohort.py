@@ -6,8 +6,8 @@ necrotic or non-enhancing core, enhancing rim and edema (:mod:`brats.synth.tumou
 tissue fractions with per-case scale, offset, bias field and Rician noise (:mod:`brats.synth.contrast`).
 See ``docs/synthetic.md`` for the model and what it does not imitate.
 
-Case ``i`` of seed ``s`` depends only on ``(s, i)`` (and the grid shape), so workers and cohort sizes never change
-a case. The pose, the tumours and the contrast parameters depend only on ``(s, i)``: the same case at another
+Case ``i`` of seed ``s`` depends only on ``(s, i)`` (and the grid shape), so workers, cohort sizes and the
+machine's core count never change a case (BLAS runs one thread while a case is simulated). The pose, the tumours and the contrast parameters depend only on ``(s, i)``: the same case at another
 ``shape`` shows the same patient, with different noise.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from brats.data import SEPARATOR, SUFFIXES, Geometry, save_nifti
 from brats.errors import BratsError
@@ -152,13 +153,17 @@ def simulate_case(
     affine = output_affine(shape)
     spacing = tuple(round(float(abs(affine[i, i])), 1) for i in range(3))
     template = load_template(spacing)
-    pose = random_pose(r_design, template)
-    specs = draw_tumours(r_design, template, pose, shape, case_role(seed, int(index), prof), prof)
-    params = draw_contrast(r_design, prof)
-    anatomy = warp_anatomy(r_warp, shape, pose, [s.mass_effect() for s in specs])
-    maps = paint_tumours(r_tumour, anatomy, specs)
-    looks: LookAlikes = draw_lookalikes(r_look, anatomy, maps, prof)
-    boxed = render_images(r_image, anatomy, maps, params, looks)
+    # One BLAS thread: a multi-threaded BLAS rounds a few voxels differently with another thread count (so the
+    # files would depend on the machine), and two synth workers each running two BLAS threads on 2 cores ran
+    # 1.4x slower than with one each.
+    with threadpool_limits(limits=1, user_api="blas"):
+        pose = random_pose(r_design, template)
+        specs = draw_tumours(r_design, template, pose, shape, case_role(seed, int(index), prof), prof)
+        params = draw_contrast(r_design, prof)
+        anatomy = warp_anatomy(r_warp, shape, pose, [s.mass_effect() for s in specs])
+        maps = paint_tumours(r_tumour, anatomy, specs)
+        looks: LookAlikes = draw_lookalikes(r_look, anatomy, maps, prof)
+        boxed = render_images(r_image, anatomy, maps, params, looks)
 
     def full(a: np.ndarray, dtype) -> np.ndarray:
         out = np.zeros(shape, dtype=dtype)
