@@ -86,9 +86,11 @@ def test_no_change_without_tumour_or_without_enough_brain_around_it():
     lc = RandomLesionContrast(min_scale=0.0, sigma=1.0)
     np.testing.assert_array_equal(_out(lc, img, np.zeros_like(label)), img)
     full = np.ones_like(label)
-    full[:3, :3] = 0  # 9 brain voxels outside the tumour < MIN_BRAIN_VOXELS
-    assert 9 < MIN_BRAIN_VOXELS
+    full[20:23, 20:23] = 0  # 9 brain voxels outside the tumour (inside the disc): fewer than MIN_BRAIN_VOXELS
+    assert (img[0][full == 0] != 0).sum() == 9 < MIN_BRAIN_VOXELS
     np.testing.assert_array_equal(_out(lc, img, full), img)
+    full[20:30, 20:30] = 0  # 100 brain voxels: enough, so the tumour changes
+    assert not np.array_equal(_out(lc, img, full), img)
 
 
 def test_on_a_synthetic_case_the_flair_edema_gets_fainter():

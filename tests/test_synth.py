@@ -227,8 +227,8 @@ def test_same_patient_on_another_grid(mid_cases):
 
 
 def test_full_size_case_whatever_the_blas_threads():
-    """Also: the voxels do not depend on how many BLAS threads the caller allows (a two-thread BLAS rounded
-    3 of 9 million voxels of this case differently before the generator pinned one thread)."""
+    """Also: the voxels do not depend on how many BLAS threads the caller allows (before the generator pinned
+    one thread, a two-thread OpenBLAS moved 3 voxels of this case's T1 by 1)."""
     with threadpool_limits(limits=2):
         images, seg, affine = generate_case(0, 0)
     with threadpool_limits(limits=1):

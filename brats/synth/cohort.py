@@ -7,8 +7,9 @@ tissue fractions with per-case scale, offset, bias field and Rician noise (:mod:
 See ``docs/synthetic.md`` for the model and what it does not imitate.
 
 Case ``i`` of seed ``s`` depends only on ``(s, i)`` (and the grid shape), so workers, cohort sizes and the
-machine's core count never change a case (BLAS runs one thread while a case is simulated). The pose, the tumours and the contrast parameters depend only on ``(s, i)``: the same case at another
-``shape`` shows the same patient, with different noise.
+machine's core count never change a case (BLAS runs one thread while a case is simulated). The pose, the tumours
+and the contrast parameters depend only on ``(s, i)``: the same case at another ``shape`` shows the same patient,
+with different noise.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ def simulate_case(
     spacing = tuple(round(float(abs(affine[i, i])), 1) for i in range(3))
     template = load_template(spacing)
     # One BLAS thread: a multi-threaded BLAS rounds a few voxels differently with another thread count (so the
-    # files would depend on the machine), and two synth workers each running two BLAS threads on 2 cores ran
-    # 1.4x slower than with one each.
+    # files would depend on the machine), and two synth workers each running two BLAS threads on 2 cores took
+    # 1.3x as long as with one each (bench/synth.py; docs/performance.md).
     with threadpool_limits(limits=1, user_api="blas"):
         pose = random_pose(r_design, template)
         specs = draw_tumours(r_design, template, pose, shape, case_role(seed, int(index), prof), prof)
