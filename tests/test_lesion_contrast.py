@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from brats.config import ConfigError, config_from_dict
 from brats.synth import generate_case
-from brats.train import build_transform
+from brats.train import AugmentError, build_transform
 from brats.train.lesion_contrast import MIN_BRAIN_VOXELS, RandomLesionContrast
 
 SIZE = 48
@@ -130,3 +130,7 @@ def test_pipeline_and_config():
     for key, value in (("min_scale", 1.5), ("p", -0.1), ("sigma", -1.0)):
         with pytest.raises(ConfigError, match=f"augment.lesion_contrast.{key}"):
             config_from_dict({"augment": {"lesion_contrast": {"enabled": True, key: value}}})
+        built_in_code = config_from_dict({"augment": {"lesion_contrast": {"enabled": True}}})
+        setattr(built_in_code.augment.lesion_contrast, key, value)  # past the loader's range check
+        with pytest.raises(AugmentError, match=f"augment.lesion_contrast.{key}"):
+            build_transform(built_in_code, "train", "brats2021")

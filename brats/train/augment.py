@@ -197,12 +197,11 @@ def channel_transforms(aug: AugmentConfig) -> tuple[list[tio.Transform], list[ti
     after: list[tio.Transform] = []
     lc = aug.lesion_contrast
     if lc.enabled:
-        if not 0.0 <= lc.min_scale <= 1.0 or lc.sigma < 0:
-            raise AugmentError(
-                f"augment.lesion_contrast needs min_scale in [0, 1] and sigma >= 0, got {lc.min_scale}, {lc.sigma}"
-            )
         p = _check_prob(lc.p, "lesion_contrast.p")
-        before.append(RandomLesionContrast(lc.min_scale, lc.sigma, p=p))
+        try:  # the transform checks its own ranges; name the config key
+            before.append(RandomLesionContrast(lc.min_scale, lc.sigma, p=p))
+        except ValueError as err:
+            raise AugmentError(f"augment.lesion_contrast.{err}") from None
     if aug.gamma.enabled:
         if aug.gamma.log_gamma < 0:
             raise AugmentError(f"augment.gamma.log_gamma must be >= 0, got {aug.gamma.log_gamma}")
