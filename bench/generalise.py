@@ -58,7 +58,7 @@ SELECT_SEED_OFFSET = {"select": 2000, "select_stress": 3000}
 COHORTS = ("val", "select", "select_stress", "test", "stress")
 
 
-def _cohort(scored: dict) -> dict:
+def cohort_scores(scored: dict) -> dict:
     rows = report_rows(scored["summary"])[0]
     out = {r["name"]: None if r.get("dice") is None else round(r["dice"], 4) for r in rows}
     out |= {f"lesion_{k}": v for k, v in scored["lesion"].items() if k.endswith("_f1")}
@@ -170,14 +170,16 @@ def score_run(
     for name in ("val", "test"):
         root = _link_cases([cases[i].folder for i in splits[name]], run / f"bench_{name}_cases")
         own = _scored(run, ".", root) if name == "test" and not predict else None
-        out[name] = _cohort(own or score_cohort(ckpt, root, run / f"bench_{name}{tag}", **predict))
+        out[name] = cohort_scores(own or score_cohort(ckpt, root, run / f"bench_{name}{tag}", **predict))
     stress_root = run / "stress" / "cases"
     own = _scored(run, "stress", stress_root) if stress_root.is_dir() and not predict else None
     if own is None and not stress_root.is_dir():
         generate_cohort(
             stress_root, stress_cases, seed + STRESS_SEED_OFFSET, "2021", workers, shape, profile="stress"
         )
-    out["stress"] = _cohort(own or score_cohort(ckpt, stress_root, run / f"bench_stress{tag}", **predict))
+    out["stress"] = cohort_scores(
+        own or score_cohort(ckpt, stress_root, run / f"bench_stress{tag}", **predict)
+    )
     return out
 
 
@@ -194,7 +196,7 @@ def score_select(
             profile = "stress" if name == "select_stress" else "train"
             generate_cohort(root, n, seed + offset, "2021", workers, shape, profile=profile)
             (root / "done").write_text("ok\n")
-        out[name] = _cohort(score_cohort(ckpt, root, run / f"bench_{name}{tag}", **(predict or {})))
+        out[name] = cohort_scores(score_cohort(ckpt, root, run / f"bench_{name}{tag}", **(predict or {})))
     return out
 
 

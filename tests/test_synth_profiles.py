@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from brats.cli import main
-from brats.synth import DISJOINT, PROFILES, SynthError, generate_cohort, get_profile, simulate_case
+from brats.synth import (
+    DISJOINT,
+    PROFILES,
+    SynthError,
+    generate_cohort,
+    get_profile,
+    simulate_case,
+    with_settings,
+)
 from brats.synth.anatomy import load_template, random_pose
 from brats.synth.contrast import thick_slices
 from brats.synth.tumour import draw_tumours
@@ -181,3 +189,49 @@ def test_drop_islands_caps_only_the_specks():
     big = (slice(0, 10),) * 3
     for a, b in zip((core, et, net, edema), before):
         np.testing.assert_array_equal(a[big], b[big])
+
+
+def test_set_replaces_named_settings_as_a_profile_in_code_would(tmp_path):
+    def digests(folder):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.nii.gz"))}
+
+    shape = ["--shape", "48", "48", "32", "--seed", "2", "--cases", "2"]
+    sets = ["--set", "noise=0.06,0.09", "--set", "p_thick=1", "--set", "wmh_count=13,30"]
+    assert main(["synth", str(tmp_path / "cli"), *shape, *sets]) == 0
+    prof = dataclasses.replace(TRAIN, noise=(0.06, 0.09), p_thick=1.0, wmh_count=(13, 30))
+    generate_cohort(tmp_path / "code", 2, 2, shape=(48, 48, 32), profile=prof)
+    generate_cohort(tmp_path / "train", 2, 2, shape=(48, 48, 32))
+    cli, code, train = (digests(tmp_path / x) for x in ("cli", "code", "train"))
+    assert len(cli) == 10 and cli == code
+    assert all(cli[k] != train[k] for k in cli if not k.endswith("seg.nii.gz"))
+    made = with_settings("stress", {"edema_flair": "1.1, 1.9", "p_second": "0"})
+    assert made.edema_flair == (1.1, 1.9) and made.p_second == 0.0 and made.noise == PROFILES["stress"].noise
+    assert made.name == "stress+edema_flair+p_second" and isinstance(
+        with_settings("train", {"wmh_count": "1,2"}).wmh_count[0], int
+    )
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("nosie=0.1,0.2", "synth setting 'nosie' is not one of no_tumour_per_20, "),
+        ("noise=0.2", "synth setting noise='0.2': expected LOW,HIGH"),
+        ("noise=0.2,0.1", "synth profile train+noise: noise must be (low, high) with 0 <= low <= high"),
+        ("p_thick=1.5", "synth profile train+p_thick: p_thick must be at most 1, got 1.5"),
+        ("wmh_count=1.5,3", "synth setting wmh_count='1.5,3': expected LOW,HIGH (int values)"),
+        ("no_tumour_per_20=17", "no_tumour_per_20 + non_enhancing_per_20 must be at most 20"),
+        ("noise", "--set 'noise': expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_writes_nothing(tmp_path, capsys, item, message):
+    out = tmp_path / "out"
+    assert main(["synth", str(out), "--cases", "1", "--shape", "48", "48", "32", "--set", item]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_kaggle_naming_refuses_a_profile_it_would_ignore(tmp_path, capsys):
+    out = tmp_path / "lgg"
+    assert main(["synth", str(out), "--naming", "kaggle_3m", "--profile", "stress"]) != 0
+    assert "kaggle_3m cases use the train profile" in capsys.readouterr().err and not out.exists()

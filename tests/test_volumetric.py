@@ -167,7 +167,7 @@ def test_3d_train_pipeline_keeps_labels_aligned_and_remaps():
     np.testing.assert_array_equal(out["label"].numpy(), np.where(lab == 4, 3, lab))
 
 
-@pytest.mark.parametrize("key", ["gamma", "blur", "lesion_contrast"])
+@pytest.mark.parametrize("key", ["gamma", "blur", "lesion_contrast", "channel_bias"])
 def test_3d_pipeline_refuses_the_2d_only_transforms_by_name(key):
     with pytest.raises(AugmentError, match=f"augment.{key} is for 2D patches only"):
         build_transform_3d(cfg3d(augment={key: {"enabled": True}}), "train", "brats2021")

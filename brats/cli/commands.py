@@ -67,9 +67,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from brats.synth import generate_cohort
+    from brats.synth import SynthError, generate_cohort, with_settings
 
     shape = tuple(args.shape) if args.shape else None
+    settings = {}
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SynthError(f"--set {item!r}: expected KEY=VALUE, e.g. --set noise=0.06,0.09")
+        settings[key.strip()] = value
+    if args.naming == "kaggle_3m" and (settings or args.profile != "train"):
+        raise SynthError(
+            "--profile and --set apply to the BraTS namings; kaggle_3m cases use the train profile"
+        )
+    profile = with_settings(args.profile, settings)
     if args.naming == "kaggle_3m":  # LGG TIFF-slice layout (brats.synth.kaggle, docs/lgg.md)
         from brats.synth.kaggle import generate_kaggle_cohort
 
@@ -84,9 +95,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         shape=shape,
         progress=True,
-        profile=args.profile,
+        profile=profile,
     )
-    print(f"wrote {len(paths)} cases ({args.profile} profile) to {args.out_dir}")
+    print(f"wrote {len(paths)} cases ({profile.name} profile) to {args.out_dir}")
     return 0
 
 

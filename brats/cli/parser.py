@@ -73,6 +73,15 @@ def _parser_synth(sub: Any) -> None:
         choices=["train", "stress"],
         help="ranges of lesions, look-alikes and artefacts (default train; stress: outside them)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="settings",
+        help="replace one setting of the profile (repeatable): a range as LOW,HIGH (--set noise=0.06,0.09), "
+        "a count or probability as one number (--set p_thick=0.7); names in docs/synthetic.md",
+    )
     p.set_defaults(func=c.cmd_synth)
 
 

@@ -183,6 +183,18 @@ class LesionContrastConfig:
 
 
 @dataclass
+class ChannelBiasConfig:
+    enabled: bool = _f(
+        False,
+        "Random smooth bias field drawn per channel (each sequence its own gain), before the rescaling "
+        "(brats/train/channel_bias.py).",
+    )
+    p: float = _f(0.5, "Probability of applying it to a patch.", ge=0, le=1)
+    max_std: float = _f(0.4, "Largest standard deviation of the log gain inside a patch.", ge=0)
+    grid: int = _f(3, "Control points per side of the field (2: a gradient; more: more local).", ge=2, le=16)
+
+
+@dataclass
 class BlurConfig:
     enabled: bool = _f(False, "Random Gaussian blur (thick slices, low resolution), after the rescaling.")
     p: float = _f(0.2, "Probability of applying it to a patch.")
@@ -215,6 +227,9 @@ class AugmentConfig:
     gamma: GammaConfig = _f(GammaConfig(), "Random per-channel gamma (independent of the OneOf groups).")
     lesion_contrast: LesionContrastConfig = _f(
         LesionContrastConfig(), "Random tumour-to-brain contrast (independent of the OneOf groups)."
+    )
+    channel_bias: ChannelBiasConfig = _f(
+        ChannelBiasConfig(), "Random bias field per channel (independent of the OneOf groups)."
     )
     blur: BlurConfig = _f(BlurConfig(), "Random blur (independent of the OneOf groups).")
 

@@ -15,13 +15,14 @@ from brats.synth.cohort import (
     simulate_case,
     write_case,
 )
-from brats.synth.profile import DISJOINT, PROFILES, SynthProfile, get_profile
+from brats.synth.profile import DISJOINT, PROFILES, SynthProfile, get_profile, with_settings
 
 __all__ = [
     "DISJOINT",
     "PROFILES",
     "SynthProfile",
     "get_profile",
+    "with_settings",
     "NAMINGS",
     "SynthCase",
     "SynthError",

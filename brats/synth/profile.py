@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from brats.errors import BratsError
 
-__all__ = ["Range", "SynthProfile", "PROFILES", "DISJOINT", "get_profile"]
+__all__ = ["Range", "SynthProfile", "PROFILES", "DISJOINT", "get_profile", "with_settings"]
 
 Range = tuple[float, float]
 
@@ -140,4 +140,55 @@ def get_profile(profile: str | SynthProfile) -> SynthProfile:
         value = getattr(out, f.name)
         if isinstance(value, tuple) and not (len(value) == 2 and 0 <= value[0] <= value[1]):
             raise BratsError(f"synth profile {out.name}: {f.name} must be (low, high) with 0 <= low <= high")
+        if isinstance(value, (int, float)) and value < 0:
+            raise BratsError(f"synth profile {out.name}: {f.name} must be >= 0, got {value}")
+    for name in ("p_second", "p_thick", "tissue_jitter"):
+        if getattr(out, name) > 1:
+            raise BratsError(f"synth profile {out.name}: {name} must be at most 1, got {getattr(out, name)}")
+    if out.no_tumour_per_20 + out.non_enhancing_per_20 > 20:
+        raise BratsError(
+            f"synth profile {out.name}: no_tumour_per_20 + non_enhancing_per_20 must be at most 20"
+        )
     return out
+
+
+def _setting(name: str, default: object, text: str) -> object:
+    """``text`` read as the type of ``default``: ``LOW,HIGH`` for a range, one number otherwise."""
+    kind = (
+        int
+        if isinstance(default, int) or (isinstance(default, tuple) and isinstance(default[0], int))
+        else float
+    )
+    parts = [p.strip() for p in text.split(",")]
+    want = 2 if isinstance(default, tuple) else 1
+    try:
+        if len(parts) != want:
+            raise ValueError
+        values = [kind(p) for p in parts]
+    except ValueError:
+        form = "LOW,HIGH" if want == 2 else "one number"
+        raise BratsError(
+            f"synth setting {name}={text!r}: expected {form} ({kind.__name__}{' values' if want == 2 else ''})"
+        ) from None
+    return tuple(values) if want == 2 else values[0]
+
+
+def with_settings(profile: str | SynthProfile, settings: dict[str, str]) -> SynthProfile:
+    """``profile`` with the named settings replaced, each given as text (``{"noise": "0.06,0.09"}``: a range as
+    ``LOW,HIGH``, a count or probability as one number); the result is named ``<profile>+<keys>`` and checked.
+
+    Raises:
+        BratsError: an unknown setting (the message lists the known ones), a value of the wrong form, or a range
+            with low > high.
+    """
+    base = get_profile(profile)
+    if not settings:
+        return base
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.name != "name"}
+    changes: dict[str, object] = {}
+    for key, text in settings.items():
+        if key not in fields:
+            raise BratsError(f"synth setting {key!r} is not one of {', '.join(fields)}")
+        changes[key] = _setting(key, fields[key], text)
+    name = base.name + "+" + "+".join(sorted(changes))
+    return get_profile(dataclasses.replace(base, name=name, **changes))

@@ -10,6 +10,7 @@ The train pipeline reproduces the seed article's (each step configurable under `
     CropOrPad(patch size)
     OneOf{RandomFlip, RandomAffine, RandomAnisotropy, RandomElasticDeformation}   p = spatial_p, weights from config
     RandomLesionContrast(min_scale, sigma)                                         p = lesion_contrast.p (if enabled)
+    RandomChannelBias(max_std, grid)                                               p = channel_bias.p (if enabled)
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
@@ -38,6 +39,7 @@ from brats.config import AugmentConfig, Config
 from brats.errors import BratsError
 from brats.labels import LabelScheme, check_labels, get_scheme
 from brats.preprocess import nonzero_mask
+from brats.train.channel_bias import RandomChannelBias
 from brats.train.lesion_contrast import RandomLesionContrast
 from brats.train.warp import RandomAffine2D, RandomElastic2D
 
@@ -202,6 +204,13 @@ def channel_transforms(aug: AugmentConfig) -> tuple[list[tio.Transform], list[ti
             before.append(RandomLesionContrast(lc.min_scale, lc.sigma, p=p))
         except ValueError as err:
             raise AugmentError(f"augment.lesion_contrast.{err}") from None
+    cb = aug.channel_bias
+    if cb.enabled:
+        p = _check_prob(cb.p, "channel_bias.p")
+        try:
+            before.append(RandomChannelBias(cb.max_std, cb.grid, p=p))
+        except ValueError as err:
+            raise AugmentError(f"augment.channel_bias.{err}") from None
     if aug.gamma.enabled:
         if aug.gamma.log_gamma < 0:
             raise AugmentError(f"augment.gamma.log_gamma must be >= 0, got {aug.gamma.log_gamma}")
