@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from brats.errors import BratsError
 
@@ -152,7 +153,7 @@ def get_profile(profile: str | SynthProfile) -> SynthProfile:
     return out
 
 
-def _setting(name: str, default: object, text: str) -> object:
+def _setting(name: str, default: object, text: str) -> Any:
     """``text`` read as the type of ``default``: ``LOW,HIGH`` for a range, one number otherwise."""
     kind = (
         int
@@ -185,7 +186,7 @@ def with_settings(profile: str | SynthProfile, settings: dict[str, str]) -> Synt
     if not settings:
         return base
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.name != "name"}
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for key, text in settings.items():
         if key not in fields:
             raise BratsError(f"synth setting {key!r} is not one of {', '.join(fields)}")
