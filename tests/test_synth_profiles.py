@@ -235,3 +235,15 @@ def test_kaggle_naming_refuses_a_profile_it_would_ignore(tmp_path, capsys):
     out = tmp_path / "lgg"
     assert main(["synth", str(out), "--naming", "kaggle_3m", "--profile", "stress"]) != 0
     assert "kaggle_3m cases use the train profile" in capsys.readouterr().err and not out.exists()
+
+
+def test_profiles_montage_writes_one_row_per_case(tmp_path):
+    """The docs figure's code (its docs block is slow: it rewrites the committed PNG), on small cases."""
+    import matplotlib.image as mpimg
+
+    from brats.synth.montage import montage
+
+    rows = (("train", 0, 0), ("stress", 1000, 2))
+    out = montage(tmp_path / "sub" / "m.png", rows=rows, shape=(48, 48, 32))
+    height, width = mpimg.imread(out).shape[:2]
+    assert (height, width) == (int(2.7 * 2 * 72), int(12.5 * 72))  # figsize x dpi, truncated
