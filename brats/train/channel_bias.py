@@ -29,11 +29,8 @@ __all__ = ["RandomChannelBias", "smooth_field"]
 
 def smooth_field(shape: tuple[int, int], grid: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """A smooth random field of ``shape`` with zero mean and unit standard deviation: ``grid x grid`` standard
-    normal values interpolated bicubically (corner to corner). A constant draw (possible only when ``grid`` is
-    1) gives zeros."""
+    normal values interpolated bicubically (corner to corner). A constant field (``grid`` 1) gives zeros."""
     coarse = torch.randn((1, 1, grid, grid), generator=generator)
-    if grid == 1:
-        return torch.zeros(shape)
     field = F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)[0, 0]
     field = field - field.mean()
     std = field.std()
