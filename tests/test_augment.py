@@ -297,3 +297,26 @@ def test_bad_intensity_settings_name_the_key(augment, match):
     cfg = config_from_dict({"patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]}, "augment": augment})
     with pytest.raises(AugmentError, match=match):
         build_transform(cfg, "train", "brats2021")
+
+
+@pytest.mark.parametrize(("combine", "want"), [("one_of", 1), ("each", 2)])
+def test_intensity_combine_one_of_applies_one_and_each_applies_both(combine, want):
+    cfg = config_from_dict(
+        {
+            "patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]},
+            "augment": {"spatial_p": 0.0, "intensity_p": 1.0, "intensity_combine": combine},
+        }
+    )
+    pipeline = build_transform(cfg, "train", "brats2021").transform
+    lab = label_map()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        subject = tio.Subject(
+            image=tio.ScalarImage(tensor=torch.from_numpy(_brain_patch())[..., None]),
+            label=tio.LabelMap(tensor=torch.from_numpy(lab[None, ..., None].astype(np.int64))),
+        )
+        applied = [t[0] if isinstance(t, tuple) else t.name for t in pipeline(subject).applied_transforms]
+        assert sum(n.removeprefix("Random") in ("Noise", "BiasField") for n in applied) == want, applied
+    cfg.augment.intensity_p = 0.0
+    names = [type(t).__name__ for t in build_transform(cfg, "train", "brats2021").transform.transforms]
+    assert "Compose" not in names and "OneOf" not in names  # p = 0: no intensity step at all

@@ -222,6 +222,11 @@ class AugmentConfig:
         RescaleConfig(), "Percentile intensity rescaling (also at validation and test)."
     )
     intensity_p: float = _f(0.95, "Probability of applying one intensity transform (OneOf noise/bias field).")
+    intensity_combine: Literal["one_of", "each"] = _f(
+        "one_of",
+        "`one_of`: at most one of noise and bias field per patch (OneOf, probability `intensity_p`, by weight); "
+        "`each`: each enabled one on its own, with probability `intensity_p` (a patch can get both).",
+    )
     noise: NoiseConfig = _f(NoiseConfig(), "Random Gaussian noise.")
     bias_field: BiasFieldConfig = _f(BiasFieldConfig(), "Random smooth bias field.")
     gamma: GammaConfig = _f(GammaConfig(), "Random per-channel gamma (independent of the OneOf groups).")

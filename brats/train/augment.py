@@ -14,6 +14,7 @@ The train pipeline reproduces the seed article's (each step configurable under `
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
+      (intensity_combine: each -> RandomNoise, then RandomBiasField, each with p = intensity_p)
     RandomBlur(std)                                                                p = blur.p (if enabled)
     RemapLabels(scheme.mapping)                                                    e.g. {0: 0, 1: 1, 2: 2, 4: 3}
 
@@ -232,6 +233,19 @@ def _one_of(transforms: dict[str, tio.Transform], aug: AugmentConfig, p: float) 
     return tio.OneOf({transforms[n]: w for n, w in zip(names, weights)}, p=p)
 
 
+def _intensity(aug: AugmentConfig) -> list[tio.Transform]:
+    """The noise / bias-field step: one of them (``intensity_combine: one_of``) or each on its own (``each``)."""
+    p = _check_prob(aug.intensity_p, "intensity_p")
+    transforms = intensity_transforms(aug)
+    if aug.intensity_combine == "each":
+        names = [n for n, w in zip(transforms, _weights(aug, list(transforms))) if w > 0]
+        return [tio.Compose([transforms[n]], p=p) for n in names] if p > 0 else []
+    if aug.intensity_combine != "one_of":
+        raise AugmentError(f"augment.intensity_combine must be one_of or each, got {aug.intensity_combine!r}")
+    one = _one_of(transforms, aug, p)
+    return [] if one is None else [one]
+
+
 class PatchTransform:
     """A TorchIO pipeline applied to a dataset sample (see the module doc). Picklable (DataLoader workers).
 
@@ -316,9 +330,7 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
             )
         )
     if random_on:
-        intensity = _one_of(intensity_transforms(aug), aug, _check_prob(aug.intensity_p, "intensity_p"))
-        if intensity is not None:
-            steps.append(intensity)
+        steps += _intensity(aug)
     steps += after
     steps.append(tio.RemapLabels(scheme.mapping))
     pipeline = tio.Compose(steps)
