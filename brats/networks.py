@@ -10,6 +10,7 @@ batch of patches ``(B, C, H, W)`` float32 (``C`` = number of modalities, in the 
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,33 @@ def _check_encoder(name: str) -> None:
         )
 
 
+#: smp keywords that model.kwargs may not set: other model.* keys set them, and the losses need plain logits.
+_SMP_RESERVED = {"decoder_channels", "activation", "aux_params"}
+_SMP_SET = {"in_channels", "classes"}
+
+
+def _check_smp_kwargs(cls: type, user: dict[str, Any]) -> None:
+    """``model.kwargs`` of a 2D network: only keywords the smp class names, none the toolkit sets.
+
+    smp hands keywords it does not name to the encoder, where a typo can pass silently; they are refused here.
+    """
+    named = [p for p in inspect.signature(cls).parameters if p not in ("self", "kwargs")]
+    allowed = [
+        p for p in named if p not in _SMP_RESERVED and not p.startswith("encoder_") and p not in _SMP_SET
+    ]
+    for key in user:
+        if key in named and key not in allowed:
+            raise ModelError(
+                f"model.kwargs.{key}: set by the toolkit (from the other model.* keys and the data)"
+            )
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelError(
+                f"Unknown key model.kwargs.{key}{hint} for {cls.__name__}; valid keys: {', '.join(allowed)}"
+            )
+
+
 def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim: int = 2) -> nn.Module:
     """Build an smp segmentation network.
 
@@ -127,6 +155,8 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
         kwargs["decoder_channels"] = dec
     elif model_cfg.decoder_channels != ModelConfig().decoder_channels:
         log.warning("model.decoder_channels is ignored by %s", cls.__name__)
+    _check_smp_kwargs(cls, dict(model_cfg.kwargs or {}))
+    kwargs.update(model_cfg.kwargs)
     try:
         model = cls(**kwargs)
     except (ValueError, KeyError, TypeError, AssertionError) as exc:

@@ -87,6 +87,34 @@ def test_weights_path_whole_model_and_encoder(tmp_path):
         build_model(tiny_cfg(weights_path=str(tmp_path / "other.pt")), 4)
 
 
+def test_smp_kwargs_reach_the_network_and_survive_a_checkpoint(tmp_path):
+    plain = build_model(tiny_cfg(), 4)
+    scse = build_model(tiny_cfg(decoder_channels=[64, 32, 16], kwargs={"decoder_attention_type": "scse"}), 4)
+    # scSE adds one channel and one spatial squeeze-excitation block per decoder stage (3 here)
+    assert sum(type(m).__name__ == "SCSEModule" for m in scse.modules()) == 2 * 3
+    assert sum(type(m).__name__ == "SCSEModule" for m in plain.modules()) == 0
+    assert scse(torch.randn(1, 4, 32, 32)).shape == (1, 4, 32, 32)
+    cfg = Config()
+    cfg.model = tiny_cfg(decoder_channels=[64, 32, 16], kwargs={"decoder_attention_type": "scse"})
+    ckpt = new_checkpoint(scse.state_dict(), cfg, classes=4, training=None)
+    rebuilt, _ = model_from_checkpoint(write_checkpoint(ckpt, tmp_path / "scse.pt"))
+    assert sum(type(m).__name__ == "SCSEModule" for m in rebuilt.modules()) == 2 * 3
+
+
+def test_smp_kwargs_errors_name_the_key():
+    with pytest.raises(
+        ModelError, match=r"model.kwargs.decoder_attention_typ \(did you mean 'decoder_attention_type'"
+    ):
+        build_model(tiny_cfg(kwargs={"decoder_attention_typ": "scse"}), 4)
+    for key in ("in_channels", "activation", "aux_params", "decoder_channels", "encoder_name"):
+        with pytest.raises(ModelError, match=rf"^model.kwargs.{key}: set by the toolkit"):
+            build_model(tiny_cfg(kwargs={key: None}), 4)
+    with pytest.raises(
+        ModelError, match=r"Unknown key model.kwargs.drop_path_rate for Unet; valid keys: decoder_"
+    ):
+        build_model(tiny_cfg(kwargs={"drop_path_rate": 0.1}), 4)  # smp would hand it to the encoder
+
+
 def test_checkpoint_round_trip(tmp_path):
     cfg = Config()
     cfg.model = tiny_cfg(weights_path=str(tmp_path / "gone.pt"))  # not needed (nor read) when loading

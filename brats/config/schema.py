@@ -260,8 +260,9 @@ class ModelConfig:
     )
     kwargs: dict[str, Any] = _f(
         {},
-        "`monai.*` 3D architectures only: keyword arguments of the MONAI network, e.g. `{init_filters: 8}` "
-        "for monai.SegResNet or `{filters: [8, 16, 32, 64]}` for monai.DynUNet; unknown names are errors "
+        "Further keyword arguments of the network: of the smp class for 2D (e.g. "
+        "`{decoder_attention_type: scse}` for Unet), of the MONAI network for `monai.*` (e.g. `{init_filters: 8}` "
+        "for monai.SegResNet or `{filters: [8, 16, 32, 64]}` for monai.DynUNet); unknown names are errors "
         "(see docs/training.md).",
     )
 
