@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, as one script for a lent CUDA machine (docs/performance.md, "On a GPU"): training and
+# The GPU checks, as one script for a lent CUDA machine (docs/training.md, "Real BraTS 2021 on a GPU"): training and
 # prediction speeds of the demo's 2D and the BraTS 2021 3D config per precision (bench/gpu_step.py), then the
 # demo recipe trained on the GPU (train.amp auto -> float16 + GradScaler, prediction in float16) and scored by
 # bench/generalise.py, at the demo's 30 epochs and at EPOCHS epochs. Results are copied to $OUT.

@@ -32,8 +32,9 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously); nothing to wait for on the CPU."""
     if device.type == "cuda":
-        _sync(device)
+        torch.cuda.synchronize(device)
 
 
 def _model(cfg, device: torch.device) -> tuple[torch.nn.Module, int]:

@@ -40,3 +40,12 @@ def test_train_speed_of_the_demo_config_on_the_cpu():
     assert row["steps"] == 2 and row["s_per_step"] > 0
     assert row["patches_per_s"] == pytest.approx(16 / row["s_per_step"], rel=0.01)
     assert row["peak_gib"] is None  # memory is read on CUDA only
+
+
+def test_sync_waits_on_cuda_once_and_not_on_the_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    gpu_step._sync(torch.device("cpu"))
+    assert calls == []
+    gpu_step._sync(torch.device("cuda", 0))  # before: called itself, a RecursionError on every GPU
+    assert calls == [torch.device("cuda", 0)]
