@@ -1,11 +1,11 @@
 """Where each reference class went, per saved ``bench/generalise.py`` result: a diagnostic table, nothing is run.
 
     python bench/confusion.py --cohort select v14-cb v14-cb-s1 v15-ncr2           # NCR / ED / ET rows
-    python bench/confusion.py --cohort select --case BraTS2021_00007 v14-cb v14-cb-s1  # plus one case's Dice
+    python bench/confusion.py --cohort select --case BraTS2021_00007 v14-cb v14-cb-s1  # plus a case's Dice
 
 Reads ``bench/results/generalise-<name>.json`` and prints a Markdown table: per result, the fractions of the
 cohort's reference NCR, ED and ET voxels (pooled over its cases) that the model called background, NCR, ED and
-ET (the ``confusion`` the evaluation records), and, with ``--case``, that case's WT / TC / ET Dice. It says
+ET (the ``confusion`` the evaluation records), and, with ``--case`` (repeatable), that case's WT / TC / ET Dice. It says
 which error a recipe makes (necrosis called edema, edema called background); no choice is made on it.
 """
 
@@ -39,23 +39,21 @@ def _case(scores: dict, case: str) -> str:
     )
 
 
-def table(recs: dict[str, dict], cohort: str, case: str | None = None) -> str:
-    """Markdown table of the ``cohort`` confusion rows (and ``case``'s Dice) of each saved result.
+def table(recs: dict[str, dict], cohort: str, cases: list[str] | None = None) -> str:
+    """Markdown table of the ``cohort`` confusion rows (and the Dice of each of ``cases``) of each saved result.
 
     Raises:
         ValueError: a result without that cohort.
     """
     head = ["result", *(f"{r} -> bg / NCR / ED / ET" for r in ("NCR", "ED", "ET"))]
-    if case:
-        head.append(f"{case} WT / TC / ET")
+    head += [f"{case} WT / TC / ET" for case in cases or []]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, rec in recs.items():
         scores = rec["result"].get(cohort)
         if scores is None:
             raise ValueError(f"{name} has no cohort {cohort!r}")
         cells = [name, *(_row(scores.get("confusion"), r) for r in ("NCR", "ED", "ET"))]
-        if case:
-            cells.append(_case(scores, case))
+        cells += [_case(scores, case) for case in cases or []]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -66,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         "names", nargs="+", metavar="NAME", help="saved results (bench/results/generalise-NAME.json)"
     )
     ap.add_argument("--cohort", default="select", help="val, select, select_stress, test or stress")
-    ap.add_argument("--case", default=None, help="also print this case's WT / TC / ET Dice")
+    ap.add_argument(
+        "--case", action="append", default=[], help="also print this case's WT / TC / ET Dice (repeatable)"
+    )
     args = ap.parse_args(argv)
     recs = {n: read_result(f"generalise-{n}") for n in args.names}
     missing = [n for n, rec in recs.items() if rec is None]

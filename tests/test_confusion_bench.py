@@ -19,7 +19,7 @@ def test_rows_are_the_saved_fractions_in_percent():
     raw = json.loads(RESULT.read_text())
     ncr = raw["result"]["select"]["confusion"]["NCR"]
     case = raw["result"]["select"]["per_case"]["BraTS2021_00007"]
-    lines = confusion.table({"v14-cb": raw}, "select", "BraTS2021_00007").splitlines()
+    lines = confusion.table({"v14-cb": raw}, "select", ["BraTS2021_00007"]).splitlines()
     assert len(lines) == 3 and lines[0].count("|") == 6
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     assert cells[0] == "v14-cb"
@@ -31,8 +31,9 @@ def test_rows_are_the_saved_fractions_in_percent():
 
 def test_missing_class_case_and_cohort():
     rec = {"result": {"select": {"confusion": {"NCR": None}, "per_case": {}}}}
-    line = confusion.table({"r": rec}, "select", "X").splitlines()[2]
-    assert line == "| r | - | - | - | - |"
+    lines = confusion.table({"r": rec}, "select", ["X", "Y"]).splitlines()
+    assert lines[0].endswith("| X WT / TC / ET | Y WT / TC / ET |")
+    assert lines[2] == "| r | - | - | - | - | - |"
     with pytest.raises(ValueError, match="no cohort 'stress'"):
         confusion.table({"r": rec}, "stress")
 
