@@ -221,7 +221,11 @@ class AugmentConfig:
     rescale: RescaleConfig = _f(
         RescaleConfig(), "Percentile intensity rescaling (also at validation and test)."
     )
-    intensity_p: float = _f(0.95, "Probability of applying one intensity transform (OneOf noise/bias field).")
+    intensity_p: float = _f(
+        0.95,
+        "Probability of the noise/bias-field step: of one transform of the OneOf, or of each one "
+        "(`intensity_combine: each`).",
+    )
     intensity_combine: Literal["one_of", "each"] = _f(
         "one_of",
         "`one_of`: at most one of noise and bias field per patch (OneOf, probability `intensity_p`, by weight); "
