@@ -2,6 +2,7 @@
 
     python bench/generalise.py --name after                          # brats demo defaults
     python bench/generalise.py --name no-gamma --set augment.gamma.enabled=false
+    python bench/generalise.py --name ne8 --profile-set non_enhancing_per_20=8   # the demo cohort's synth profile
     python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
     python bench/generalise.py --table before after                     # Markdown table of saved results
     python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1   # plus means over seeds
@@ -47,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.data import discover_cases  # noqa: E402
 from brats.demo import STRESS_SEED_OFFSET, _link_cases, lesion_summary, run_demo, score_cohort  # noqa: E402
+from brats.errors import BratsError  # noqa: E402
 from brats.evaluate import report_rows  # noqa: E402
-from brats.synth import generate_cohort  # noqa: E402
+from brats.synth import generate_cohort, get_profile, with_settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
@@ -325,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         "--mean", action="append", default=[], metavar="NAME=R1,R2", help="with --table: means over seeds"
     )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    ap.add_argument(
+        "--profile-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="train-profile setting of the demo cohort",
+    )
     ap.add_argument("--output-dir", default=None, help="run folder (default runs/generalise-<name>)")
     ap.add_argument("--cases", type=int, default=None, help="demo cases (default: the demo's)")
     ap.add_argument("--minutes", type=float, default=None, help="training budget (default: the demo's)")
@@ -363,6 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     shape = tuple(args.shape) if args.shape else None
     load_before = load_now()
     result: dict = {"name": args.name, "overrides": args.set} | ({"predict": predict} if predict else {})
+    bad = [item for item in args.profile_set if "=" not in item]
+    if bad:
+        ap.error(f"--profile-set {bad[0]!r}: expected KEY=VALUE")
+    settings = dict(item.split("=", 1) for item in args.profile_set)
+    try:
+        profile = with_settings("train", settings) if settings else get_profile("train")
+    except BratsError as exc:
+        ap.error(f"--profile-set: {exc}")
+    if settings:
+        result["profile_set"] = settings
     if args.score_run:
         run = Path(args.score_run)
         if (run / "demo.json").is_file():
@@ -378,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             stress_cases=args.stress_cases,
             overrides=args.set,
+            profile=profile,
         )
         result["seconds"] = demo["seconds"]
     result["run"] = str(run)

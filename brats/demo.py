@@ -12,13 +12,16 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brats import __version__
 from brats.config import Config, load_config, shipped_config
 from brats.data import Case, discover_cases, load_case, load_label_file, load_seg
 from brats.fs import atomic_write_text
 from brats.labels import to_classes
+
+if TYPE_CHECKING:
+    from brats.synth import SynthProfile
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +241,17 @@ def _print_result(result: dict, itk: str, total: float) -> None:
 
 
 def _build(
-    cfg: Config, n_cases: int, seed: int, shape, workers: int, progress: bool, say, clock: _Clock
+    cfg: Config,
+    n_cases: int,
+    seed: int,
+    shape,
+    workers: int,
+    progress: bool,
+    say,
+    clock: _Clock,
+    profile: str | SynthProfile = "train",
 ) -> None:
-    """Stages 1-3: synthesise, extract, train."""
+    """Stages 1-3: synthesise (``profile``: a synth profile name or a SynthProfile), extract, train."""
     from brats.extract import run_extract
     from brats.synth import generate_cohort
     from brats.train import run_training
@@ -256,6 +267,7 @@ def _build(
         workers=workers,
         shape=shape,
         progress=progress,
+        profile=profile,
     )
     clock.lap("synthesise", t)
     say(f"[2/6] extracting patches -> {out / 'patches'}")
@@ -316,11 +328,13 @@ def run_demo(
     progress: bool = False,
     stress_cases: int | None = None,
     overrides: list[str] | None = None,
+    profile: str | SynthProfile = "train",
 ) -> dict:
     """Run the demo and return a dict of its artefacts and figures (printed when ``progress``).
 
     ``stress_cases`` (default 8; 0 skips it) stress-profile cases are scored after the test split;
-    ``overrides`` are extra ``key=value`` config settings (``bench/generalise.py`` uses them).
+    ``overrides`` are extra ``key=value`` config settings and ``profile`` the synth profile of the demo's own
+    cohort (``bench/generalise.py`` uses both; the stress cohort keeps the stress profile).
     """
     from brats.evaluate import report_rows
 
@@ -333,7 +347,7 @@ def run_demo(
     cfg = demo_config(out, shape, minutes, max_steps, seed, overrides)
     clock = _Clock()
     say = print if progress else log.info
-    _build(cfg, n_cases, seed, shape, workers, progress, say, clock)
+    _build(cfg, n_cases, seed, shape, workers, progress, say, clock, profile)
 
     splits = json.loads((out / "splits.json").read_text())
     all_cases = {c.case_id: c for c in discover_cases(cfg.data.root)}

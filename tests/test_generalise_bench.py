@@ -85,3 +85,15 @@ def test_pooled_precision_recall_from_an_evaluation(tmp_path):
     assert conf["NCR"]["background"] == 1.0 and conf["ET"]["background"] == 1.0
     assert conf["ED"]["ED"] == 1.0 and conf["background"]["background"] == 1.0
     assert generalise.confusion_fractions({"pooled": {}}) is None
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [("nope", "--profile-set 'nope': expected KEY=VALUE"), ("nope=1", "synth setting 'nope' is not one of")],
+)
+def test_bad_profile_setting_is_one_line_before_anything_runs(tmp_path, capsys, item, message):
+    with pytest.raises(SystemExit) as exit_info:
+        generalise.main(["--name", "x", "--output-dir", str(tmp_path / "run"), "--profile-set", item])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
