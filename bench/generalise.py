@@ -373,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_now()
     result: dict = {"name": args.name, "overrides": args.set} | ({"predict": predict} if predict else {})
     bad = [item for item in args.profile_set if "=" not in item]
+    if args.profile_set and args.score_run:
+        ap.error("--profile-set sets the cohort a run trains on; --score-run trains nothing")
     if bad:
         ap.error(f"--profile-set {bad[0]!r}: expected KEY=VALUE")
     settings = dict(item.split("=", 1) for item in args.profile_set)

@@ -88,12 +88,16 @@ def test_pooled_precision_recall_from_an_evaluation(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("item", "message"),
-    [("nope", "--profile-set 'nope': expected KEY=VALUE"), ("nope=1", "synth setting 'nope' is not one of")],
+    ("extra", "item", "message"),
+    [
+        ([], "nope", "--profile-set 'nope': expected KEY=VALUE"),
+        ([], "nope=1", "synth setting 'nope' is not one of"),
+        (["--score-run", "somewhere"], "p_second=0.5", "--score-run trains nothing"),
+    ],
 )
-def test_bad_profile_setting_is_one_line_before_anything_runs(tmp_path, capsys, item, message):
+def test_bad_profile_setting_is_one_line_before_anything_runs(tmp_path, capsys, extra, item, message):
     with pytest.raises(SystemExit) as exit_info:
-        generalise.main(["--name", "x", "--output-dir", str(tmp_path / "run"), "--profile-set", item])
+        generalise.main(["--name", "x", "--output-dir", str(tmp_path / "run"), "--profile-set", item, *extra])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
