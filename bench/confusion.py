@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_io import RESULTS, read_result  # noqa: E402
+from results_io import read_results  # noqa: E402
 
 CLASSES = ("background", "NCR", "ED", "ET")
 SHORT = {"background": "bg", "NCR": "NCR", "ED": "ED", "ET": "ET"}
@@ -68,13 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "--case", action="append", default=[], help="also print this case's WT / TC / ET Dice (repeatable)"
     )
     args = ap.parse_args(argv)
-    recs = {n: read_result(f"generalise-{n}") for n in args.names}
-    missing = [n for n, rec in recs.items() if rec is None]
-    if missing:
-        print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
-        return 2
     try:
-        print(table(recs, args.cohort, args.case))
+        print(table(read_results("generalise", args.names), args.cohort, args.case))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

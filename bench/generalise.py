@@ -53,7 +53,7 @@ from brats.evaluate import report_rows  # noqa: E402
 from brats.synth import generate_cohort, get_profile, with_settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
+from results_io import load_now, read_results, write_result  # noqa: E402
 
 #: Seeds of the selection cohorts (train and stress profile), away from the demo's (seed) and stress (seed + 1000).
 SELECT_SEED_OFFSET = {"select": 2000, "select_stress": 3000}
@@ -355,12 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     tag = f"-{args.name}" if predict else ""
     if args.table:
-        recs = {n: read_result(f"generalise-{n}") for n in args.table}
-        missing = [n for n, rec in recs.items() if rec is None]
-        if missing:
-            print(f"error: no saved result {', '.join(missing)} in {RESULTS}", file=sys.stderr)
-            return 2
         try:
+            recs = read_results("generalise", args.table)
             means = seed_means(recs, args.mean)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)

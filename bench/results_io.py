@@ -97,3 +97,22 @@ def read_result(name: str, folder: Path | None = None) -> dict | None:
     """The record written by :func:`write_result` for ``name``, or None if the benchmark has not been run."""
     path = (Path(folder) if folder is not None else RESULTS) / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_results(prefix: str, names: list[str], folder: Path | None = None) -> dict[str, dict]:
+    """The saved records ``<prefix>-<name>`` by name, in the order given.
+
+    Raises:
+        ValueError: naming every one not saved (``no saved result a, b in <folder>``).
+    """
+    recs: dict[str, dict] = {}
+    missing = []
+    for n in names:
+        rec = read_result(f"{prefix}-{n}", folder)
+        if rec is None:
+            missing.append(n)
+        else:
+            recs[n] = rec
+    if missing:
+        raise ValueError(f"no saved result {', '.join(missing)} in {folder or RESULTS}")
+    return recs

@@ -42,3 +42,12 @@ def test_unknown_result_is_one_line_and_exit_2(capsys):
     assert confusion.main(["no-such-result"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no saved result no-such-result") and "\n" not in err
+
+
+def test_read_results_names_every_missing_one(tmp_path):
+    from results_io import read_results, write_result
+
+    write_result("generalise-a", {"x": 1}, folder=tmp_path)
+    assert read_results("generalise", ["a"], tmp_path)["a"]["result"] == {"x": 1}
+    with pytest.raises(ValueError, match=r"^no saved result b, c in "):
+        read_results("generalise", ["b", "a", "c"], tmp_path)
