@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import generalise  # noqa: E402
+import generalise_table  # noqa: E402
 
 
 def test_parse_predict_reads_yaml_values():
@@ -44,17 +45,21 @@ def _rec(select: float, stress: float, val: tuple[float, float, float]) -> dict:
 
 
 def test_seed_means_hand_computed():
-    # selection means 0.5 and 0.3 -> 0.4; val means 0.6 and 0.9 -> 0.75
+    # selection means 0.5 and 0.3 -> 0.4; select objectives 0.6 and 0.2 -> 0.4; val means 0.6 and 0.9 -> 0.75
     recs = {"a": _rec(0.6, 0.4, (0.5, 0.6, 0.7)), "a-s1": _rec(0.2, 0.4, (0.9, 0.9, 0.9))}
-    line = generalise.seed_means(recs, ["a=a,a-s1"])
-    assert line == "a (mean of 2: a, a-s1): selection mean 0.400, val mean 0.750"
-    assert generalise.seed_means(recs, []) == ""
+    line = generalise_table.seed_means(recs, ["a=a,a-s1"])
+    assert line == "a (mean of 2: a, a-s1): selection mean 0.400, select objective 0.400, val mean 0.750"
+    # the objective is select's alone: select 0.9 and select_stress 0.1 -> selection mean 0.5, objective 0.9
+    assert "selection mean 0.500, select objective 0.900" in generalise_table.seed_means(
+        {"b": _rec(0.9, 0.1, (0.5, 0.5, 0.5))}, ["b=b"]
+    )
+    assert generalise_table.seed_means(recs, []) == ""
 
 
 @pytest.mark.parametrize("group", ["a", "a=", "a=a,b"])
 def test_seed_means_refuses_bad_groups(group):
     with pytest.raises(ValueError, match="expected NAME=R1,R2"):
-        generalise.seed_means({"a": _rec(0.5, 0.5, (0.5, 0.5, 0.5))}, [group])
+        generalise_table.seed_means({"a": _rec(0.5, 0.5, (0.5, 0.5, 0.5))}, [group])
 
 
 def test_pooled_precision_recall_from_an_evaluation(tmp_path):
