@@ -6,7 +6,7 @@
 the demo. This bench asks whether that choice, and the coreless-component rule ``core_min_ml``, hold on the
 selection cohorts of a ``bench/generalise.py --select N`` run. It predicts the run's ``checkpoints/best.pt``
 without post-processing on the validation cases (``RUN/bench_val_cases``) and on ``select`` and ``select_stress``
-(``--select-root``), once (``RUN/bench_raw_<cohort>/``), then scores every combination of
+(``--select-root``), once (``RUN/bench_raw_*/``, see ``raw_predictions.py``), then scores every combination of
 :data:`brats.evaluate.GRID_MIN_COMPONENT_ML` x :data:`brats.evaluate.GRID_ET_MIN_ML` x :data:`GRID_CORE_MIN_ML`
 with :func:`brats.evaluate.sweep_postprocess` (the objective of ``tune-postprocess``: mean over cases of
 (WT + TC + ET Dice) / 3, BraTS empty rule). ``selection mean`` is the mean of the ``select`` and
@@ -28,13 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.config import load_config  # noqa: E402
-from brats.data import discover_cases, load_seg  # noqa: E402
-from brats.data.nifti import load_geometry, load_label_file  # noqa: E402
 from brats.evaluate import GRID_ET_MIN_ML, GRID_MIN_COMPONENT_ML, sweep_postprocess  # noqa: E402
-from brats.labels import get_scheme, to_classes  # noqa: E402
-from brats.predict import run_predict  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from raw_predictions import cohort_root, load_raw, raw_label  # noqa: E402
 from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
 
 GRID_CORE_MIN_ML = (0.0, 0.001, 0.05, 0.2, 0.5, 1.0)
@@ -44,19 +41,8 @@ KEYS = ("min_component_ml", "et_min_ml", "core_min_ml")
 
 def _load(run: Path, select_root: Path, cohort: str) -> tuple[list, list, list]:
     """Raw predictions (training classes), references and spacings of one cohort; predicts once."""
-    root = run / "bench_val_cases" if cohort == "val" else select_root / cohort
-    out = run / f"bench_raw_{cohort}"
-    if not (out / "done").is_file():
-        run_predict(run / "checkpoints" / "best.pt", root, out, postprocess=False)
-        (out / "done").write_text("ok\n")
-    scheme = get_scheme("brats2021")
-    preds, refs, spacings = [], [], []
-    for case in discover_cases(root):
-        path = out / f"{case.case_id}.nii.gz"
-        preds.append(to_classes(load_label_file(path, scheme, True), scheme, where=str(path)))
-        refs.append(to_classes(load_seg(case), case.label_scheme, where=str(case.seg)))
-        spacings.append(load_geometry(path).spacing)
-    return preds, refs, spacings
+    root = cohort_root(run, select_root, cohort)
+    return load_raw(run, root, raw_label(select_root, cohort))[1:]
 
 
 def sweep(run: Path, select_root: Path) -> list[dict]:

@@ -1,0 +1,56 @@
+"""Raw predictions of a trained run on one cohort (no post-processing), predicted once and reused.
+
+``bench/postprocess_select.py`` (threshold sweeps) and ``bench/components.py`` (what the component rules remove)
+both score a run's ``checkpoints/best.pt`` on cohorts without post-processing. The predictions go to
+``RUN/bench_raw_<label>/`` with a ``done`` file listing the case ids predicted; a folder whose list differs from
+the cohort's cases (a larger selection cohort, another cohort under the same label) is predicted again, so a
+cache is never read for the wrong cases.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brats.data import discover_cases, load_seg  # noqa: E402
+from brats.data.nifti import load_geometry, load_label_file  # noqa: E402
+from brats.labels import get_scheme, to_classes  # noqa: E402
+from brats.predict import run_predict  # noqa: E402
+
+
+def cohort_root(run: Path, select_root: Path, cohort: str) -> Path:
+    """Where a cohort's cases are: the run's validation cases (``val``) or ``select_root/<cohort>``."""
+    return run / "bench_val_cases" if cohort == "val" else select_root / cohort
+
+
+def raw_label(select_root: Path, cohort: str) -> str:
+    """The cache folder's label: ``val``, or ``<cohort>-<select_root's name>`` (selection cohorts of different
+    sizes are different case sets)."""
+    return "val" if cohort == "val" else f"{cohort}-{select_root.name}"
+
+
+def load_raw(
+    run: Path, root: Path, label: str
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[tuple[float, ...]]]:
+    """``(case ids, raw predictions, references, spacings)`` of the cases under ``root`` (training classes 0-3),
+    predicting them without post-processing into ``run/bench_raw_<label>`` unless that folder's ``done`` lists
+    exactly these cases."""
+    cases = discover_cases(root)
+    ids = [c.case_id for c in cases]
+    out = run / f"bench_raw_{label}"
+    done = out / "done"
+    if not done.is_file() or done.read_text().split() != ids:
+        run_predict(run / "checkpoints" / "best.pt", root, out, postprocess=False)
+        done.write_text("\n".join(ids) + "\n")
+    scheme = get_scheme("brats2021")
+    preds, refs, spacings = [], [], []
+    for case in cases:
+        path = out / f"{case.case_id}.nii.gz"
+        preds.append(to_classes(load_label_file(path, scheme, True), scheme, where=str(path)))
+        refs.append(to_classes(load_seg(case), case.label_scheme, where=str(case.seg)))
+        spacings.append(load_geometry(path).spacing)
+    return ids, preds, refs, spacings
