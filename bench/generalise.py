@@ -2,7 +2,7 @@
 
     python bench/generalise.py --name after                          # brats demo defaults
     python bench/generalise.py --name no-gamma --set augment.gamma.enabled=false
-    python bench/generalise.py --name ne8 --profile-set non_enhancing_per_20=8   # the demo cohort's synth profile
+    python bench/generalise.py --name ne4 --profile-set non_enhancing_per_20=4   # the demo cohort's synth profile
     python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
     python bench/generalise.py --table before after                     # Markdown table of saved results
     python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1   # plus means over seeds
@@ -47,10 +47,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.data import discover_cases  # noqa: E402
-from brats.demo import STRESS_SEED_OFFSET, _link_cases, lesion_summary, run_demo, score_cohort  # noqa: E402
+from brats.demo import (  # noqa: E402
+    DEMO_PROFILE_SETTINGS,
+    STRESS_SEED_OFFSET,
+    _link_cases,
+    lesion_summary,
+    run_demo,
+    score_cohort,
+)
 from brats.errors import BratsError  # noqa: E402
 from brats.evaluate import report_rows  # noqa: E402
-from brats.synth import generate_cohort, get_profile, with_settings  # noqa: E402
+from brats.synth import generate_cohort, with_settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generalise_table import seed_means, table  # noqa: E402
@@ -217,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="train-profile setting of the demo cohort",
+        help="setting of the demo cohort's synth profile (the train profile with brats.demo.DEMO_PROFILE_SETTINGS;"
+        " these on top)",
     )
     ap.add_argument("--output-dir", default=None, help="run folder (default runs/generalise-<name>)")
     ap.add_argument("--cases", type=int, default=None, help="demo cases (default: the demo's)")
@@ -260,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--profile-set {bad[0]!r}: expected KEY=VALUE")
     settings = dict(item.split("=", 1) for item in args.profile_set)
     try:
-        profile = with_settings("train", settings) if settings else get_profile("train")
+        profile = with_settings("train", DEMO_PROFILE_SETTINGS | settings)
     except BratsError as exc:
         ap.error(f"--profile-set: {exc}")
     if settings:
@@ -268,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_run:
         run = Path(args.score_run)
         if (run / "demo.json").is_file():
-            result["seconds"] = json.loads((run / "demo.json").read_text())["seconds"]
+            demo_json = json.loads((run / "demo.json").read_text())
+            result["seconds"] = demo_json["seconds"]
+            if "synth_profile" in demo_json:  # demos before the fourteenth round did not record it
+                result["synth_profile"] = demo_json["synth_profile"]
     else:
         run = Path(args.output_dir or f"runs/generalise-{args.name}")
         demo = run_demo(
@@ -283,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             profile=profile,
         )
         result["seconds"] = demo["seconds"]
+        result["synth_profile"] = demo["synth_profile"]
     result["run"] = str(run)
     epochs = _epochs(run)
     result["epochs"] = len(epochs)

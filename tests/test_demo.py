@@ -1,5 +1,6 @@
 """End to end: the demo at a tiny size (4 small cases, 3 training steps) writes every artefact."""
 
+import dataclasses
 import json
 
 import nibabel as nib
@@ -7,6 +8,7 @@ import numpy as np
 
 from brats.cli import main
 from brats.demo import demo_config
+from brats.synth import get_profile
 
 
 def test_demo_tiny_end_to_end(tmp_path, capsys):
@@ -83,6 +85,13 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     ]
     assert (out / "stress" / "evaluation" / "summary.json").is_file()
     result = json.loads((out / "demo.json").read_text())
+    # the demo cohort's profile is recorded: train with twice its non-enhancing tumours (brats synth keeps 4)
+    assert result["synth_profile"]["name"] == "train+non_enhancing_per_20"
+    assert result["synth_profile"]["non_enhancing_per_20"] == 8
+    assert get_profile("train").non_enhancing_per_20 == 4
+    # every other setting is the train profile's
+    train = json.loads(json.dumps(dataclasses.asdict(get_profile("train"))))
+    assert result["synth_profile"] | {"name": "train", "non_enhancing_per_20": 4} == train
     for cohort in ("test", "stress"):
         assert set(result[f"{cohort}_dice"]) == {"NCR", "ED", "ET", "TC", "WT"}
         assert "WT_f1" in result[f"{cohort}_lesion"]
