@@ -35,9 +35,13 @@ def main() -> int:
             req = Requirement(raw)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 stack.append(req.name)
-    print("# Exact versions the test suite runs with (the installed dependency closure of pyproject.toml incl. the")
+    print(
+        "# Exact versions the test suite runs with (the installed dependency closure of pyproject.toml incl. the"
+    )
     print("# dev extra). scripts/setup.sh installs with: pip install -c constraints.txt -e .[dev]")
-    print("# Regenerate after an upgrade that the suite passed with: python scripts/freeze_constraints.py > constraints.txt")
+    print(
+        "# Regenerate after an upgrade that the suite passed with: python scripts/freeze_constraints.py > constraints.txt"
+    )
     for name, version in sorted(seen.values(), key=lambda nv: nv[0].lower()):
         print(f"{name}=={version}")
     return 0

@@ -64,7 +64,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     ]:
         assert (out / path).is_file(), path
     html = (out / "report.html").read_text()
-    assert "core_min_ml 0.001 (from the config)" in html
+    assert f"core_min_ml {want.core_min_ml:g} (from the config)" in html
     assert splits["test"], "the tiny demo must keep a test case"
     for cid in splits["test"]:
         pred = out / "predictions" / f"{cid}.nii.gz"
