@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from brats.bias import METHODS as BIAS_METHODS
+from brats.bias import correct_bias
 from brats.errors import BratsError
 
 __all__ = [
@@ -111,6 +113,8 @@ class Normalization:
             so the model sees the values it was trained on.
         mask: the brain mask the statistics use (informative; always "any modality != 0").
         scope: the statistics' scope (informative; always per case and per modality).
+        bias_correction: ``none`` or ``n4`` (:mod:`brats.bias`), applied before the statistics; a record
+            without the key (a store or checkpoint made before it existed) means ``none``.
     """
 
     method: str = "zscore"
@@ -118,12 +122,15 @@ class Normalization:
     dtype: str = "float16"
     mask: str = "any modality != 0"
     scope: str = "per case, per modality"
+    bias_correction: str = "none"
 
     @classmethod
     def from_config(cls, preprocess: Any) -> Normalization:
-        """From a config's ``preprocess`` section (``normalization``, ``percentiles``, ``dtype``)."""
+        """From a config's ``preprocess`` section (``normalization``, ``percentiles``, ``dtype``,
+        ``bias_correction``)."""
         lo, hi = (float(p) for p in preprocess.percentiles)
-        return cls(str(preprocess.normalization), (lo, hi), str(preprocess.dtype))
+        bias = str(getattr(preprocess, "bias_correction", "none"))
+        return cls(str(preprocess.normalization), (lo, hi), str(preprocess.dtype), bias_correction=bias)
 
     @classmethod
     def from_dict(cls, record: Any, where: str = "normalization") -> Normalization:
@@ -137,7 +144,12 @@ class Normalization:
                 f"{where}: no normalisation record (expected a dict with 'method'), got {record!r}"
             )
         lo, hi = (float(p) for p in record.get("percentiles", (0.5, 99.5)))
-        return cls(str(record["method"]), (lo, hi), str(record.get("dtype", "float16")))
+        bias = str(record.get("bias_correction", "none"))
+        if bias not in BIAS_METHODS:
+            raise BratsError(
+                f"{where}: unknown bias_correction {bias!r}; expected one of {', '.join(BIAS_METHODS)}"
+            )
+        return cls(str(record["method"]), (lo, hi), str(record.get("dtype", "float16")), bias_correction=bias)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +158,7 @@ class Normalization:
             "mask": self.mask,
             "scope": self.scope,
             "dtype": self.dtype,
+            "bias_correction": self.bias_correction,
         }
 
     def conflicts(self, other: Normalization) -> list[str]:
@@ -155,10 +168,15 @@ class Normalization:
             out.append(f"percentiles {list(self.percentiles)} vs {list(other.percentiles)}")
         if self.dtype != other.dtype:
             out.append(f"dtype {self.dtype} vs {other.dtype}")
+        if self.bias_correction != other.bias_correction:
+            out.append(f"bias_correction {self.bias_correction} vs {other.bias_correction}")
         return out
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """:func:`normalize` ``(C, X, Y, Z)``, then rounded through :attr:`dtype`; float32 out."""
+        """:func:`brats.bias.correct_bias` (unless ``none``), :func:`normalize` ``(C, X, Y, Z)``, then rounded
+        through :attr:`dtype`; float32 out."""
+        if self.bias_correction != "none":
+            image = correct_bias(image, self.bias_correction)
         out = normalize(image, self.method, self.percentiles)
         return out.astype(self.dtype, copy=False).astype(np.float32, copy=False)
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from brats import __version__
+from brats.bias import correct_bias
 from brats.config import Config, config_to_yaml, save_config
 from brats.data import (
     Case,
@@ -79,6 +80,8 @@ def extract_case(case: Case, cfg: Config) -> CasePatches:
     image, _ = load_case(case, cfg.data.modalities)
     seg = load_seg(case, check=True)
     mask = brain_mask(image)
+    if cfg.preprocess.bias_correction != "none":
+        image = correct_bias(image, cfg.preprocess.bias_correction, mask=mask)
     image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles, mask=mask)
     image = image.astype(cfg.preprocess.dtype)
     if p.dim == 2 and p.context_slices:  # 2.5D: modality-major neighbour stacks (brats.extract.context)
