@@ -4,12 +4,13 @@ An MRI's receive-coil sensitivity multiplies the image by a smooth field; z-scor
 shape, so faint edema can be darker than normal white matter across the brain. N4 (Tustison et al., 2010,
 ``N4BiasFieldCorrectionImageFilter``) estimates the field as a B-spline in log space by sharpening the intensity
 histogram, and is the field's standard tool; we use the library's filter rather than a hand-written one. On
-synthetic cases with a known field (``docs/training.md``, "Sixteenth round") it halved the error of the log field
-and kept the edema's contrast to white matter, where a Gaussian (homomorphic) filter of the same cost flattened it.
+synthetic cases with a known field (``bench/bias_field.py``; ``docs/training.md``, "Sixteenth round") it halved the
+error of the log field and kept the edema's contrast to white matter, where a Gaussian (homomorphic) filter
+flattened it.
 
-The field is fitted on a copy shrunk by :func:`shrink_factor` (about 8 mm voxels for a 240-voxel grid: 0.6-0.8 s a
-modality on one core, against 2-3.5 s at the usual 4) and evaluated on the full grid. ITK runs on one thread so
-that the result does not depend on the machine's core count (reruns give identical files).
+The field is fitted on a copy shrunk by :func:`shrink_factor` (about 8 mm voxels for a 240-voxel grid: 0.9 s a
+modality on one core, against 3.5 s at the usual 4 mm, with the same error; ``bench/bias_field.py``) and evaluated
+on the full grid. ITK runs on one thread, so that the result does not depend on the machine's core count.
 
 Voxels outside the mask stay exactly as they were (0 in a skull-stripped volume); a modality with fewer than
 :data:`MIN_VOXELS` positive voxels in the mask is returned unchanged.

@@ -112,3 +112,32 @@ def test_config_key_is_validated(tmp_path):
     bad.write_text("preprocess: {bias_correction: n3}\n")
     with pytest.raises(BratsError, match="preprocess.bias_correction"):
         load_config(bad)
+
+
+def test_extraction_records_n4_and_cuts_the_corrected_image(tmp_path):
+    """run_extract with bias_correction n4: the store's record says so, and a patch equals the same window of
+    Normalization(bias_correction="n4").apply of its case (the image prediction would see)."""
+    from brats.config import config_from_dict
+    from brats.data import discover_cases, load_case
+    from brats.extract import read_store, run_extract
+    from brats.synth import generate_cohort
+
+    generate_cohort(tmp_path / "cases", 4, 3, "2021", 1, (64, 64, 40))
+    cfg = config_from_dict(
+        {
+            "output_dir": str(tmp_path / "out"),
+            "data": {"root": str(tmp_path / "cases")},
+            "preprocess": {"bias_correction": "n4"},
+            "patches": {"size": [32, 32], "stride": [16, 16], "min_foreground": 1},
+        }
+    )
+    store = read_store(run_extract(cfg, workers=1, progress=False)["train"])
+    assert store["info"]["normalization"]["bias_correction"] == "n4"
+    ci = int(store["case_index"][0])
+    case = {c.case_id: c for c in discover_cases(tmp_path / "cases")}[store["info"]["cases"][ci]]
+    image, _ = load_case(case)
+    want = Normalization(bias_correction="n4").apply(image)
+    x, y, z = (int(v) for v in store["position"][0])
+    np.testing.assert_array_equal(store["images"][0].astype(np.float32), want[:, x : x + 32, y : y + 32, z])
+    plain = Normalization().apply(image)[:, x : x + 32, y : y + 32, z]
+    assert not np.array_equal(store["images"][0].astype(np.float32), plain)

@@ -91,7 +91,7 @@ class PreprocessConfig:
     bias_correction: Literal["none", "n4"] = _f(
         "none",
         "Bias-field correction of each modality before normalisation, at extraction and prediction alike: "
-        "`none`, or `n4` (ITK's N4 through SimpleITK, fitted inside the brain on an ~8 mm grid; about 3 s a "
+        "`none`, or `n4` (ITK's N4 through SimpleITK, fitted inside the brain on an ~8 mm grid; about 3.5 s a "
         "case on one core).",
     )
 
