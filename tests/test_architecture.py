@@ -11,7 +11,7 @@ PKG = ROOT / "brats"
 #: Packages and modules in flow order: each may import only from earlier layers (docs/architecture.md).
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"fs", "labels", "devices", "progress"},
+    {"fs", "labels", "devices", "progress", "bias"},
     {"config", "preprocess", "data", "precision", "outputs"},
     {"checkpoint"},
     {"networks_monai"},
