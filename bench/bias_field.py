@@ -45,15 +45,11 @@ MODALITIES = ("t1", "t1ce", "t2", "flair")
 def n4_with(
     volume: np.ndarray, mask: np.ndarray, shrink: int | None, iterations: tuple[int, ...]
 ) -> np.ndarray:
-    """``brats.bias``'s N4 with another shrink factor or level list (module constants swapped, then restored)."""
-    keep_it, keep_shrink = bias.ITERATIONS, bias.shrink_factor
-    try:
-        bias.ITERATIONS = iterations
-        if shrink is not None:
-            bias.shrink_factor = lambda shape: shrink  # type: ignore[assignment]
-        return bias.correct_bias(volume[None], "n4", mask)[0]
-    finally:
-        bias.ITERATIONS, bias.shrink_factor = keep_it, keep_shrink
+    """``brats.bias``'s N4 with another shrink factor or level list, applied as ``correct_bias`` does."""
+    fit = mask & (volume > 0)
+    out = volume.astype(np.float32, copy=True)
+    out[mask] /= bias.n4_field(out, fit, shrink, iterations)[mask]
+    return out
 
 
 def gaussian_field(volume: np.ndarray, mask: np.ndarray, sigma_mm: float, factor: int = 4) -> np.ndarray:

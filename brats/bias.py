@@ -39,8 +39,16 @@ def shrink_factor(shape: tuple[int, ...]) -> int:
     return max(1, int(round(max(shape) / 30.0)))
 
 
-def n4_field(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def n4_field(
+    volume: np.ndarray,
+    mask: np.ndarray,
+    shrink: int | None = None,
+    iterations: tuple[int, ...] = ITERATIONS,
+) -> np.ndarray:
     """N4's multiplicative bias field of one ``(X, Y, Z)`` volume, fitted inside ``mask`` (float32, same shape).
+
+    ``shrink`` (default :func:`shrink_factor`) and ``iterations`` (one entry per fitting level) are the toolkit's
+    choices unless given (``bench/bias_field.py`` compares others).
 
     Raises:
         BratsError: ``volume`` and ``mask`` differ in shape.
@@ -51,11 +59,11 @@ def n4_field(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise BratsError(f"bias correction: volume {volume.shape} and mask {mask.shape} differ in shape")
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume, dtype=np.float32))
     fit_mask = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
-    shrink = [shrink_factor(volume.shape)] * 3
+    factor = [shrink_factor(volume.shape) if shrink is None else int(shrink)] * 3
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
-    n4.SetMaximumNumberOfIterations(list(ITERATIONS))
+    n4.SetMaximumNumberOfIterations(list(iterations))
     n4.SetNumberOfThreads(1)
-    n4.Execute(sitk.Shrink(image, shrink), sitk.Shrink(fit_mask, shrink))
+    n4.Execute(sitk.Shrink(image, factor), sitk.Shrink(fit_mask, factor))
     log_field = sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(image))
     return np.exp(log_field).astype(np.float32)
 
