@@ -25,7 +25,8 @@ key                    holds
 ``scheduler``,
 ``scaler``, ``epoch``,
 ``best_score``,
-``best_metric``, ``rng``
+``best_metric``, ``rng``,
+``raw_model``          the optimiser's own weights, only with ``train.ema_decay`` (``model`` is then their average)
 ``version``            format version (:data:`CHECKPOINT_VERSION`), ``toolkit_version``
 =====================  ==========================================================================================
 """
@@ -78,6 +79,8 @@ class TrainingState:
     best_score: float | None
     best_metric: str
     rng: dict[str, Any]
+    #: the optimiser's own weights when ``train.ema_decay`` is set (the checkpoint's ``model`` is their average)
+    raw_model: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -117,7 +120,10 @@ class Checkpoint:
             "toolkit_version": self.toolkit_version,
         }
         if self.training is not None:
-            out.update(dataclasses.asdict(self.training))
+            state = dataclasses.asdict(self.training)
+            if state["raw_model"] is None:
+                del state["raw_model"]
+            out.update(state)
         return out
 
 
@@ -160,6 +166,7 @@ def _training_state(raw: dict[str, Any], cfg: Config) -> TrainingState | None:
         best_score=raw.get("best_score"),
         best_metric=str(raw.get("best_metric", cfg.train.best_metric)),
         rng=raw.get("rng") or {},
+        raw_model=raw.get("raw_model"),
     )
 
 

@@ -42,6 +42,7 @@ from brats.outputs import decode_logits, out_channels
 from brats.train.augment import build_transform
 from brats.train.augment3d import build_transform_3d
 from brats.train.dataset import PatchDataset
+from brats.train.ema import build_ema
 from brats.train.log import metric_mode, plot_curves, write_metrics_csv
 from brats.train.losses import build_loss
 from brats.train.resume import restore, trainer_checkpoint
@@ -124,6 +125,7 @@ class Trainer:
         )
         if tc.channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
+        self.ema = build_ema(self.model, tc.ema_decay)  # None unless train.ema_decay is set
         self.optimizer = torch.optim.Adam(
             [p for p in self.model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay
         )
@@ -260,6 +262,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             total += torch.tensor([value * len(x), len(x)], dtype=torch.float64)
             bar.update(1)
             bar.set_postfix(loss=f"{total[0] / total[1]:.4f}")
@@ -277,14 +281,15 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Loss, per-class and WT/TC region Dice (pooled confusion matrix, empty rule ``brats``) on validation."""
         tc = self.cfg.train
-        self.model.eval()  # the bare model: ranks may run different numbers of batches
+        model = self.eval_model
+        model.eval()  # the bare model: ranks may run different numbers of batches
         sums = torch.zeros(2, dtype=torch.float64)
         k = self.num_classes
         cm = torch.zeros(k, k, dtype=torch.float64)
         for batch in val_loader(self.val_ds, tc, self.rt):
             x, y = self._batch(batch)
             with self._autocast():
-                logits = self.model(x)
+                logits = model(x)
             loss = self.loss_fn(logits, y)
             sums += torch.tensor([float(loss) * len(x), len(x)], dtype=torch.float64)
             pred = decode_logits(logits, self.cfg.model.output).cpu()
@@ -296,6 +301,11 @@ class Trainer:
         return out
 
     # -- helpers ----------------------------------------------------------------------------------------------
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is validated and saved: the moving average with ``train.ema_decay``, else the model."""
+        return self.model if self.ema is None else self.ema.module
 
     def _sum(self, t: torch.Tensor) -> torch.Tensor:
         """Sum a CPU float64 tensor over ranks (identity without DDP)."""
@@ -310,8 +320,10 @@ class Trainer:
         checkpoint, holds the same model state (DDP itself only broadcasts rank 0's before each forward)."""
         if not self.rt.distributed:
             return
-        for buf in self.model.buffers():
-            if buf.is_floating_point():
+        for module in {id(m): m for m in (self.model, self.eval_model)}.values():
+            for buf in module.buffers():
+                if not buf.is_floating_point():
+                    continue
                 dist.all_reduce(buf)
                 buf.div_(self.rt.world_size)
 

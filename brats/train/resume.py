@@ -1,5 +1,6 @@
 """A trainer's state in a checkpoint and back: what ``checkpoints/last.pt`` holds so that ``--resume`` continues
-a run exactly (weights, optimizer, scheduler, GradScaler, epoch, best score, history, RNG states)."""
+a run exactly (weights, optimizer, scheduler, GradScaler, epoch, best score, history, RNG states, and with
+``train.ema_decay`` the moving average as the weights and the optimiser's own weights beside it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_checkpoint
 from brats.config import config_to_dict
 from brats.preprocess import Normalization
+from brats.train.ema import load_average
 from brats.train.runtime import TrainError, rng_state, set_rng_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,9 +33,10 @@ def trainer_checkpoint(t: Trainer) -> Checkpoint:
         best_score=t.best_score,
         best_metric=cfg.train.best_metric,
         rng=rng_state(),
+        raw_model=None if t.ema is None else t.model.state_dict(),
     )
     return new_checkpoint(
-        t.model.state_dict(),
+        t.eval_model.state_dict(),
         cfg,
         classes=t.out_channels,
         modalities=list(t.info["modalities"]),
@@ -61,7 +64,10 @@ def restore(t: Trainer, path: Path) -> None:
     state = ckpt.training
     if state is None:
         raise TrainError(f"--resume: {path} holds no training state (optimizer, epoch) to resume from")
-    t.model.load_state_dict(ckpt.weights)
+    # the optimiser's weights; with train.ema_decay the average goes on from the saved one (or starts afresh)
+    t.model.load_state_dict(ckpt.weights if state.raw_model is None else state.raw_model)
+    if t.ema is not None:
+        load_average(t.ema, ckpt.weights)
     t.optimizer.load_state_dict(state.optimizer)
     t.scheduler.load_state_dict(state.scheduler)
     if state.scaler:
