@@ -26,7 +26,8 @@ key                    holds
 ``scaler``, ``epoch``,
 ``best_score``,
 ``best_metric``, ``rng``,
-``raw_model``          the optimiser's own weights, only with ``train.ema_decay`` (``model`` is then their average)
+``raw_model``,         only with ``train.swa_start``: the optimiser's own weights (``model`` is their average once
+``averaged_steps``     averaging has begun) and the number of steps averaged
 ``version``            format version (:data:`CHECKPOINT_VERSION`), ``toolkit_version``
 =====================  ==========================================================================================
 """
@@ -79,8 +80,10 @@ class TrainingState:
     best_score: float | None
     best_metric: str
     rng: dict[str, Any]
-    #: the optimiser's own weights when ``train.ema_decay`` is set (the checkpoint's ``model`` is their average)
+    #: with ``train.swa_start``: the optimiser's own weights (``model`` is the average once it has begun) and the
+    #: number of steps averaged so far
     raw_model: dict[str, torch.Tensor] | None = None
+    averaged_steps: int = 0
 
 
 @dataclass
@@ -122,7 +125,7 @@ class Checkpoint:
         if self.training is not None:
             state = dataclasses.asdict(self.training)
             if state["raw_model"] is None:
-                del state["raw_model"]
+                del state["raw_model"], state["averaged_steps"]
             out.update(state)
         return out
 
@@ -167,6 +170,7 @@ def _training_state(raw: dict[str, Any], cfg: Config) -> TrainingState | None:
         best_metric=str(raw.get("best_metric", cfg.train.best_metric)),
         rng=raw.get("rng") or {},
         raw_model=raw.get("raw_model"),
+        averaged_steps=int(raw.get("averaged_steps", 0)),
     )
 
 

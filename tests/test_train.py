@@ -27,7 +27,7 @@ from brats.train import (
     run_training,
     train_loader,
 )
-from brats.train.ema import build_ema, load_average
+from brats.train.swa import averaged_steps, build_average, load_average
 
 torch.set_num_threads(1)
 
@@ -141,47 +141,62 @@ def test_resume_equals_uninterrupted(tmp_path):
         assert x["val_loss"] == pytest.approx(y["val_loss"], abs=1e-5)
 
 
-def test_ema_average_by_hand():
-    """The average copies the first update, then moves (1 - decay) of the way: 1, then 0.5 * 1 + 0.5 * 3 = 2."""
+def test_weight_average_by_hand():
+    """The running mean of the weights: 1, then (1 + 3) / 2 = 2; loaded as the mean of 2 steps, 9 makes 11 / 3."""
     model = torch.nn.Linear(1, 1, bias=False)
-    ema = build_ema(model, 0.5)
-    assert build_ema(model, None) is None
+    average = build_average(model, 0.5)
+    assert build_average(model, None) is None and averaged_steps(None) == 0 and averaged_steps(average) == 0
     for w in (1.0, 3.0):
         model.weight.data.fill_(w)
-        ema.update_parameters(model)
-    assert float(ema.module.weight) == 2.0
-    load_average(ema, {"weight": torch.full((1, 1), 7.0)})
+        average.update_parameters(model)
+    assert float(average.module.weight) == 2.0 and averaged_steps(average) == 2
+    load_average(average, {"weight": torch.full((1, 1), 1.0)}, 2)
     model.weight.data.fill_(9.0)
-    ema.update_parameters(model)
-    assert float(ema.module.weight) == 8.0  # averaging goes on from the loaded weights
+    average.update_parameters(model)
+    assert float(average.module.weight) == pytest.approx(11.0 / 3.0) and averaged_steps(average) == 3
 
 
-def test_ema_is_saved_and_resumed_without_changing_training(tmp_path):
-    """train.ema_decay: the checkpoint's weights are the average, the optimiser's own weights are those of a run
-    without it (the average never feeds back), decay 0 is the plain run, and resume == uninterrupted."""
-    runs = {name: make_run(tmp_path / name) for name in ("plain", "zero", "ema", "resumed")}
-    run_training(tiny_config(runs["plain"], epochs=3, steps_per_epoch=2), progress=False)
-    run_training(tiny_config(runs["zero"], epochs=3, steps_per_epoch=2, ema_decay=0.0), progress=False)
-    run_training(tiny_config(runs["ema"], epochs=3, steps_per_epoch=2, ema_decay=0.9), progress=False)
-    run_training(tiny_config(runs["resumed"], epochs=1, steps_per_epoch=2, ema_decay=0.9), progress=False)
-    run_training(tiny_config(runs["resumed"], epochs=3, steps_per_epoch=2, ema_decay=0.9), resume=True)
+def test_weight_average_is_saved_and_resumed_without_changing_training(tmp_path, monkeypatch):
+    """train.swa_start: the checkpoint's weights are the average of the last steps, the optimiser's own weights
+    are those of a run without it (the average never feeds back), and resume == uninterrupted."""
+    runs = {name: make_run(tmp_path / name) for name in ("plain", "late", "swa", "resumed")}
+    run = {"epochs": 4, "steps_per_epoch": 2}
+    run_training(tiny_config(runs["plain"], **run), progress=False)
+    run_training(tiny_config(runs["late"], **run, swa_start=1.0), progress=False)  # never starts
+    run_training(tiny_config(runs["swa"], **run, swa_start=0.5), progress=False)
+    train_epoch = Trainer.train_epoch
+
+    def crash_in_epoch_4(self, epoch, deadline=None):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch, deadline)
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(Trainer, "train_epoch", crash_in_epoch_4)
+        run_training(tiny_config(runs["resumed"], **run, swa_start=0.5), progress=False)
+    assert read_checkpoint(runs["resumed"] / "checkpoints" / "last.pt").training.averaged_steps == 2
+    run_training(tiny_config(runs["resumed"], **run, swa_start=0.5), resume=True, progress=False)
     ck = {k: read_checkpoint(v / "checkpoints" / "last.pt") for k, v in runs.items()}
     assert ck["plain"].training.raw_model is None
     assert "raw_model" not in torch.load(runs["plain"] / "checkpoints" / "last.pt", weights_only=True)
-    ema, resumed = ck["ema"], ck["resumed"]
+    assert ck["late"].training.averaged_steps == 0
+    # steps 4..7 of 8 begin at progress >= 0.5
+    assert ck["swa"].training.averaged_steps == 4 and ck["resumed"].training.averaged_steps == 4
+    swa, resumed = ck["swa"], ck["resumed"]
     for key, value in ck["plain"].weights.items():
-        torch.testing.assert_close(ck["zero"].weights[key], value, rtol=0, atol=0, msg=key)
-        torch.testing.assert_close(ema.training.raw_model[key], value, rtol=0, atol=0, msg=key)
-        torch.testing.assert_close(resumed.weights[key], ema.weights[key], rtol=0, atol=1e-6, msg=key)
+        torch.testing.assert_close(ck["late"].weights[key], value, rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(swa.training.raw_model[key], value, rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(resumed.weights[key], swa.weights[key], rtol=0, atol=1e-6, msg=key)
         raw = resumed.training.raw_model[key]
-        torch.testing.assert_close(raw, ema.training.raw_model[key], rtol=0, atol=1e-6, msg=key)
+        torch.testing.assert_close(raw, swa.training.raw_model[key], rtol=0, atol=1e-6, msg=key)
     plain = ck["plain"].weights
-    moved = [k for k, v in ema.weights.items() if v.is_floating_point() and not torch.equal(v, plain[k])]
+    moved = [k for k, v in swa.weights.items() if v.is_floating_point() and not torch.equal(v, plain[k])]
     assert len(moved) > 10  # the average differs from the trained weights
-    # the validation scores are the average's
-    rows = {k: read_metrics_csv(runs[k] / "metrics.csv") for k in ("plain", "ema")}
-    assert [r["train_loss"] for r in rows["plain"]] == [r["train_loss"] for r in rows["ema"]]
-    assert rows["plain"][-1]["val_loss"] != rows["ema"][-1]["val_loss"]
+    # the validation scores are the trained weights' until averaging begins, then the average's
+    rows = {k: read_metrics_csv(runs[k] / "metrics.csv") for k in ("plain", "swa")}
+    assert [r["train_loss"] for r in rows["plain"]] == [r["train_loss"] for r in rows["swa"]]
+    assert [r["val_loss"] for r in rows["plain"]][:2] == [r["val_loss"] for r in rows["swa"]][:2]
+    assert rows["plain"][-1]["val_loss"] != rows["swa"][-1]["val_loss"]
 
 
 def test_overfits_two_patches(tmp_path):

@@ -329,12 +329,13 @@ class TrainConfig:
         ge=1,
     )
     lr: float = _f(1e-3, "Adam learning rate.", gt=0)
-    ema_decay: float | None = _f(
+    swa_start: float | None = _f(
         None,
-        "Validate and save an exponential moving average of the weights, updated after every step with this "
-        "decay (0.998 averages over about the last 500 steps; brats/train/ema.py); null = the trained weights.",
+        "Stochastic weight averaging: from this fraction of the run (of its steps or time budget, whichever is "
+        "further) validate and save the uniform average of the weights after every step (brats/train/swa.py); "
+        "null = the trained weights.",
         ge=0,
-        lt=1,
+        le=1,
     )
     weight_decay: float = _f(1e-5, "Adam weight decay.", ge=0)
     scheduler: SchedulerConfig = _f(

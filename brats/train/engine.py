@@ -42,7 +42,6 @@ from brats.outputs import decode_logits, out_channels
 from brats.train.augment import build_transform
 from brats.train.augment3d import build_transform_3d
 from brats.train.dataset import PatchDataset
-from brats.train.ema import build_ema
 from brats.train.log import metric_mode, plot_curves, write_metrics_csv
 from brats.train.losses import build_loss
 from brats.train.resume import restore, trainer_checkpoint
@@ -58,7 +57,8 @@ from brats.train.runtime import (
     val_loader,
 )
 from brats.train.sampling import sample_weights
-from brats.train.schedule import anneal
+from brats.train.schedule import anneal, run_progress
+from brats.train.swa import averaged_steps, build_average
 
 __all__ = ["Trainer", "run_training"]
 
@@ -125,7 +125,7 @@ class Trainer:
         )
         if tc.channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
-        self.ema = build_ema(self.model, tc.ema_decay)  # None unless train.ema_decay is set
+        self.average = build_average(self.model, tc.swa_start)  # None unless train.swa_start is set
         self.optimizer = torch.optim.Adam(
             [p for p in self.model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay
         )
@@ -245,8 +245,10 @@ class Trainer:
             total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", enabled=self.progress and rt.is_main
         )
         for step, batch in enumerate(loader):
-            if tc.scheduler.name == "cosine":
+            seconds = 0.0
+            if tc.scheduler.name == "cosine" or self.average is not None:
                 seconds = self._rank0(self._clock[1] + time.monotonic() - self._clock[0])
+            if tc.scheduler.name == "cosine":
                 anneal(self.optimizer, tc, epoch * steps + step, steps, seconds)
             x, y = self._batch(batch)
             with self._autocast():
@@ -262,8 +264,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
+            self._update_average(epoch * steps + step, steps, seconds)
             total += torch.tensor([value * len(x), len(x)], dtype=torch.float64)
             bar.update(1)
             bar.set_postfix(loss=f"{total[0] / total[1]:.4f}")
@@ -304,8 +305,19 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The model that is validated and saved: the moving average with ``train.ema_decay``, else the model."""
-        return self.model if self.ema is None else self.ema.module
+        """The model that is validated and saved: the weight average once ``train.swa_start`` has begun it,
+        else the model."""
+        return self.model if averaged_steps(self.average) == 0 else self.average.module  # type: ignore[union-attr]
+
+    def _update_average(self, steps_done: int, steps_per_epoch: int, seconds: float) -> None:
+        """Add the weights to the average (``train.swa_start``) when the step just taken began at or after that
+        fraction of the run (:func:`brats.train.schedule.run_progress`, as the cosine schedule counts it)."""
+        tc = self.cfg.train
+        if self.average is None or tc.swa_start is None:
+            return
+        budget = None if tc.max_minutes is None else 60.0 * tc.max_minutes
+        if run_progress(steps_done, tc.epochs * steps_per_epoch, seconds, budget) >= tc.swa_start:
+            self.average.update_parameters(self.model)
 
     def _sum(self, t: torch.Tensor) -> torch.Tensor:
         """Sum a CPU float64 tensor over ranks (identity without DDP)."""

@@ -1,6 +1,6 @@
 """A trainer's state in a checkpoint and back: what ``checkpoints/last.pt`` holds so that ``--resume`` continues
 a run exactly (weights, optimizer, scheduler, GradScaler, epoch, best score, history, RNG states, and with
-``train.ema_decay`` the moving average as the weights and the optimiser's own weights beside it)."""
+``train.swa_start`` the weight average as the weights and the optimiser's own weights beside it)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from brats.checkpoint import Checkpoint, TrainingState, new_checkpoint, read_checkpoint
 from brats.config import config_to_dict
 from brats.preprocess import Normalization
-from brats.train.ema import load_average
 from brats.train.runtime import TrainError, rng_state, set_rng_state
+from brats.train.swa import averaged_steps, load_average
 
 if TYPE_CHECKING:  # pragma: no cover
     from brats.train.engine import Trainer
@@ -33,7 +33,8 @@ def trainer_checkpoint(t: Trainer) -> Checkpoint:
         best_score=t.best_score,
         best_metric=cfg.train.best_metric,
         rng=rng_state(),
-        raw_model=None if t.ema is None else t.model.state_dict(),
+        raw_model=None if t.average is None else t.model.state_dict(),
+        averaged_steps=averaged_steps(t.average),
     )
     return new_checkpoint(
         t.eval_model.state_dict(),
@@ -64,10 +65,10 @@ def restore(t: Trainer, path: Path) -> None:
     state = ckpt.training
     if state is None:
         raise TrainError(f"--resume: {path} holds no training state (optimizer, epoch) to resume from")
-    # the optimiser's weights; with train.ema_decay the average goes on from the saved one (or starts afresh)
+    # the optimiser's weights; with train.swa_start the average goes on from the saved one
     t.model.load_state_dict(ckpt.weights if state.raw_model is None else state.raw_model)
-    if t.ema is not None:
-        load_average(t.ema, ckpt.weights)
+    if t.average is not None and state.raw_model is not None:
+        load_average(t.average, ckpt.weights, state.averaged_steps)
     t.optimizer.load_state_dict(state.optimizer)
     t.scheduler.load_state_dict(state.scheduler)
     if state.scaler:
