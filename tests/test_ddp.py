@@ -72,7 +72,12 @@ def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str, skew: fl
         initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
         result = trainer.fit()
         torch.save(
-            {"initial": initial, "final": trainer.model.state_dict(), "result": result},
+            {
+                "initial": initial,
+                "final": trainer.model.state_dict(),
+                "saved": trainer.eval_model.state_dict(),
+                "result": result,
+            },
             Path(out) / f"rank{rank}.pt",
         )
     finally:
@@ -120,3 +125,23 @@ def test_cosine_lr_follows_rank0_clock_when_clocks_disagree(tmp_path):
     for key, value in r0["final"].items():
         assert torch.equal(value, r1["final"][key]), key
     assert r0["result"]["epoch"] == r1["result"]["epoch"] == 1
+
+
+def test_two_gloo_ranks_average_the_same_weights(tmp_path):
+    """train.swa_start under DDP: both ranks hold the same average (BatchNorm statistics synchronised too), and
+    the checkpoint keeps it as the weights and the trained weights beside it."""
+    run = tmp_path / "run"
+    _store(run / "patches" / "train.h5", 8, 0)
+    _store(run / "patches" / "val.h5", 3, 1)
+    cfg = _config(run)
+    cfg["train"].update(steps_per_epoch=2, swa_start=0.0)
+    mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    ckpt = read_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt.training.averaged_steps == 2
+    for key, value in r0["saved"].items():
+        assert torch.equal(value, r1["saved"][key]), key
+        assert torch.equal(ckpt.weights[key], value), key
+        assert torch.equal(ckpt.training.raw_model[key], r0["final"][key]), key
+    assert any(not torch.equal(r0["saved"][k], r0["final"][k]) for k in r0["final"])  # the average differs
