@@ -16,7 +16,6 @@ are not read.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -28,8 +27,7 @@ from brats.config import load_config  # noqa: E402
 from brats.predict import tumour_components  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from raw_predictions import cohort_root, load_raw, raw_label  # noqa: E402
-from results_io import load_now, read_results, write_result  # noqa: E402
+from raw_predictions import cohort_root, load_raw, raw_label, selection_cli  # noqa: E402
 
 COHORTS = ("val", "select", "select_stress")
 #: size bins of the table, mL (a component falls in [edge_i, edge_i+1))
@@ -106,30 +104,14 @@ def table(records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", help="result name: bench/results/components-<name>.json")
-    ap.add_argument("--run", type=Path, help="a bench/generalise.py run folder")
-    ap.add_argument("--select-root", type=Path, help="its selection cohorts: runs/select-<seed>-<N>")
-    ap.add_argument("--table", nargs="+", metavar="NAME", help="print saved results; run nothing")
-    args = ap.parse_args(argv)
-    if args.table:
-        try:
-            records = read_results("components", args.table)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(table(records))
-        return 0
-    if not (args.name and args.run and args.select_root):
-        ap.error("--name, --run and --select-root are required (or --table)")
-    before = load_now()
-    pp = load_config(args.run / "config.yaml").predict.postprocess
+def measure(run: Path, select_root: Path) -> dict:
+    """Every predicted component of every case of the three cohorts, and their summary by kind and size."""
+    pp = load_config(run / "config.yaml").predict.postprocess
     per_case: dict = {}
     summary: dict = {}
     for cohort in COHORTS:
-        root = cohort_root(args.run, args.select_root, cohort)
-        ids, preds, refs, spacings = load_raw(args.run, root, raw_label(args.select_root, cohort))
+        root = cohort_root(run, select_root, cohort)
+        ids, preds, refs, spacings = load_raw(run, root, raw_label(select_root, cohort))
         per_case[cohort] = {
             cid: {
                 "ref_wt_ml": round(float((r > 0).sum()) * float(np.prod(sp)) / 1000.0, 4),
@@ -139,18 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows = [c for case in per_case[cohort].values() for c in case["components"]]
         summary[cohort] = summarise(rows, pp.core_min_ml)
-    payload = {
-        "run": str(args.run),
-        "select_root": str(args.select_root),
+    return {
+        "run": str(run),
+        "select_root": str(select_root),
         "min_component_ml": pp.min_component_ml,
         "core_min_ml": pp.core_min_ml,
         "size_edges_ml": [e if e != float("inf") else None for e in SIZE_EDGES],
         "summary": summary,
         "per_case": per_case,
     }
-    write_result(f"components-{args.name}", payload, before)
-    print(table({args.name: {"result": payload}}))
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return selection_cli(argv, __doc__, "components", measure, table)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ toolkit option: it lost (docs/training.md, "Seventeenth round").
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,8 +28,7 @@ from brats.evaluate.tune import _region_dice  # noqa: E402
 from brats.predict.postprocess import ET, NCR, postprocess_ml, tumour_components  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from raw_predictions import cohort_root, load_raw, raw_label  # noqa: E402
-from results_io import load_now, read_results, write_result  # noqa: E402
+from raw_predictions import cohort_root, load_raw, raw_label, selection_cli  # noqa: E402
 
 COHORTS = ("val", "select", "select_stress")
 ROWS = ("config", "keep-core")
@@ -101,27 +99,7 @@ def table(records: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", help="result name: bench/results/keep-core-<name>.json")
-    ap.add_argument("--run", type=Path, help="a bench/generalise.py --select run folder")
-    ap.add_argument("--select-root", type=Path, help="its selection cohorts: runs/select-<seed>-<N>")
-    ap.add_argument("--table", nargs="+", metavar="NAME", help="print saved results; run nothing")
-    args = ap.parse_args(argv)
-    if args.table:
-        try:
-            records = read_results("keep-core", args.table)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(table(records))
-        return 0
-    if not (args.name and args.run and args.select_root):
-        ap.error("--name, --run and --select-root are required (or --table)")
-    before = load_now()
-    result = measure(args.run, args.select_root)
-    write_result(f"keep-core-{args.name}", result, before)
-    print(table({args.name: {"result": result}}))
-    return 0
+    return selection_cli(argv, __doc__, "keep-core", measure, table)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Raw predictions of a trained run on one cohort (no post-processing), predicted once and reused.
 
-``bench/postprocess_select.py`` (threshold sweeps) and ``bench/components.py`` (what the component rules remove)
-both score a run's ``checkpoints/best.pt`` on cohorts without post-processing. The predictions go to
+``bench/postprocess_select.py`` (threshold sweeps), ``bench/components.py`` (what the component rules remove) and
+``bench/keep_core.py`` (a fallback for small tumours) score a run's ``checkpoints/best.pt`` on cohorts without post-processing. The predictions go to
 ``RUN/bench_raw_<label>/`` with a ``done`` file listing the case ids predicted; a folder whose list differs from
 the cohort's cases (a larger selection cohort, another cohort under the same label) is predicted again, so a
-cache is never read for the wrong cases.
+cache is never read for the wrong cases. :func:`selection_cli` is the command line of the last two.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,37 @@ def load_raw(
         refs.append(to_classes(load_seg(case), case.label_scheme, where=str(case.seg)))
         spacings.append(load_geometry(path).spacing)
     return ids, preds, refs, spacings
+
+
+def selection_cli(
+    argv: list[str] | None,
+    doc: str | None,
+    prefix: str,
+    measure: Callable[[Path, Path], dict],
+    table: Callable[[dict[str, dict]], str],
+) -> int:
+    """``--name N --run RUN --select-root ROOT``: ``measure(RUN, ROOT)``, saved as ``bench/results/<prefix>-N.json``
+    and printed with ``table``; ``--table N...``: print saved results, run nothing. Returns the exit status."""
+    from results_io import load_now, read_results, write_result
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", help=f"result name: bench/results/{prefix}-<name>.json")
+    ap.add_argument("--run", type=Path, help="a bench/generalise.py --select run folder")
+    ap.add_argument("--select-root", type=Path, help="its selection cohorts: runs/select-<seed>-<N>")
+    ap.add_argument("--table", nargs="+", metavar="NAME", help="print saved results; run nothing")
+    args = ap.parse_args(argv)
+    if args.table:
+        try:
+            records = read_results(prefix, args.table)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(table(records))
+        return 0
+    if not (args.name and args.run and args.select_root):
+        ap.error("--name, --run and --select-root are required (or --table)")
+    before = load_now()
+    payload = measure(args.run, args.select_root)
+    write_result(f"{prefix}-{args.name}", payload, before)
+    print(table({args.name: {"result": payload}}))
+    return 0
