@@ -1,10 +1,11 @@
 """Raw predictions of a trained run on one cohort (no post-processing), predicted once and reused.
 
 ``bench/postprocess_select.py`` (threshold sweeps), ``bench/components.py`` (what the component rules remove) and
-``bench/keep_core.py`` (a fallback for small tumours) score a run's ``checkpoints/best.pt`` on cohorts without post-processing. The predictions go to
-``RUN/bench_raw_<label>/`` with a ``done`` file listing the case ids predicted; a folder whose list differs from
-the cohort's cases (a larger selection cohort, another cohort under the same label) is predicted again, so a
-cache is never read for the wrong cases. :func:`selection_cli` is the command line of the last two.
+``bench/keep_core.py`` (a fallback for small tumours) score a run's ``checkpoints/best.pt`` on cohorts without
+post-processing. The predictions go to ``RUN/bench_raw_<label>/`` with a ``done`` file listing the case ids
+predicted; a folder whose list differs from the cohort's cases (a larger selection cohort, another cohort under the
+same label) is predicted again, so a cache is never read for the wrong cases. :func:`selection_cli` is the command
+line of the last two.
 """
 
 from __future__ import annotations
