@@ -86,7 +86,8 @@ def run_thresholds(run: Path) -> tuple[str, dict]:
 def combine(records: dict[str, dict], config: Path) -> str:
     """A Markdown table over several saved results (``{name: record}``, several models): per threshold triple,
     the selection mean of each model and their mean; rows for everything off, ``config``'s
-    ``predict.postprocess`` and the triple with the best mean (ties go to the weakest rules)."""
+    ``predict.postprocess`` and the triple with the best mean (ties go to the weakest rules); then a line with
+    each model's ``select`` objective at ``config``'s thresholds, and their mean."""
     names = list(records)
     results = [rec["result"] for rec in records.values()]
     grids = [{(*_key(r), r["core_min_ml"]): r for r in res["rows"]} for res in results]
@@ -107,6 +108,14 @@ def combine(records: dict[str, dict], config: Path) -> str:
             continue
         cells = " | ".join(f"{g[k]['selection_mean']:.3f}" for g in grids)
         out.append(f"| {label} | {k[0]:g} / {k[1]:g} / {k[2]:g} | {cells} | {mean[k]:.3f} |")
+    k = rows[config.name]
+    if k in shared:
+        select = [g[k]["select"]["objective"] for g in grids]
+        out.append(
+            f"\n{config.name} ({k[0]:g} / {k[1]:g} / {k[2]:g}): select objective "
+            + " / ".join(f"{v:.3f}" for v in select)
+            + f", mean {sum(select) / len(select):.3f}"
+        )
     return "\n".join(out)
 
 
