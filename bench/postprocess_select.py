@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         "--combine",
         nargs="+",
         metavar="NAME",
-        help="print the selection means of saved results (several models) per threshold triple, and their "
-        "mean; run nothing",
+        help="print the selection means of saved results (several models) per threshold triple and their "
+        "mean, then the select objective at --config's thresholds; run nothing",
     )
     ap.add_argument(
         "--config", type=Path, default=Path("configs/demo.yaml"), help="--combine: the thresholds to compare"
