@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.config import load_config  # noqa: E402
-from brats.evaluate.tune import _region_dice  # noqa: E402
+from brats.evaluate import confusion_matrix, dice_scores, structure_counts  # noqa: E402
+from brats.evaluate.lesionwise import REGIONS  # noqa: E402
 from brats.predict.postprocess import ET, NCR, postprocess_ml, tumour_components  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,13 +50,18 @@ def keep_most_cored(raw: np.ndarray, processed: np.ndarray) -> np.ndarray:
     return out
 
 
+def region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Dice of WT, TC and ET (BraTS empty rule) of one case's class maps (0-3)."""
+    return dice_scores(structure_counts(confusion_matrix(pred, ref, 4), REGIONS))
+
+
 def score(raw: np.ndarray, ref: np.ndarray, spacing: tuple, pp: dict, keep: bool) -> dict[str, float]:
     """Region Dice of one case under the thresholds ``pp`` (mL), with or without the fallback."""
     size, et, core = pp["min_component_ml"], pp["et_min_ml"], pp["core_min_ml"]
     components, _ = postprocess_ml(raw, spacing, size, 0.0, core)
     if keep:
         components = keep_most_cored(raw, components)
-    return _region_dice(postprocess_ml(components, spacing, 0.0, et, 0.0)[0], ref)
+    return region_dice(postprocess_ml(components, spacing, 0.0, et, 0.0)[0], ref)
 
 
 def measure(run: Path, select_root: Path) -> dict:
