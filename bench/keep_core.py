@@ -24,8 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.config import load_config  # noqa: E402
-from brats.evaluate import confusion_matrix, dice_scores, structure_counts  # noqa: E402
-from brats.evaluate.lesionwise import REGIONS  # noqa: E402
+from brats.evaluate import region_dice  # noqa: E402
 from brats.predict.postprocess import ET, NCR, postprocess_ml, tumour_components  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,11 +47,6 @@ def keep_most_cored(raw: np.ndarray, processed: np.ndarray) -> np.ndarray:
     if core[best] > 0:
         out[labels == best] = raw[labels == best]
     return out
-
-
-def region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Dice of WT, TC and ET (BraTS empty rule) of one case's class maps (0-3)."""
-    return dice_scores(structure_counts(confusion_matrix(pred, ref, 4), REGIONS))
 
 
 def score(raw: np.ndarray, ref: np.ndarray, spacing: tuple, pp: dict, keep: bool) -> dict[str, float]:

@@ -105,12 +105,10 @@ def worker_train(variant: str, work: Path, cases: Path, budget: float) -> dict:
 
 
 def _region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    from brats.evaluate import confusion_matrix, dice_scores, structure_counts
+    from brats.evaluate import region_dice
     from brats.labels import to_classes
 
-    cm = confusion_matrix(to_classes(pred, "brats2021"), to_classes(ref, "brats2021"))
-    counts = structure_counts(cm, {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)})
-    return dice_scores(counts)
+    return region_dice(to_classes(pred, "brats2021"), to_classes(ref, "brats2021"))
 
 
 def worker_predict(variant: str, work: Path, cases: Path) -> dict:

@@ -155,6 +155,24 @@ def test_pooled_dice_agrees_with_monai_over_batches():
         assert got[name] == pytest.approx(float(compute_dice(p, r, include_background=True)), abs=1e-6)
 
 
+def test_region_dice_hand_computed_and_monai():
+    from monai.metrics import compute_dice
+
+    from brats.evaluate import region_dice
+
+    # TC: the prediction has 1 of the reference's 2 core voxels and no other -> 2 / 3; ET: only a false positive
+    got = region_dice(np.array([0, 2, 2, 3]), np.array([0, 2, 1, 1]))
+    assert got == pytest.approx({"WT": 1.0, "TC": 2 / 3, "ET": 0.0})
+    assert region_dice(np.zeros(4, int), np.zeros(4, int)) == {"WT": 1.0, "TC": 1.0, "ET": 1.0}  # empty rule
+    rng = np.random.default_rng(7)
+    pred, ref = rng.integers(0, 4, (6, 7, 5)), rng.integers(0, 4, (6, 7, 5))
+    got = region_dice(pred, ref)
+    for name, classes in {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}.items():
+        p = torch.from_numpy(np.isin(pred, classes)[None, None].astype(np.float32))
+        r = torch.from_numpy(np.isin(ref, classes)[None, None].astype(np.float32))
+        assert got[name] == pytest.approx(float(compute_dice(p, r, include_background=True)), abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "counts, rule, expected",
     [

@@ -38,6 +38,7 @@ from brats.evaluate.metrics import (
     hd95,
     overlap_scores,
     pooled_dice,
+    region_dice,
     structure_counts,
 )
 from brats.evaluate.summary import (
@@ -78,6 +79,7 @@ __all__ = [
     "confusion_matrix",
     "dice_from_counts",
     "dice_scores",
+    "region_dice",
     "evaluate_case",
     "find_prediction",
     "format_summary",

@@ -55,6 +55,7 @@ __all__ = [
     "dice_from_counts",
     "overlap_scores",
     "dice_scores",
+    "region_dice",
     "pooled_dice",
     "hd95",
     "bbox",
@@ -298,6 +299,17 @@ def dice_scores(
     if len(names) != arr.shape[0]:
         raise MetricsError(f"{len(names)} names for {arr.shape[0]} rows of counts")
     return {n: dice_from_counts(row[0], row[1], row[2], empty) for n, row in zip(names, arr)}
+
+
+def region_dice(pred: Any, ref: Any, empty: str = "brats") -> dict[str, float]:
+    """Dice of the BraTS regions WT, TC and ET of one case, from training-class maps (0-3) of the same shape.
+
+    Example:
+        >>> p = np.array([0, 2, 2, 3]); r = np.array([0, 2, 1, 1])
+        >>> {k: round(v, 3) for k, v in region_dice(p, r).items()}  # TC: 1 of 1 predicted, 2 reference
+        {'WT': 1.0, 'TC': 0.667, 'ET': 0.0}
+    """
+    return dice_scores(structure_counts(confusion_matrix(pred, ref, 4), REGION_CLASSES), empty)
 
 
 def pooled_dice(cm: Any, binary: bool = False, empty: str = "brats") -> dict[str, float]:

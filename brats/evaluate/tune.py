@@ -23,9 +23,9 @@ from brats.checkpoint import read_checkpoint, write_checkpoint
 from brats.data import load_seg
 from brats.data.runs import run_split_cases
 from brats.errors import BratsError
-from brats.evaluate.metrics import bbox, confusion_matrix, dice_from_counts, structure_counts
+from brats.evaluate.metrics import bbox, region_dice
 from brats.fs import atomic_write_text
-from brats.labels import to_classes
+from brats.labels import REGION_CLASSES, to_classes
 from brats.outputs import decode
 from brats.predict.postprocess import ml_to_voxels, postprocess
 from brats.predict.predictor import load_predictor, predict_probabilities
@@ -44,12 +44,6 @@ OBJECTIVE = (
     "the prediction and the reference scores 1); ties go to the smaller et_min_ml, then the smaller "
     "min_component_ml"
 )
-_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
-
-
-def _region_dice(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    counts = structure_counts(confusion_matrix(pred, ref, 4), _REGIONS)
-    return {name: dice_from_counts(c.tp, c.fp, c.fn, "brats") for name, c in counts.items()}
 
 
 def sweep_postprocess(
@@ -84,18 +78,18 @@ def sweep_postprocess(
     rows = []
     for mc in min_component_ml:
         for et in et_min_ml:
-            scores: dict[str, list[float]] = {name: [] for name in _REGIONS}
+            scores: dict[str, list[float]] = {name: [] for name in REGION_CLASSES}
             changed = 0
             for (p, r), sp in zip(cropped, spacings):
                 out, _ = postprocess(
                     p, ml_to_voxels(mc, sp), ml_to_voxels(et, sp), ml_to_voxels(core_min_ml, sp)
                 )
                 changed += int(not np.array_equal(out, p))
-                for name, d in _region_dice(out, r).items():
+                for name, d in region_dice(out, r).items():
                     scores[name].append(d)
             row: dict[str, Any] = {"min_component_ml": mc, "et_min_ml": et}
             row.update({f"dice_{n}": float(np.mean(v)) for n, v in scores.items()})
-            row["objective"] = float(np.mean([row[f"dice_{n}"] for n in _REGIONS]))
+            row["objective"] = float(np.mean([row[f"dice_{n}"] for n in REGION_CLASSES]))
             row["changed"] = changed
             rows.append(row)
     return rows
