@@ -134,3 +134,58 @@ def test_pipeline_and_config():
         setattr(built_in_code.augment.lesion_contrast, key, value)  # past the loader's range check
         with pytest.raises(AugmentError, match=f"augment.lesion_contrast.{key}"):
             build_transform(built_in_code, "train", "brats2021")
+
+
+def test_edema_target_fades_only_the_edema_and_keeps_the_core_exact():
+    """labels=(2,), sigma 0, hand-checked: x' - m = s_c (x - m) on the edema, with m the median of the brain
+    outside the whole tumour; the core (label 4) and the brain outside the tumour unchanged."""
+    img, label = _patch()
+    torch.manual_seed(0)
+    out = _out(RandomLesionContrast(min_scale=0.2, sigma=0.0, labels=(2,)), img, label)
+    edema, core, brain = label == 2, label == 4, img[0] != 0
+    np.testing.assert_array_equal(out[:, ~edema], img[:, ~edema])
+    assert core.any()
+    for c in range(4):
+        m = float(torch.as_tensor(img[c][brain & (label == 0)]).median())
+        s = (out[c][edema] - m) / (img[c][edema] - m)
+        assert s.std() < 1e-5 and 0.2 - 1e-6 <= s.mean() < 1
+    torch.manual_seed(0)  # sigma 1: the edema's smoothed edge reaches into the core, which still stays exact
+    out = _out(RandomLesionContrast(min_scale=0.0, sigma=1.0, labels=(2,)), img, label)
+    np.testing.assert_array_equal(out[:, core], img[:, core])
+    assert (out[:, edema] != img[:, edema]).all()
+    np.testing.assert_array_equal(
+        _out(RandomLesionContrast(0.0, 1.0, labels=(2,)), img, label * (label == 4)), img
+    )
+    with pytest.raises(ValueError, match="labels"):
+        RandomLesionContrast(0.5, 1.0, labels=(0,))
+
+
+def test_edema_target_in_the_pipeline_follows_the_label_scheme():
+    """`target: edema` fades source label 2 under both BraTS schemes, and a binary scheme is refused by key."""
+    cfg = config_from_dict(
+        {
+            "patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]},
+            "augment": {
+                "spatial_p": 0.0,
+                "intensity_p": 0.0,
+                "lesion_contrast": {"enabled": True, "p": 1.0, "target": "edema", "sigma": 0.0},
+            },
+        }
+    )
+    img, label = _patch()
+    for scheme, et in (("brats2021", 4), ("brats2023", 3)):
+        lab = np.where(label == 4, et, label)
+        (lc,) = [
+            t
+            for t in build_transform(cfg, "train", scheme).transform.transforms
+            if "Lesion" in type(t).__name__
+        ]
+        assert lc.labels == (2,)
+        torch.manual_seed(1)
+        out = _out(lc, img, lab)
+        np.testing.assert_array_equal(out[:, lab == et], img[:, lab == et])
+        assert (out[:, lab == 2] != img[:, lab == 2]).all()
+    with pytest.raises(AugmentError, match="augment.lesion_contrast.target"):
+        build_transform(cfg, "train", "binary")
+    with pytest.raises(ConfigError, match="augment.lesion_contrast.target"):
+        config_from_dict({"augment": {"lesion_contrast": {"target": "core"}}})

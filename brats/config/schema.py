@@ -186,6 +186,11 @@ class LesionContrastConfig:
     p: float = _f(0.5, "Probability of applying it to a patch that holds tumour.", ge=0, le=1)
     min_scale: float = _f(0.25, "Smallest contrast factor drawn per channel (1: no change).", ge=0, le=1)
     sigma: float = _f(1.0, "Smoothing of the tumour mask's edge, in voxels (partial volume).", ge=0)
+    target: Literal["tumour", "edema"] = _f(
+        "tumour",
+        "Which voxels fade: `tumour` (every tumour label) or `edema` (ED only: the core keeps its contrast, so "
+        "enhancing tumour still enhances; BraTS label schemes only).",
+    )
 
 
 @dataclass

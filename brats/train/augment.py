@@ -9,7 +9,7 @@ The train pipeline reproduces the seed article's (each step configurable under `
 
     CropOrPad(patch size)
     OneOf{RandomFlip, RandomAffine, RandomAnisotropy, RandomElasticDeformation}   p = spatial_p, weights from config
-    RandomLesionContrast(min_scale, sigma)                                         p = lesion_contrast.p (if enabled)
+    RandomLesionContrast(min_scale, sigma, target)                                 p = lesion_contrast.p (if enabled)
     RandomChannelBias(max_std, grid)                                               p = channel_bias.p (if enabled)
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
@@ -194,15 +194,21 @@ def intensity_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
     return out
 
 
-def channel_transforms(aug: AugmentConfig) -> tuple[list[tio.Transform], list[tio.Transform]]:
-    """The enabled independent intensity transforms: (before the rescaling, after it)."""
+def channel_transforms(
+    aug: AugmentConfig, scheme: LabelScheme | None = None
+) -> tuple[list[tio.Transform], list[tio.Transform]]:
+    """The enabled independent intensity transforms: (before the rescaling, after it).
+
+    ``scheme`` (the source labels) is needed by ``lesion_contrast.target: edema``; None: BraTS 2021 labels.
+    """
     before: list[tio.Transform] = []
     after: list[tio.Transform] = []
     lc = aug.lesion_contrast
     if lc.enabled:
         p = _check_prob(lc.p, "lesion_contrast.p")
+        labels = _faded_labels(lc.target, scheme or get_scheme("brats2021"))
         try:  # the transform checks its own ranges; name the config key
-            before.append(RandomLesionContrast(lc.min_scale, lc.sigma, p=p))
+            before.append(RandomLesionContrast(lc.min_scale, lc.sigma, labels=labels, p=p))
         except ValueError as err:
             raise AugmentError(f"augment.lesion_contrast.{err}") from None
     cb = aug.channel_bias
@@ -289,6 +295,19 @@ class PatchTransform:
         return f"{type(self).__name__}({self.transform!r}, scheme={self.scheme.name})"
 
 
+def _faded_labels(target: str, scheme: LabelScheme) -> tuple[int, ...] | None:
+    """Source labels that ``augment.lesion_contrast.target`` fades (None: every tumour label)."""
+    if target == "tumour":
+        return None
+    if target == "edema" and scheme.num_classes == 4:
+        return (scheme.source_labels[2],)
+    if target == "edema":
+        raise AugmentError(
+            f"augment.lesion_contrast.target: 'edema' needs a BraTS label scheme, not {scheme.name}"
+        )
+    raise AugmentError(f"augment.lesion_contrast.target must be 'tumour' or 'edema', got {target!r}")
+
+
 def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) -> PatchTransform:
     """The pipeline of ``split`` (``"train"``, ``"val"`` or ``"test"``) from ``cfg.augment`` and ``cfg.patches``.
 
@@ -314,7 +333,7 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
         spatial = _one_of(spatial_transforms(aug), aug, _check_prob(aug.spatial_p, "spatial_p"))
         if spatial is not None:
             steps.append(spatial)
-    before, after = channel_transforms(aug) if random_on else ([], [])
+    before, after = channel_transforms(aug, scheme) if random_on else ([], [])
     steps += before
     if aug.rescale.enabled:
         r = aug.rescale

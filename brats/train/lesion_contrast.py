@@ -13,6 +13,10 @@ pulls the tumour's intensities towards the median ``m_c`` of the brain outside t
 over about a voxel, as partial volume does, instead of leaving a step at the label boundary for the model to
 learn. Voxels outside the brain (exactly 0) stay 0, the label map is untouched, and a channel whose patch holds
 fewer than :data:`MIN_BRAIN_VOXELS` brain voxels outside the tumour is left as it is (no reliable ``m_c``).
+
+With ``labels`` only the voxels of those source labels fade (for example the edema alone): ``w`` is the smoothed
+mask of those labels, set to 0 on the rest of the tumour, so the core keeps its contrast exactly; ``m_c`` is
+still taken outside the whole tumour.
 """
 
 from __future__ import annotations
@@ -36,11 +40,15 @@ class RandomLesionContrast(tio.Transform):
     Args:
         min_scale: smallest contrast factor (0: the tumour takes the brain's median; 1: no change).
         sigma: standard deviation, in voxels, of the Gaussian that smooths the tumour mask into the weight ``w``.
+        labels: source labels whose voxels fade; None: every tumour label (> 0).
         **kwargs: TorchIO's (``p``: probability of applying it to a patch).
     """
 
-    def __init__(self, min_scale: float, sigma: float, **kwargs: Any):
+    def __init__(self, min_scale: float, sigma: float, labels: tuple[int, ...] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        if labels is not None and (not labels or any(int(v) <= 0 for v in labels)):
+            raise ValueError(f"labels must be tumour labels (> 0), got {labels}")
+        self.labels = None if labels is None else tuple(int(v) for v in labels)
         if not 0.0 <= float(min_scale) <= 1.0:
             raise ValueError(f"min_scale must be in [0, 1], got {min_scale}")
         if float(sigma) < 0:
@@ -57,12 +65,17 @@ class RandomLesionContrast(tio.Transform):
         return w
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        tumour = subject["label"].data[0].numpy() > 0  # type: ignore[attr-defined]
-        if not tumour.any():
+        label = subject["label"].data[0].numpy()  # type: ignore[attr-defined]
+        tumour = label > 0
+        faded = tumour if self.labels is None else np.isin(label, self.labels)
+        if not faded.any():
             return subject
         image = subject["image"]
         data = image.data.clone().float()  # type: ignore[attr-defined]
-        w = torch.from_numpy(self.weight(tumour))
+        w = self.weight(faded)
+        if self.labels is not None:
+            w[tumour & ~faded] = 0.0
+        w = torch.from_numpy(w)
         outside = torch.from_numpy(~tumour)
         for c in range(data.shape[0]):
             brain = data[c] != 0
