@@ -72,10 +72,10 @@ class RandomLesionContrast(tio.Transform):
             return subject
         image = subject["image"]
         data = image.data.clone().float()  # type: ignore[attr-defined]
-        w = self.weight(faded)
+        weight = self.weight(faded)
         if self.labels is not None:
-            w[tumour & ~faded] = 0.0
-        w = torch.from_numpy(w)
+            weight[tumour & ~faded] = 0.0
+        w = torch.from_numpy(weight)
         outside = torch.from_numpy(~tumour)
         for c in range(data.shape[0]):
             brain = data[c] != 0
