@@ -38,7 +38,7 @@ import torchio as tio
 
 from brats.config import AugmentConfig, Config
 from brats.errors import BratsError
-from brats.labels import LabelScheme, check_labels, get_scheme
+from brats.labels import CLASS_NAMES, NUM_CLASSES, LabelScheme, check_labels, get_scheme
 from brats.preprocess import nonzero_mask
 from brats.train.channel_bias import RandomChannelBias
 from brats.train.lesion_contrast import RandomLesionContrast
@@ -299,8 +299,8 @@ def _faded_labels(target: str, scheme: LabelScheme) -> tuple[int, ...] | None:
     """Source labels that ``augment.lesion_contrast.target`` fades (None: every tumour label)."""
     if target == "tumour":
         return None
-    if target == "edema" and scheme.num_classes == 4:
-        return (scheme.source_labels[2],)
+    if target == "edema" and scheme.num_classes == NUM_CLASSES:
+        return (scheme.source_labels[1 + CLASS_NAMES.index("ED")],)  # training class 2 -> its source label
     if target == "edema":
         raise AugmentError(
             f"augment.lesion_contrast.target: 'edema' needs a BraTS label scheme, not {scheme.name}"
