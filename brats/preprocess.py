@@ -115,6 +115,8 @@ class Normalization:
         scope: the statistics' scope (informative; always per case and per modality).
         bias_correction: ``none`` or ``n4`` (:mod:`brats.bias`), applied before the statistics; a record
             without the key (a store or checkpoint made before it existed) means ``none``.
+        downsample: the in-plane block size of the model's grid (:mod:`brats.resolution`; 1 = the case's own
+            grid); applied after :meth:`apply`, by extraction and prediction. A record without it means 1.
     """
 
     method: str = "zscore"
@@ -123,14 +125,22 @@ class Normalization:
     mask: str = "any modality != 0"
     scope: str = "per case, per modality"
     bias_correction: str = "none"
+    downsample: int = 1
 
     @classmethod
     def from_config(cls, preprocess: Any) -> Normalization:
         """From a config's ``preprocess`` section (``normalization``, ``percentiles``, ``dtype``,
-        ``bias_correction``)."""
+        ``bias_correction``, ``downsample``)."""
         lo, hi = (float(p) for p in preprocess.percentiles)
         bias = str(getattr(preprocess, "bias_correction", "none"))
-        return cls(str(preprocess.normalization), (lo, hi), str(preprocess.dtype), bias_correction=bias)
+        factor = int(getattr(preprocess, "downsample", 1))
+        return cls(
+            str(preprocess.normalization),
+            (lo, hi),
+            str(preprocess.dtype),
+            bias_correction=bias,
+            downsample=factor,
+        )
 
     @classmethod
     def from_dict(cls, record: Any, where: str = "normalization") -> Normalization:
@@ -149,7 +159,11 @@ class Normalization:
             raise BratsError(
                 f"{where}: unknown bias_correction {bias!r}; expected one of {', '.join(BIAS_METHODS)}"
             )
-        return cls(str(record["method"]), (lo, hi), str(record.get("dtype", "float16")), bias_correction=bias)
+        factor = record.get("downsample", 1)
+        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+            raise BratsError(f"{where}: downsample must be a positive integer, got {factor!r}")
+        dtype = str(record.get("dtype", "float16"))
+        return cls(str(record["method"]), (lo, hi), dtype, bias_correction=bias, downsample=factor)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +173,7 @@ class Normalization:
             "scope": self.scope,
             "dtype": self.dtype,
             "bias_correction": self.bias_correction,
+            "downsample": self.downsample,
         }
 
     def conflicts(self, other: Normalization) -> list[str]:
@@ -170,6 +185,8 @@ class Normalization:
             out.append(f"dtype {self.dtype} vs {other.dtype}")
         if self.bias_correction != other.bias_correction:
             out.append(f"bias_correction {self.bias_correction} vs {other.bias_correction}")
+        if self.downsample != other.downsample:
+            out.append(f"downsample {self.downsample} vs {other.downsample}")
         return out
 
     def apply(self, image: np.ndarray) -> np.ndarray:

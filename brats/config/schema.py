@@ -94,6 +94,14 @@ class PreprocessConfig:
         "`none`, or `n4` (ITK's N4 through SimpleITK, fitted inside the brain on an ~8 mm grid; about 3.5 s a "
         "case on one core).",
     )
+    downsample: int = _f(
+        1,
+        "In-plane block size of the model's grid: 2 pools each axial slice's 2 x 2 blocks (1 mm -> 2 mm; images "
+        "by their mean inside the brain, labels by majority) at extraction and prediction, and prediction "
+        "brings the probabilities back to the input's grid by bilinear upsampling before decoding. 1 = off.",
+        ge=1,
+        le=4,
+    )
 
 
 @dataclass

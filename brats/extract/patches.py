@@ -4,7 +4,8 @@
 
 1. discover the cases under ``data.root`` and check their files (headers, geometry, labels);
 2. split them by patient (:func:`brats.data.split_cases`) and write ``OUTPUT_DIR/splits.json``;
-3. normalise every train/val case (:func:`brats.preprocess.normalize`), cut windows of ``patches.size`` with
+3. normalise every train/val case (:func:`brats.preprocess.normalize`; with ``preprocess.downsample`` > 1, pool
+   images, labels and brain mask to the coarser in-plane grid, :mod:`brats.resolution`), cut windows of ``patches.size`` with
    ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th axial slice), keep the
    windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x that many brain-only
    windows drawn with a generator seeded from ``seed`` and the case id; windows with no brain are never kept;
@@ -46,6 +47,7 @@ from brats.extract.store import StoreWriter
 from brats.extract.windows import case_rng, cut_patches, select_windows, window_grid
 from brats.fs import atomic_path, atomic_write_text
 from brats.preprocess import Normalization, brain_mask, normalize, pad_to
+from brats.resolution import pool_image, pool_labels, pool_mask
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,9 @@ def extract_case(case: Case, cfg: Config) -> CasePatches:
     if cfg.preprocess.bias_correction != "none":
         image = correct_bias(image, cfg.preprocess.bias_correction, mask=mask)
     image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles, mask=mask)
+    if cfg.preprocess.downsample > 1:  # the model's coarser in-plane grid (brats.resolution)
+        f = cfg.preprocess.downsample
+        image, seg, mask = pool_image(image, f), pool_labels(seg, f), pool_mask(mask, f)
     image = image.astype(cfg.preprocess.dtype)
     if p.dim == 2 and p.context_slices:  # 2.5D: modality-major neighbour stacks (brats.extract.context)
         image = stack_context(image, p.context_slices)

@@ -16,6 +16,7 @@ from brats.data import Case, load_case
 from brats.outputs import decode
 from brats.predict.postprocess import postprocess_ml
 from brats.predict.predictor import PredictSettings, predict_probabilities
+from brats.resolution import pool_image
 
 __all__ = ["slice_probabilities", "gate_labels", "predict_gated"]
 
@@ -69,8 +70,9 @@ def predict_gated(
     slice_prob = None
     if classifier is not None:
         image, _ = load_case(case, settings.modalities)
+        norm = settings.normalization
         slice_prob = slice_probabilities(
-            classifier, settings.normalization.apply(image), settings, device=device
+            classifier, pool_image(norm.apply(image), norm.downsample), settings, device=device
         )
         classes = gate_labels(classes, slice_prob, threshold)
         tumour[..., slice_prob < threshold] = 0.0

@@ -9,7 +9,9 @@ For each case (:func:`predict_case`):
 1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.data.load_case`;
 2. normalise as the patch store recorded it (:class:`brats.preprocess.Normalization`, rounded through its dtype,
    float16 by default): the values the model was trained on (the next case is read meanwhile, in a thread);
-3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`);
+3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`); a model trained with
+   ``preprocess.downsample`` > 1 sees the pooled image and its probabilities are upsampled to the input's grid
+   (:mod:`brats.resolution`);
 4. training classes (argmax, or region thresholds: :func:`brats.outputs.decode`), post-processing
    (:mod:`brats.predict.postprocess`), mapping back to the case's source labels (ET = 4 for 2020/2021 naming,
    3 for 2023);
@@ -50,6 +52,7 @@ from brats.predict.postprocess import postprocess_ml
 from brats.predict.prefetch import predict_cases
 from brats.predict.settings import PredictSettings, settings_from_checkpoint
 from brats.predict.sliding import InferenceError, predict_volume
+from brats.resolution import pool_image, upsample_probabilities
 
 __all__ = [
     "PredictSettings",
@@ -134,6 +137,10 @@ def predict_probabilities(
             names the case and the files).
     """
     image, geometry = loaded if loaded is not None else load_input(case, settings)
+    factor = settings.normalization.downsample
+    full_brain = np.any(image != 0, axis=0)
+    if factor > 1:  # the model's coarser in-plane grid (brats.resolution), rounded as the store was
+        image = pool_image(image, factor).astype(settings.normalization.dtype).astype(np.float32)
     brain = np.any(image != 0, axis=0)
     prob = predict_volume(
         model,
@@ -151,6 +158,10 @@ def predict_probabilities(
         mask=brain,
         output=settings.output,
     )
+    if factor > 1:
+        prob = upsample_probabilities(prob, full_brain.shape[:2], factor)
+        prob[:, ~full_brain] = 0.0
+        prob[0, ~full_brain] = 1.0
     return prob, geometry
 
 
