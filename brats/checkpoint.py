@@ -10,7 +10,7 @@ key                    holds
 ``config``             the resolved config as a dict (read back into :class:`brats.config.Config`)
 ``label_scheme``       ``{"name", "source_labels"}`` of the training data
 ``normalization``      the patch store's own record of how its patches were normalised (``{method, percentiles,
-                       mask, scope, dtype, bias_correction}``, :class:`brats.preprocess.Normalization`);
+                       mask, scope, dtype, bias_correction, downsample}``, :class:`brats.preprocess.Normalization`);
                        prediction repeats it
 ``modalities``         input channels in order
 ``patch_size``, ``dim``  training patch geometry
