@@ -180,3 +180,32 @@ def test_prediction_is_on_the_input_grid(tmp_path):
     )  # fmt: skip
     want = upsample_probabilities(by_hand, shape[:2], 2)
     np.testing.assert_allclose(prob[:, brain], want[:, brain], atol=2e-3)  # the file holds float16 values
+
+
+def test_the_slice_gate_sees_the_pooled_case(tmp_path):
+    from brats.data import resolve_cases
+    from brats.predict import load_predictor
+    from brats.predict.gate import predict_gated
+
+    shape = (40, 36, 3)
+    folder = tmp_path / "cases" / "BraTS2021_00004"
+    folder.mkdir(parents=True)
+    brain = np.zeros(shape, bool)
+    brain[4:-4, 4:-4] = True
+    rng = np.random.default_rng(4)
+    for m in ("t1", "t1ce", "t2", "flair"):
+        write_nifti(
+            folder / f"BraTS2021_00004_{m}.nii.gz", (rng.random(shape) * 90 + 10) * brain, affine_1mm()
+        )
+    model, settings = load_predictor(_checkpoint(tmp_path / "ds2.pt", 2), device="cpu", postprocess=False)
+    seen = []
+
+    class Gate(torch.nn.Module):  # the classifier the segmenter's (pooled) store would have trained
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return torch.full((x.shape[0],), -10.0)  # no tumour on any slice
+
+    classes, tumour, slice_prob = predict_gated(model, Gate(), resolve_cases(folder)[0], settings)
+    assert seen == [(3, 4, 20, 18)]
+    assert classes.shape == tumour.shape == shape and not classes.any() and not tumour.any()
+    assert slice_prob.shape == (3,)

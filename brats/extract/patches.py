@@ -5,10 +5,11 @@
 1. discover the cases under ``data.root`` and check their files (headers, geometry, labels);
 2. split them by patient (:func:`brats.data.split_cases`) and write ``OUTPUT_DIR/splits.json``;
 3. normalise every train/val case (:func:`brats.preprocess.normalize`; with ``preprocess.downsample`` > 1, pool
-   images, labels and brain mask to the coarser in-plane grid, :mod:`brats.resolution`), cut windows of ``patches.size`` with
-   ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th axial slice), keep the
-   windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x that many brain-only
-   windows drawn with a generator seeded from ``seed`` and the case id; windows with no brain are never kept;
+   images, labels and brain mask to the coarser in-plane grid, :mod:`brats.resolution`), cut windows of
+   ``patches.size`` with ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th
+   axial slice), keep the windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x
+   that many brain-only windows drawn with a generator seeded from ``seed`` and the case id; windows with no
+   brain are never kept;
 4. write ``OUTPUT_DIR/patches/{train,val}.h5`` under temporary names, renamed only when both are complete.
 
 Cases are read and normalised by a process pool (``workers``); the parent writes them in case order, so the
