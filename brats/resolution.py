@@ -25,12 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pool_image", "pool_labels", "pool_mask", "upsample_probabilities", "coarse_shape"]
-
-
-def coarse_shape(shape: tuple[int, ...], factor: int) -> tuple[int, ...]:
-    """``(X, Y, *rest)`` -> ``(ceil(X / f), ceil(Y / f), *rest)``."""
-    return (-(-int(shape[0]) // factor), -(-int(shape[1]) // factor), *(int(s) for s in shape[2:]))
+__all__ = ["pool_image", "pool_labels", "pool_mask", "upsample_probabilities"]
 
 
 def _blocks(array: np.ndarray, factor: int, value: float = 0) -> np.ndarray:

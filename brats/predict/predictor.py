@@ -138,10 +138,10 @@ def predict_probabilities(
     """
     image, geometry = loaded if loaded is not None else load_input(case, settings)
     factor = settings.normalization.downsample
-    full_brain = np.any(image != 0, axis=0)
+    brain = full_brain = np.any(image != 0, axis=0)
     if factor > 1:  # the model's coarser in-plane grid (brats.resolution), rounded as the store was
         image = pool_image(image, factor).astype(settings.normalization.dtype).astype(np.float32)
-    brain = np.any(image != 0, axis=0)
+        brain = np.any(image != 0, axis=0)
     prob = predict_volume(
         model,
         stack_context(image, settings.context_slices),
