@@ -10,8 +10,8 @@ key                    holds
 ``config``             the resolved config as a dict (read back into :class:`brats.config.Config`)
 ``label_scheme``       ``{"name", "source_labels"}`` of the training data
 ``normalization``      the patch store's own record of how its patches were normalised (``{method, percentiles,
-                       mask, scope, dtype, bias_correction, downsample}``, :class:`brats.preprocess.Normalization`);
-                       prediction repeats it
+                       mask, scope, dtype, bias_correction, downsample, asymmetry}``,
+                       :class:`brats.preprocess.Normalization`); prediction repeats it
 ``modalities``         input channels in order
 ``patch_size``, ``dim``  training patch geometry
 ``in_channels``,       network input and output channels
@@ -271,15 +271,17 @@ def new_checkpoint(
     ``modalities`` and ``normalization`` default to the config's; training passes the patch store's record.
     """
     mods = list(modalities if modalities is not None else cfg.data.modalities)
+    norm = normalization or Normalization.from_config(cfg.preprocess)
     return Checkpoint(
         weights=weights,
         config=cfg,
         label_scheme=get_scheme(label_scheme) if isinstance(label_scheme, str) else label_scheme,
-        normalization=normalization or Normalization.from_config(cfg.preprocess),
+        normalization=norm,
         modalities=mods,
         patch_size=[int(s) for s in cfg.patches.size],
         dim=int(cfg.patches.dim),
-        in_channels=len(mods) * (2 * int(cfg.patches.context_slices) + 1),  # 2.5D: modalities x (2k + 1)
+        # modalities (and their asymmetries), x (2k + 1) in 2.5D
+        in_channels=len(mods) * (2 if norm.asymmetry else 1) * (2 * int(cfg.patches.context_slices) + 1),
         classes=int(classes),
         postprocess=postprocess_settings(cfg),
         history=list(history or []),

@@ -117,6 +117,9 @@ class Normalization:
             without the key (a store or checkpoint made before it existed) means ``none``.
         downsample: the in-plane block size of the model's grid (:mod:`brats.resolution`; 1 = the case's own
             grid); applied after :meth:`apply`, by extraction and prediction. A record without it means 1.
+        asymmetry: whether the model's input adds a left-right asymmetry channel per modality
+            (:mod:`brats.asymmetry`); applied after :meth:`apply` and before the pooling. A record without it
+            means False.
     """
 
     method: str = "zscore"
@@ -126,11 +129,12 @@ class Normalization:
     scope: str = "per case, per modality"
     bias_correction: str = "none"
     downsample: int = 1
+    asymmetry: bool = False
 
     @classmethod
     def from_config(cls, preprocess: Any) -> Normalization:
         """From a config's ``preprocess`` section (``normalization``, ``percentiles``, ``dtype``,
-        ``bias_correction``, ``downsample``)."""
+        ``bias_correction``, ``downsample``, ``asymmetry``)."""
         lo, hi = (float(p) for p in preprocess.percentiles)
         bias = str(getattr(preprocess, "bias_correction", "none"))
         factor = int(getattr(preprocess, "downsample", 1))
@@ -140,6 +144,7 @@ class Normalization:
             str(preprocess.dtype),
             bias_correction=bias,
             downsample=factor,
+            asymmetry=bool(getattr(preprocess, "asymmetry", False)),
         )
 
     @classmethod
@@ -162,8 +167,13 @@ class Normalization:
         factor = record.get("downsample", 1)
         if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
             raise BratsError(f"{where}: downsample must be a positive integer, got {factor!r}")
+        asym = record.get("asymmetry", False)
+        if not isinstance(asym, bool):
+            raise BratsError(f"{where}: asymmetry must be true or false, got {asym!r}")
         dtype = str(record.get("dtype", "float16"))
-        return cls(str(record["method"]), (lo, hi), dtype, bias_correction=bias, downsample=factor)
+        return cls(
+            str(record["method"]), (lo, hi), dtype, bias_correction=bias, downsample=factor, asymmetry=asym
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +184,7 @@ class Normalization:
             "dtype": self.dtype,
             "bias_correction": self.bias_correction,
             "downsample": self.downsample,
+            "asymmetry": self.asymmetry,
         }
 
     def conflicts(self, other: Normalization) -> list[str]:
@@ -187,6 +198,8 @@ class Normalization:
             out.append(f"bias_correction {self.bias_correction} vs {other.bias_correction}")
         if self.downsample != other.downsample:
             out.append(f"downsample {self.downsample} vs {other.downsample}")
+        if self.asymmetry != other.asymmetry:
+            out.append(f"asymmetry {self.asymmetry} vs {other.asymmetry}")
         return out
 
     def apply(self, image: np.ndarray) -> np.ndarray:

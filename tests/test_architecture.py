@@ -12,7 +12,7 @@ PKG = ROOT / "brats"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"fs", "labels", "devices", "progress", "bias"},
-    {"config", "preprocess", "resolution", "data", "precision", "outputs"},
+    {"config", "preprocess", "resolution", "asymmetry", "data", "precision", "outputs"},
     {"checkpoint"},
     {"networks_monai"},
     {"networks"},

@@ -102,6 +102,12 @@ class PreprocessConfig:
         ge=1,
         le=4,
     )
+    asymmetry: bool = _f(
+        False,
+        "Add one channel per modality to the model's input: the modality minus its mirror image about the "
+        "brain's mid-sagittal plane (0 outside the brain), at extraction and prediction (brats/asymmetry.py). "
+        "A model of C modalities then has 2C input channels.",
+    )
 
 
 @dataclass

@@ -4,8 +4,9 @@
 
 1. discover the cases under ``data.root`` and check their files (headers, geometry, labels);
 2. split them by patient (:func:`brats.data.split_cases`) and write ``OUTPUT_DIR/splits.json``;
-3. normalise every train/val case (:func:`brats.preprocess.normalize`; with ``preprocess.downsample`` > 1, pool
-   images, labels and brain mask to the coarser in-plane grid, :mod:`brats.resolution`), cut windows of
+3. normalise every train/val case (:func:`brats.preprocess.normalize`; with ``preprocess.asymmetry``, append the
+   asymmetry channels, :mod:`brats.asymmetry`; with ``preprocess.downsample`` > 1, pool images, labels and brain
+   mask to the coarser in-plane grid, :mod:`brats.resolution`), cut windows of
    ``patches.size`` with ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th
    axial slice), keep the windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x
    that many brain-only windows drawn with a generator seeded from ``seed`` and the case id; windows with no
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from brats import __version__
+from brats.asymmetry import add_asymmetry
 from brats.bias import correct_bias
 from brats.config import Config, config_to_yaml, save_config
 from brats.data import (
@@ -80,12 +82,14 @@ def extract_case(case: Case, cfg: Config) -> CasePatches:
         CaseError: a file is missing or unreadable (the message names it), or labels are unknown.
     """
     p = cfg.patches
-    image, _ = load_case(case, cfg.data.modalities)
+    image, geometry = load_case(case, cfg.data.modalities)
     seg = load_seg(case, check=True)
     mask = brain_mask(image)
     if cfg.preprocess.bias_correction != "none":
         image = correct_bias(image, cfg.preprocess.bias_correction, mask=mask)
     image = normalize(image, cfg.preprocess.normalization, cfg.preprocess.percentiles, mask=mask)
+    if cfg.preprocess.asymmetry:  # from the stored precision, as prediction computes it (brats.asymmetry)
+        image = add_asymmetry(image.astype(cfg.preprocess.dtype).astype(np.float32), geometry.affine)
     if cfg.preprocess.downsample > 1:  # the model's coarser in-plane grid (brats.resolution)
         f = cfg.preprocess.downsample
         image, seg, mask = pool_image(image, f), pool_labels(seg, f), pool_mask(mask, f)
@@ -203,7 +207,8 @@ def _write_stores(
     with atomic_path(paths["train"]) as tmp_train, atomic_path(paths["val"]) as tmp_val:
         for split, tmp in (("train", tmp_train), ("val", tmp_val)):
             kept[split] = []
-            n_channels = context_channels(len(d.modalities), p.context_slices if p.dim == 2 else 0)
+            n_inputs = len(d.modalities) * (2 if cfg.preprocess.asymmetry else 1)
+            n_channels = context_channels(n_inputs, p.context_slices if p.dim == 2 else 0)
             with StoreWriter(tmp, n_channels, patch, cfg.preprocess.dtype, p.compression, attrs) as w:
                 for cid in _progress(splits[split], len(splits[split]), f"extract {split}", progress):
                     res, err = next(results)

@@ -45,8 +45,8 @@ ATTRS: dict[str, str] = {
     "slice_stride": "2D: every n-th axial slice was used",
     "context_slices": "2.5D: `k` neighbouring slices on each side stacked per modality (`C` = modalities x "
     "(2k + 1), modality-major, zeros beyond the volume; `brats.extract.context`); 0 = plain 2D",
-    "normalization": "JSON text: `{method, percentiles, mask, scope, dtype, bias_correction, downsample}` "
-    "(see `brats.preprocess`)",
+    "normalization": "JSON text: `{method, percentiles, mask, scope, dtype, bias_correction, downsample, "
+    "asymmetry}` (see `brats.preprocess`)",
     "label_scheme": "`brats2021` (ET = 4) or `brats2023` (ET = 3): the convention of `labels`",
     "config": "the resolved config (YAML text) that made the store",
     "version": "`brats.__version__` of the writer",

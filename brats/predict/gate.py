@@ -15,8 +15,7 @@ import torch
 from brats.data import Case, load_case
 from brats.outputs import decode
 from brats.predict.postprocess import postprocess_ml
-from brats.predict.predictor import PredictSettings, predict_probabilities
-from brats.resolution import pool_image
+from brats.predict.predictor import PredictSettings, model_grid, predict_probabilities
 
 __all__ = ["slice_probabilities", "gate_labels", "predict_gated"]
 
@@ -69,10 +68,10 @@ def predict_gated(
     tumour = prob[1].copy()
     slice_prob = None
     if classifier is not None:
-        image, _ = load_case(case, settings.modalities)
+        image, grid = load_case(case, settings.modalities)
         norm = settings.normalization
         slice_prob = slice_probabilities(
-            classifier, pool_image(norm.apply(image), norm.downsample), settings, device=device
+            classifier, model_grid(norm.apply(image), grid.affine, norm), settings, device=device
         )
         classes = gate_labels(classes, slice_prob, threshold)
         tumour[..., slice_prob < threshold] = 0.0

@@ -9,9 +9,10 @@ For each case (:func:`predict_case`):
 1. load the modalities (``(C, X, Y, Z)`` float32, checkpoint order) with :func:`brats.data.load_case`;
 2. normalise as the patch store recorded it (:class:`brats.preprocess.Normalization`, rounded through its dtype,
    float16 by default): the values the model was trained on (the next case is read meanwhile, in a thread);
-3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`); a model trained with
-   ``preprocess.downsample`` > 1 sees the pooled image and its probabilities are upsampled to the input's grid
-   (:mod:`brats.resolution`);
+3. sliding-window probabilities (:func:`brats.predict.sliding.predict_volume`) on the input the model was
+   trained on (:func:`model_grid`): with ``preprocess.asymmetry`` the asymmetry channels are appended
+   (:mod:`brats.asymmetry`); a model trained with ``preprocess.downsample`` > 1 sees the pooled image and its
+   probabilities are upsampled to the input's grid (:mod:`brats.resolution`);
 4. training classes (argmax, or region thresholds: :func:`brats.outputs.decode`), post-processing
    (:mod:`brats.predict.postprocess`), mapping back to the case's source labels (ET = 4 for 2020/2021 naming,
    3 for 2023);
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from brats.asymmetry import add_asymmetry
 from brats.data import Case, CaseError, Geometry, load_case, resolve_cases, save_nifti, save_seg
 from brats.data.kaggle import with_slice_spacing, write_kaggle_masks
 from brats.data.runs import run_split_cases
@@ -52,6 +54,7 @@ from brats.predict.postprocess import postprocess_ml
 from brats.predict.prefetch import predict_cases
 from brats.predict.settings import PredictSettings, settings_from_checkpoint
 from brats.predict.sliding import InferenceError, predict_volume
+from brats.preprocess import Normalization
 from brats.resolution import pool_image, upsample_probabilities
 
 __all__ = [
@@ -119,6 +122,17 @@ def load_input(case: Case, settings: PredictSettings) -> tuple[np.ndarray, Geome
     return settings.normalization.apply(image), geometry
 
 
+def model_grid(image: np.ndarray, affine: np.ndarray, norm: Normalization) -> np.ndarray:
+    """A normalised case ``(C, X, Y, Z)`` as the model sees it, each step rounded through the store's dtype
+    as extraction stored it: with ``norm.asymmetry`` its asymmetry channels appended (:mod:`brats.asymmetry`),
+    then with ``norm.downsample`` > 1 pooled to the model's coarser in-plane grid (:mod:`brats.resolution`)."""
+    if norm.asymmetry:
+        image = add_asymmetry(image, affine).astype(norm.dtype).astype(np.float32)
+    if norm.downsample > 1:
+        image = pool_image(image, norm.downsample).astype(norm.dtype).astype(np.float32)
+    return image
+
+
 def predict_probabilities(
     model: torch.nn.Module,
     case: Case,
@@ -139,8 +153,8 @@ def predict_probabilities(
     image, geometry = loaded if loaded is not None else load_input(case, settings)
     factor = settings.normalization.downsample
     brain = full_brain = np.any(image != 0, axis=0)
-    if factor > 1:  # the model's coarser in-plane grid (brats.resolution), rounded as the store was
-        image = pool_image(image, factor).astype(settings.normalization.dtype).astype(np.float32)
+    image = model_grid(image, geometry.affine, settings.normalization)
+    if factor > 1:
         brain = np.any(image != 0, axis=0)
     prob = predict_volume(
         model,
