@@ -172,7 +172,8 @@ def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) ->
         (
             "model",
             f"{cfg.model.arch} / {cfg.model.encoder}, {len(cfg.data.modalities)} channels "
-            f"({', '.join(cfg.data.modalities)}), patches {cfg.patches.size}",
+            f"({', '.join(cfg.data.modalities)}{' and their asymmetries' if cfg.preprocess.asymmetry else ''}), "
+            f"patches {cfg.patches.size}",
         ),
         (
             "post-processing",

@@ -298,6 +298,7 @@ def rescale_batch(
     x: torch.Tensor,
     out_min_max: Sequence[float] = (-1.0, 1.0),
     percentiles: Sequence[float] = (0.5, 99.5),
+    channels: int | None = None,
 ) -> torch.Tensor:
     """Batched :class:`ChannelwiseRescaleIntensity`: rescale every sample and channel of ``x`` on its own.
 
@@ -309,12 +310,17 @@ def rescale_batch(
         x: ``(B, C, *spatial)`` floating tensor (any device).
         out_min_max: output range ``(min, max)``.
         percentiles: input percentiles in [0, 100] mapped to ``out_min_max``.
+        channels: rescale only the first ``channels`` channels; the rest are returned unchanged (the
+            asymmetry channels, :mod:`brats.asymmetry`). None: all.
 
     Returns:
         Tensor of the shape and dtype of ``x`` (computed in float32).
     """
     if x.ndim < 3:
         raise BratsError(f"rescale_batch expects (B, C, *spatial), got shape {tuple(x.shape)}")
+    if channels is not None and int(channels) < x.shape[1]:
+        head = rescale_batch(x[:, : int(channels)], out_min_max, percentiles)
+        return torch.cat([head, x[:, int(channels) :]], dim=1)
     out_min, out_max = (float(v) for v in out_min_max)
     p_lo, p_hi = (float(v) / 100.0 for v in percentiles)
     flat = x.reshape(x.shape[0] * x.shape[1], -1).float()

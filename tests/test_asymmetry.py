@@ -180,6 +180,8 @@ def test_prediction_and_the_slice_gate_see_the_asymmetry_channels(tmp_path):
     prob = np.moveaxis(np.asarray(nib.load(str(prob_file)).dataobj), -1, 0)
     model, s = load_predictor(ckpt, device="cpu", postprocess=False)
     assert s.normalization.asymmetry is True
+    x = torch.randn(2, 8, 16, 16)
+    assert s.window_fn(x)[:, 4:].equal(x[:, 4:]) and not s.window_fn(x)[:, :4].equal(x[:, :4])
     case = resolve_cases(folder)[0]
     image, geometry = load_input(case, s)
     by_hand = predict_volume(
@@ -197,3 +199,30 @@ def test_prediction_and_the_slice_gate_see_the_asymmetry_channels(tmp_path):
 
     predict_gated(model, Gate(), case, s)
     assert seen == [(4, 8, 33, 30)]
+
+
+def test_the_rescaling_leaves_the_asymmetry_channels_alone():
+    from brats.preprocess import nonzero_mask, rescale_batch
+    from brats.train import ChannelwiseRescaleIntensity, build_transform
+    from brats.train.augment import rescaled_channels
+
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.normal(size=(3, 6, 10, 12)).astype(np.float32))
+    x[:, :, :2] = 0
+    out = rescale_batch(x, (-1, 1), (0.5, 99.5), channels=4)
+    torch.testing.assert_close(out[:, :4], rescale_batch(x[:, :4], (-1, 1), (0.5, 99.5)))
+    torch.testing.assert_close(out[:, 4:], x[:, 4:])
+    assert rescale_batch(x, channels=9).equal(rescale_batch(x))
+    tio_rescale = ChannelwiseRescaleIntensity((-1, 1), (0.5, 99.5), masking_method=nonzero_mask, channels=4)
+    import torchio as tio
+
+    subject = tio.Subject(image=tio.ScalarImage(tensor=x[0][..., None]))
+    torch.testing.assert_close(tio_rescale(subject)["image"].data[..., 0], out[0], atol=1e-5, rtol=1e-5)
+    cfg = config_from_dict({"preprocess": {"asymmetry": True}, "patches": {"size": [10, 12]}})
+    assert rescaled_channels(cfg) == 4 and rescaled_channels(config_from_dict({})) is None
+    k1 = config_from_dict({"preprocess": {"asymmetry": True}, "patches": {"context_slices": 1}})
+    assert rescaled_channels(k1) == 12  # 2.5D: 4 modalities x 3 slices, then 12 asymmetry channels
+    sample = {"image": x[1].numpy(), "label": np.zeros((10, 12), np.uint8), "index": 0}
+    val = build_transform(cfg, "val", "brats2021")(sample)["image"]
+    torch.testing.assert_close(val[4:], x[1, 4:])
+    torch.testing.assert_close(val[:4], out[1, :4], atol=1e-5, rtol=1e-5)

@@ -161,7 +161,12 @@ def settings_from_checkpoint(
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
+        k = 2 * int(cfg.patches.context_slices) + 1
         settings.window_fn = functools.partial(
-            rescale_batch, out_min_max=list(rescale.out_min_max), percentiles=list(rescale.percentiles)
+            rescale_batch,
+            out_min_max=list(rescale.out_min_max),
+            percentiles=list(rescale.percentiles),
+            # as training rescaled: the modalities only, not the asymmetry channels after them
+            channels=len(ckpt.modalities) * k if ckpt.normalization.asymmetry else None,
         )
     return settings

@@ -52,6 +52,7 @@ __all__ = [
     "spatial_transforms",
     "intensity_transforms",
     "build_transform",
+    "rescaled_channels",
     "set_copies",
     "SHARE_SUBJECTS",
 ]
@@ -68,21 +69,26 @@ class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
 
     TorchIO pools all channels of an image; modalities have different intensity distributions, so each channel
     gets its own percentiles here. A channel whose mask is empty, or whose clipped range is 0, is left unchanged
-    (TorchIO's rule).
+    (TorchIO's rule). ``channels``: rescale only the first ``channels`` channels and leave the rest as they are
+    (the asymmetry channels of :mod:`brats.asymmetry`, whose magnitude is the signal); None: all.
     """
+
+    def __init__(self, *args: Any, channels: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.channels = channels
 
     def apply_normalization(self, subject: tio.Subject, image_name: str, mask: torch.Tensor) -> None:
         image = subject.get_scalar_image(image_name)
         data = image.data
+        n = data.shape[0] if self.channels is None else min(int(self.channels), data.shape[0])
         with (
             warnings.catch_warnings()
         ):  # an empty or constant channel is left unchanged: documented, not news
             warnings.simplefilter("ignore", RuntimeWarning)
             channels = [
-                self.rescale(data[c : c + 1], mask[c : c + 1], f"{image_name}[{c}]").float()
-                for c in range(data.shape[0])
+                self.rescale(data[c : c + 1], mask[c : c + 1], f"{image_name}[{c}]").float() for c in range(n)
             ]
-        image.set_data(torch.cat(channels, dim=0))
+        image.set_data(torch.cat([*channels, data[n:].float()], dim=0))
 
 
 class ChannelwiseRandomGamma(tio.Transform):
@@ -308,6 +314,14 @@ def _faded_labels(target: str, scheme: LabelScheme) -> tuple[int, ...] | None:
     raise AugmentError(f"augment.lesion_contrast.target must be 'tumour' or 'edema', got {target!r}")
 
 
+def rescaled_channels(cfg: Config) -> int | None:
+    """The leading input channels the per-channel rescaling applies to: the modalities (x (2k + 1) in 2.5D)
+    when ``preprocess.asymmetry`` appends asymmetry channels after them, else None (every channel)."""
+    if not cfg.preprocess.asymmetry:
+        return None
+    return len(cfg.data.modalities) * (2 * int(cfg.patches.context_slices) + 1)
+
+
 def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) -> PatchTransform:
     """The pipeline of ``split`` (``"train"``, ``"val"`` or ``"test"``) from ``cfg.augment`` and ``cfg.patches``.
 
@@ -346,6 +360,7 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
                 out_min_max=(float(r.out_min_max[0]), float(r.out_min_max[1])),
                 percentiles=(float(r.percentiles[0]), float(r.percentiles[1])),
                 masking_method=nonzero_mask,
+                channels=rescaled_channels(cfg),
             )
         )
     if random_on:

@@ -24,6 +24,7 @@ from brats.train.augment import (
     ChannelwiseRescaleIntensity,
     PatchTransform,
     intensity_transforms,
+    rescaled_channels,
 )
 
 __all__ = ["spatial_transforms_3d", "PatchTransform3D", "build_transform_3d"]
@@ -128,6 +129,7 @@ def build_transform_3d(cfg: Config, split: str, label_scheme: LabelScheme | str)
                 out_min_max=(float(r.out_min_max[0]), float(r.out_min_max[1])),
                 percentiles=(float(r.percentiles[0]), float(r.percentiles[1])),
                 masking_method=nonzero_mask,
+                channels=rescaled_channels(cfg),
             )
         )
     if random_on:
