@@ -60,3 +60,25 @@ def make_case(
         )
         write_nifti(folder / f"{cid}{sep}seg.nii.gz", lab, aff)
     return folder
+
+
+def tiny_unet_checkpoint(path: Path, preprocess: dict) -> Path:
+    """A tiny random smp U-Net checkpoint (resnet18, depth 3, 16 x 16 patches, 4 classes) made with the given
+    ``preprocess`` settings; its input channels are the checkpoint's own count (production code decides)."""
+    import torch
+
+    from brats.checkpoint import new_checkpoint, write_checkpoint
+    from brats.config import config_from_dict
+    from brats.networks import build_model
+
+    cfg = config_from_dict(
+        {
+            "preprocess": preprocess,
+            "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
+            "patches": {"size": [16, 16], "stride": [8, 8]},
+        }
+    )
+    channels = new_checkpoint({}, cfg, classes=4).in_channels
+    torch.manual_seed(0)
+    model = build_model(cfg.model, in_channels=channels, classes=4)
+    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)

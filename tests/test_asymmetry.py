@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cohort import affine_1mm, write_nifti
+from cohort import affine_1mm, tiny_unet_checkpoint, write_nifti
 
 from brats.asymmetry import add_asymmetry, lr_axis, midline, mirror
 from brats.config import ConfigError, config_from_dict
@@ -139,25 +139,6 @@ def test_extraction_stores_the_asymmetry_channels(tmp_path, downsample):
     assert new_checkpoint({}, k2, classes=4).in_channels == 4 * 2 * 3
 
 
-def _checkpoint(path):
-    """A tiny random smp U-Net checkpoint (resnet18, depth 3) of 8 input channels, made with asymmetry on."""
-    from brats.checkpoint import new_checkpoint, write_checkpoint
-    from brats.networks import build_model
-
-    cfg = config_from_dict(
-        {
-            "preprocess": {"asymmetry": True},
-            "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-            "patches": {"size": [16, 16], "stride": [8, 8]},
-        }
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg.model, in_channels=8, classes=4)
-    ckpt = new_checkpoint(model.state_dict(), cfg, classes=4)
-    assert ckpt.in_channels == 8
-    return write_checkpoint(ckpt, path)
-
-
 def test_prediction_and_the_slice_gate_see_the_asymmetry_channels(tmp_path):
     import nibabel as nib
 
@@ -173,7 +154,7 @@ def test_prediction_and_the_slice_gate_see_the_asymmetry_channels(tmp_path):
     rng = np.random.default_rng(6)
     images = np.stack([(rng.random(shape) * 90 + 10) * brain for _ in MODALITIES])
     folder = _write_case(tmp_path / "cases", "BraTS2021_00002", images)
-    ckpt = _checkpoint(tmp_path / "asym.pt")
+    ckpt = tiny_unet_checkpoint(tmp_path / "asym.pt", {"asymmetry": True})
     [seg] = run_predict(ckpt, folder, tmp_path / "out", probabilities=True, progress=False, postprocess=False)
     assert nib.load(str(seg)).shape == shape
     prob_file = tmp_path / "out" / "BraTS2021_00002_prob.nii.gz"

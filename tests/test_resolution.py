@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cohort import affine_1mm, write_nifti
+from cohort import affine_1mm, tiny_unet_checkpoint, write_nifti
 
 from brats.config import ConfigError, config_from_dict
 from brats.errors import BratsError
@@ -122,23 +122,6 @@ def test_extraction_stores_the_pooled_case(tmp_path):
     assert seen.all() and want_seg.shape == (20, 18, 4)
 
 
-def _checkpoint(path, downsample: int):
-    """A tiny random smp U-Net checkpoint (resnet18, depth 3) made with ``preprocess.downsample``."""
-    from brats.checkpoint import new_checkpoint, write_checkpoint
-    from brats.networks import build_model
-
-    cfg = config_from_dict(
-        {
-            "preprocess": {"downsample": downsample},
-            "model": {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]},
-            "patches": {"size": [16, 16], "stride": [8, 8]},
-        }
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg.model, in_channels=4, classes=4)
-    return write_checkpoint(new_checkpoint(model.state_dict(), cfg, classes=4), path)
-
-
 def test_prediction_is_on_the_input_grid(tmp_path):
     import nibabel as nib
 
@@ -157,7 +140,7 @@ def test_prediction_is_on_the_input_grid(tmp_path):
         write_nifti(
             folder / f"BraTS2021_00003_{m}.nii.gz", (rng.random(shape) * 90 + 10) * brain, affine_1mm()
         )
-    ckpt = _checkpoint(tmp_path / "ds2.pt", 2)
+    ckpt = tiny_unet_checkpoint(tmp_path / "ds2.pt", {"downsample": 2})
     [seg] = run_predict(ckpt, folder, tmp_path / "out", probabilities=True, progress=False, postprocess=False)
     img = nib.load(str(seg))
     assert img.shape == shape
@@ -198,7 +181,9 @@ def test_the_slice_gate_sees_the_pooled_case(tmp_path):
         write_nifti(
             folder / f"BraTS2021_00004_{m}.nii.gz", (rng.random(shape) * 90 + 10) * brain, affine_1mm()
         )
-    model, settings = load_predictor(_checkpoint(tmp_path / "ds2.pt", 2), device="cpu", postprocess=False)
+    model, settings = load_predictor(
+        tiny_unet_checkpoint(tmp_path / "ds2.pt", {"downsample": 2}), device="cpu", postprocess=False
+    )
     seen = []
 
     class Gate(torch.nn.Module):  # the classifier the segmenter's (pooled) store would have trained
