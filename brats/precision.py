@@ -11,8 +11,10 @@ bf16 autocast is 1.5-1.7x faster than float32 on CPUs with bf16 instructions (AV
 
 The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_CACHE_DIR`` moves it), keyed by
 the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
-shape, kind), so the probe runs once per machine and model. The returned record says what was chosen and why,
-with the probe's figures; callers log it and keep it with their outputs.
+shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (a 1-minute load
+average of at least half the CPUs, :func:`machine_busy`) is used for that run but **not cached**: other work
+slows both precisions alike and hides bf16's gain, and a cached choice would outlive the load. The returned record
+says what was chosen and why, with the probe's figures and the load; callers log it and keep it with their outputs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "cpu_model",
     "cache_file",
     "probe_key",
+    "machine_busy",
     "choose_cpu_precision",
     "autocast",
     "forward_precision",
@@ -77,6 +80,17 @@ def probe_key(kind: str, what: Any) -> str:
     """Cache key: CPU model, torch version, threads, and a hash of ``(kind, what)`` (JSON-serialisable)."""
     digest = hashlib.sha256(json.dumps([kind, what], sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{kind}|{digest}"
+
+
+def machine_busy() -> tuple[bool, float]:
+    """``(busy, load)``: the 1-minute load average and whether it is at least half the CPUs this process may
+    use (at least 1); ``(False, 0.0)`` where the OS has no load average."""
+    try:
+        load = float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return False, 0.0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return load >= max(1.0, cpus / 2), round(load, 2)
 
 
 def autocast(dtype: torch.dtype | None, device_type: str = "cpu") -> Any:
@@ -120,11 +134,12 @@ def choose_cpu_precision(
         kind: ``train`` or ``predict`` (part of the cache key).
         what: what identifies the work besides the machine (model config, input shape), JSON-serialisable.
         warmup, steps: untimed and timed calls per precision (the median of the timed ones counts).
-        use_cache: read and write the per-machine cache.
+        use_cache: read and write the per-machine cache (a probe on a busy machine is not written).
 
     Returns:
-        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "cached"}``
-        (the seconds and speed-up are None when nothing was measured).
+        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "cached"}``
+        (the seconds and speed-up are None when nothing was measured; ``load`` is the 1-minute load average when
+        measured).
     """
     record: dict[str, Any] = {"cpu": cpu_model(), "fp32_s": None, "bf16_s": None, "speedup": None}
     if not cpu_has_bf16():
@@ -135,19 +150,22 @@ def choose_cpu_precision(
         hit = _read_cache(path).get(key)
         if isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16"):
             return hit | {"cached": True, "key": key}
+    busy, load = machine_busy()
     fp32 = _time_steps(step, None, warmup, steps)
     bf16 = _time_steps(step, torch.bfloat16, warmup, steps)
     speedup = fp32 / bf16 if bf16 > 0 else 0.0
     choice = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
     record |= {
         "choice": choice,
-        "reason": f"probe: bf16 {speedup:.2f}x float32 (chosen when >= {MIN_SPEEDUP}x)",
+        "reason": f"probe: bf16 {speedup:.2f}x float32 (chosen when >= {MIN_SPEEDUP}x)"
+        + (f"; not cached: load average {load} on a busy machine" if busy else ""),
         "fp32_s": round(fp32, 4),
         "bf16_s": round(bf16, 4),
         "speedup": round(speedup, 3),
         "key": key,
+        "load": load,
     }
-    if use_cache:
+    if use_cache and not busy:
         try:
             cache = _read_cache(path)
             cache[key] = record

@@ -25,6 +25,7 @@ HAS_BF16 = precision.cpu_has_bf16()
 @pytest.fixture()
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("BRATS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "machine_busy", lambda: (False, 0.5))  # the suite's own load aside
     return tmp_path / "cache"
 
 
@@ -78,6 +79,47 @@ def test_probe_picks_the_faster_and_caches_it(monkeypatch, cache_dir, bf16_faste
     assert not other["cached"] and len(calls) == 4
     cache = json.loads((cache_dir / "precision.json").read_text())
     assert len(cache) == 2 and all(k.startswith(precision.cpu_model()) for k in cache)
+
+
+def test_a_probe_on_a_busy_machine_is_used_but_not_cached(monkeypatch, cache_dir):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "machine_busy", lambda: (True, 3.2))
+    calls = []
+
+    def fake_time(step, dtype, warmup, steps):  # both slowed alike by other work: bf16's gain hidden
+        calls.append(dtype)
+        return 0.94 if dtype is torch.bfloat16 else 0.95
+
+    monkeypatch.setattr(precision, "_time_steps", fake_time)
+    first = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
+    assert (
+        first["choice"] == "fp32"
+        and first["load"] == 3.2
+        and "not cached: load average 3.2" in first["reason"]
+    )
+    assert not (cache_dir / "precision.json").exists()
+    monkeypatch.setattr(precision, "machine_busy", lambda: (False, 0.1))
+    again = precision.choose_cpu_precision(
+        lambda: None, "train", {"model": "x"}
+    )  # measured again, then cached
+    assert not again["cached"] and len(calls) == 4 and "not cached" not in again["reason"]
+    assert precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})["cached"]
+
+
+def test_machine_busy_reads_the_load_average(monkeypatch):
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (1.0, 0.0, 0.0))
+    monkeypatch.setattr(precision.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert precision.machine_busy() == (True, 1.0)  # 2 CPUs: busy from a load of 1
+    monkeypatch.setattr(precision.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert precision.machine_busy() == (False, 1.0)  # 8 CPUs: busy from 4
+    monkeypatch.setattr(precision.os, "getloadavg", lambda: (4.0, 0.0, 0.0))
+    assert precision.machine_busy() == (True, 4.0)
+
+    def no_load():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(precision.os, "getloadavg", no_load)
+    assert precision.machine_busy() == (False, 0.0)
 
 
 def test_probe_excludes_the_warm_up_step(monkeypatch):
