@@ -12,9 +12,11 @@ bf16 autocast is 1.5-1.7x faster than float32 on CPUs with bf16 instructions (AV
 The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_CACHE_DIR`` moves it), keyed by
 the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
 shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (a 1-minute load
-average of at least half the CPUs, :func:`machine_busy`) is used for that run but **not cached**: other work
-slows both precisions alike and hides bf16's gain, and a cached choice would outlive the load. The returned record
-says what was chosen and why, with the probe's figures and the load; callers log it and keep it with their outputs.
+average of at least half the CPUs, :func:`machine_busy`) is marked ``busy``: other work slows both precisions
+alike and hides bf16's gain, so the mark makes the next run that finds the machine quiet measure again and
+replace it, while runs on a still-busy machine keep its choice (the same precision, the same outputs). The
+returned record says what was chosen and why, with the probe's figures and the load; callers log it and keep it
+with their outputs.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def probe_key(kind: str, what: Any) -> str:
 
 def machine_busy() -> tuple[bool, float]:
     """``(busy, load)``: the 1-minute load average and whether it is at least half the CPUs this process may
-    use (at least 1); ``(False, 0.0)`` where the OS has no load average."""
+    use (at least 1); ``(False, 0.0)`` where the OS has no load average. ``BRATS_PROBE_IGNORE_LOAD=1`` makes
+    every machine quiet (a test suite that needs one choice throughout, whatever its own load)."""
+    if os.environ.get("BRATS_PROBE_IGNORE_LOAD") == "1":
+        return False, 0.0
     try:
         load = float(os.getloadavg()[0])
     except (OSError, AttributeError):
@@ -134,12 +139,12 @@ def choose_cpu_precision(
         kind: ``train`` or ``predict`` (part of the cache key).
         what: what identifies the work besides the machine (model config, input shape), JSON-serialisable.
         warmup, steps: untimed and timed calls per precision (the median of the timed ones counts).
-        use_cache: read and write the per-machine cache (a probe on a busy machine is not written).
+        use_cache: read and write the per-machine cache (a ``busy`` record is measured again on a quiet machine).
 
     Returns:
-        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "cached"}``
-        (the seconds and speed-up are None when nothing was measured; ``load`` is the 1-minute load average when
-        measured).
+        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "busy",
+        "cached"}`` (the seconds and speed-up are None when nothing was measured; ``load`` and ``busy``: the
+        1-minute load average when measured and :func:`machine_busy`'s verdict).
     """
     record: dict[str, Any] = {"cpu": cpu_model(), "fp32_s": None, "bf16_s": None, "speedup": None}
     if not cpu_has_bf16():
@@ -148,8 +153,9 @@ def choose_cpu_precision(
     path = cache_file()
     if use_cache:
         hit = _read_cache(path).get(key)
-        if isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16"):
-            return hit | {"cached": True, "key": key}
+        busy, load = machine_busy()
+        if isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16") and (busy or not hit.get("busy")):
+            return hit | {"cached": True, "key": key}  # else a busy machine's probe, and it is quiet now
     busy, load = machine_busy()
     fp32 = _time_steps(step, None, warmup, steps)
     bf16 = _time_steps(step, torch.bfloat16, warmup, steps)
@@ -158,14 +164,19 @@ def choose_cpu_precision(
     record |= {
         "choice": choice,
         "reason": f"probe: bf16 {speedup:.2f}x float32 (chosen when >= {MIN_SPEEDUP}x)"
-        + (f"; not cached: load average {load} on a busy machine" if busy else ""),
+        + (
+            f"; measured on a busy machine (load average {load}), so measured again once it is quiet"
+            if busy
+            else ""
+        ),
         "fp32_s": round(fp32, 4),
         "bf16_s": round(bf16, 4),
         "speedup": round(speedup, 3),
         "key": key,
         "load": load,
+        "busy": busy,
     }
-    if use_cache and not busy:
+    if use_cache:
         try:
             cache = _read_cache(path)
             cache[key] = record

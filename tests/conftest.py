@@ -7,6 +7,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The bf16-vs-float32 probe cache (brats.precision) goes to a temporary folder, not the user's ~/.cache.
 os.environ.setdefault("BRATS_CACHE_DIR", tempfile.mkdtemp(prefix="brats-cache-"))
+# One precision choice throughout the suite (and its subprocesses), whatever the suite's own load.
+os.environ.setdefault("BRATS_PROBE_IGNORE_LOAD", "1")
 
 try:
     import torch

@@ -123,9 +123,10 @@ def load_input(case: Case, settings: PredictSettings) -> tuple[np.ndarray, Geome
 
 
 def model_grid(image: np.ndarray, affine: np.ndarray, norm: Normalization) -> np.ndarray:
-    """A normalised case ``(C, X, Y, Z)`` as the model sees it, each step rounded through the store's dtype
-    as extraction stored it: with ``norm.asymmetry`` its asymmetry channels appended (:mod:`brats.asymmetry`),
-    then with ``norm.downsample`` > 1 pooled to the model's coarser in-plane grid (:mod:`brats.resolution`)."""
+    """A normalised case ``(C, X, Y, Z)`` as the model sees it: with ``norm.asymmetry`` its asymmetry channels
+    appended (:mod:`brats.asymmetry`), then with ``norm.downsample`` > 1 pooled to the model's coarser in-plane
+    grid (:mod:`brats.resolution`), each step rounded through the store's dtype (extraction rounds once, after
+    both, so the two can differ by a float16 rounding where the grid is pooled)."""
     if norm.asymmetry:
         image = add_asymmetry(image, affine).astype(norm.dtype).astype(np.float32)
     if norm.downsample > 1:
