@@ -151,12 +151,11 @@ def choose_cpu_precision(
         return record | {"choice": "fp32", "reason": "this CPU has no bf16 instructions", "cached": False}
     key = probe_key(kind, what)
     path = cache_file()
+    busy, load = machine_busy()
     if use_cache:
         hit = _read_cache(path).get(key)
-        busy, load = machine_busy()
         if isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16") and (busy or not hit.get("busy")):
             return hit | {"cached": True, "key": key}  # else a busy machine's probe, and it is quiet now
-    busy, load = machine_busy()
     fp32 = _time_steps(step, None, warmup, steps)
     bf16 = _time_steps(step, torch.bfloat16, warmup, steps)
     speedup = fp32 / bf16 if bf16 > 0 else 0.0
