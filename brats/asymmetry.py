@@ -24,7 +24,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-__all__ = ["lr_axis", "midline", "mirror", "add_asymmetry"]
+__all__ = ["lr_axis", "midline", "mirror", "add_asymmetry", "input_channels", "rescaled_channels"]
 
 
 def lr_axis(affine: np.ndarray) -> int:
@@ -99,3 +99,25 @@ def add_asymmetry(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
     diff = image.astype(np.float32) - mirror(image, axis + 1, centre).astype(np.float32)
     diff *= both[None]
     return np.concatenate([image, diff.astype(image.dtype)], axis=0)
+
+
+def input_channels(n_modalities: int, asymmetry: bool, context_slices: int = 0) -> int:
+    """Channels of the model input: the modalities, then their asymmetries when ``asymmetry``, each stacked
+    with ``k = context_slices`` neighbouring slices either side in 2.5D (:mod:`brats.extract.context`).
+
+    Example:
+        >>> input_channels(4, False), input_channels(4, True), input_channels(4, True, context_slices=1)
+        (4, 8, 24)
+    """
+    return int(n_modalities) * (2 if asymmetry else 1) * (2 * int(context_slices) + 1)
+
+
+def rescaled_channels(n_modalities: int, asymmetry: bool, context_slices: int = 0) -> int | None:
+    """The leading input channels a per-window intensity rescaling may stretch: the modalities (x (2k + 1))
+    when asymmetry channels follow them (their magnitude is the signal), else None (every channel).
+
+    Example:
+        >>> rescaled_channels(4, False), rescaled_channels(4, True), rescaled_channels(4, True, context_slices=1)
+        (None, 4, 12)
+    """
+    return input_channels(n_modalities, False, context_slices) if asymmetry else None

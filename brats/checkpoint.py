@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from brats import __version__
+from brats.asymmetry import input_channels
 from brats.config import Config, config_from_dict, config_to_dict
 from brats.errors import BratsError
 from brats.fs import atomic_path
@@ -280,8 +281,7 @@ def new_checkpoint(
         modalities=mods,
         patch_size=[int(s) for s in cfg.patches.size],
         dim=int(cfg.patches.dim),
-        # modalities (and their asymmetries), x (2k + 1) in 2.5D
-        in_channels=len(mods) * (2 if norm.asymmetry else 1) * (2 * int(cfg.patches.context_slices) + 1),
+        in_channels=input_channels(len(mods), norm.asymmetry, int(cfg.patches.context_slices)),
         classes=int(classes),
         postprocess=postprocess_settings(cfg),
         history=list(history or []),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from cohort import affine_1mm, tiny_unet_checkpoint, write_nifti
 
-from brats.asymmetry import add_asymmetry, lr_axis, midline, mirror
+from brats.asymmetry import add_asymmetry, input_channels, lr_axis, midline, mirror, rescaled_channels
 from brats.config import ConfigError, config_from_dict
 from brats.data.kaggle import kaggle_affine
 from brats.errors import BratsError
@@ -99,6 +99,17 @@ def _write_case(root, case_id, images, seg=None):
     if seg is not None:
         write_nifti(folder / f"{case_id}_seg.nii.gz", seg, affine_1mm())
     return folder
+
+
+def test_channel_counts_by_hand():
+    # 4 modalities; 2.5D with k = 1 stacks 3 slices of each: 4 x 3 = 12, then 12 asymmetry channels after them
+    assert [input_channels(4, False), input_channels(4, True), input_channels(4, True, 1)] == [4, 8, 24]
+    assert [input_channels(3, False, 2), input_channels(3, True, 2)] == [15, 30]
+    assert rescaled_channels(4, False) is None
+    assert [rescaled_channels(4, True), rescaled_channels(4, True, 1)] == [4, 12]  # the modalities only
+    from brats.extract import context_channels
+
+    assert context_channels(8, 1) == input_channels(4, True, 1)
 
 
 @pytest.mark.parametrize("downsample", [1, 2])

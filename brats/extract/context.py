@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from brats.asymmetry import input_channels
+
 __all__ = ["stack_context", "context_channels"]
 
 
 def context_channels(n_modalities: int, context_slices: int) -> int:
-    """Channels of the model input: ``n_modalities * (2 * context_slices + 1)``."""
-    return int(n_modalities) * (2 * int(context_slices) + 1)
+    """Channels of the model input: ``n_modalities * (2 * context_slices + 1)`` (``n_modalities`` counts any
+    asymmetry channels; :func:`brats.asymmetry.input_channels` counts them from the setting)."""
+    return input_channels(n_modalities, False, context_slices)
 
 
 def stack_context(image: np.ndarray, context_slices: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from brats import __version__
-from brats.asymmetry import add_asymmetry
+from brats.asymmetry import add_asymmetry, input_channels
 from brats.bias import correct_bias
 from brats.config import Config, config_to_yaml, save_config
 from brats.data import (
@@ -45,7 +45,7 @@ from brats.data import (
     validate_case,
 )
 from brats.errors import BratsError
-from brats.extract.context import context_channels, stack_context
+from brats.extract.context import stack_context
 from brats.extract.store import StoreWriter
 from brats.extract.windows import case_rng, cut_patches, select_windows, window_grid
 from brats.fs import atomic_path, atomic_write_text
@@ -207,8 +207,8 @@ def _write_stores(
     with atomic_path(paths["train"]) as tmp_train, atomic_path(paths["val"]) as tmp_val:
         for split, tmp in (("train", tmp_train), ("val", tmp_val)):
             kept[split] = []
-            n_inputs = len(d.modalities) * (2 if cfg.preprocess.asymmetry else 1)
-            n_channels = context_channels(n_inputs, p.context_slices if p.dim == 2 else 0)
+            k = p.context_slices if p.dim == 2 else 0
+            n_channels = input_channels(len(d.modalities), cfg.preprocess.asymmetry, k)
             with StoreWriter(tmp, n_channels, patch, cfg.preprocess.dtype, p.compression, attrs) as w:
                 for cid in _progress(splits[split], len(splits[split]), f"extract {split}", progress):
                     res, err = next(results)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from brats.asymmetry import rescaled_channels
 from brats.checkpoint import Checkpoint
 from brats.labels import LabelScheme, get_scheme
 from brats.networks import input_multiple
@@ -161,12 +162,13 @@ def settings_from_checkpoint(
     )
     rescale = cfg.augment.rescale
     if rescale.enabled:
-        k = 2 * int(cfg.patches.context_slices) + 1
         settings.window_fn = functools.partial(
             rescale_batch,
             out_min_max=list(rescale.out_min_max),
             percentiles=list(rescale.percentiles),
             # as training rescaled: the modalities only, not the asymmetry channels after them
-            channels=len(ckpt.modalities) * k if ckpt.normalization.asymmetry else None,
+            channels=rescaled_channels(
+                len(ckpt.modalities), ckpt.normalization.asymmetry, cfg.patches.context_slices
+            ),
         )
     return settings

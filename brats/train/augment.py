@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torchio as tio
 
+from brats.asymmetry import rescaled_channels as modality_channels
 from brats.config import AugmentConfig, Config
 from brats.errors import BratsError
 from brats.labels import CLASS_NAMES, NUM_CLASSES, LabelScheme, check_labels, get_scheme
@@ -317,9 +318,7 @@ def _faded_labels(target: str, scheme: LabelScheme) -> tuple[int, ...] | None:
 def rescaled_channels(cfg: Config) -> int | None:
     """The leading input channels the per-channel rescaling applies to: the modalities (x (2k + 1) in 2.5D)
     when ``preprocess.asymmetry`` appends asymmetry channels after them, else None (every channel)."""
-    if not cfg.preprocess.asymmetry:
-        return None
-    return len(cfg.data.modalities) * (2 * int(cfg.patches.context_slices) + 1)
+    return modality_channels(len(cfg.data.modalities), cfg.preprocess.asymmetry, cfg.patches.context_slices)
 
 
 def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) -> PatchTransform:
