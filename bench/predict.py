@@ -8,7 +8,8 @@ one: label agreement means more there). Every path runs in a fresh process (its 
 ``resource.getrusage``), with ``--threads`` torch threads (default 2), one after the other, and is timed from
 "read the checkpoint" to "every segmentation written":
 
-* ``monai``: plain MONAI. For each case: nibabel loads the 4 modalities, the checkpoint's normalisation,
+* ``monai``: plain MONAI. For each case: nibabel loads the 4 modalities, the checkpoint's normalisation
+  (and its asymmetry channels, :func:`brats.asymmetry.add_asymmetry`, when it has them; 2D models only),
   ``sliding_window_inference`` over every axial slice (whole 240x240 slices batched), 128x128 windows,
   overlap 0.5, Gaussian blending, 16 windows per pass; the per-window function is the toolkit's (the
   training rescale of each window, then the model, softmax), float32; argmax, source labels, nibabel writes.
@@ -78,6 +79,7 @@ def plain_monai(checkpoint: str, cases_dir: str, out_dir: str) -> None:
     import torch
     from monai.inferers import sliding_window_inference
 
+    from brats.asymmetry import add_asymmetry
     from brats.data import discover_cases
     from brats.labels import to_source
     from brats.networks import model_from_checkpoint
@@ -86,6 +88,8 @@ def plain_monai(checkpoint: str, cases_dir: str, out_dir: str) -> None:
     model, ckpt = model_from_checkpoint(checkpoint, "cpu")
     model = model.to(memory_format=torch.channels_last)
     settings = settings_from_checkpoint(ckpt)
+    if settings.normalization.downsample > 1 or ckpt.dim != 2 or ckpt.config.patches.context_slices:
+        sys.exit(f"{checkpoint}: the monai path handles 2D models on the full-resolution grid only")
 
     def predictor(x: torch.Tensor) -> torch.Tensor:
         if settings.window_fn is not None:
@@ -96,6 +100,9 @@ def plain_monai(checkpoint: str, cases_dir: str, out_dir: str) -> None:
         imgs = [nib.load(str(case.images[m])) for m in settings.modalities]
         image = np.stack([img.get_fdata(dtype=np.float32) for img in imgs])
         image = settings.normalization.apply(image)
+        norm = settings.normalization
+        if norm.asymmetry:  # the checkpoint's extra input channels, by the toolkit's published function
+            image = add_asymmetry(image, imgs[0].affine).astype(norm.dtype).astype(np.float32)
         with torch.inference_mode():
             slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0)))  # (Z, C, X, Y)
             prob = sliding_window_inference(slices, PATCH, BATCH, predictor, overlap=0.5, mode="gaussian")
@@ -121,8 +128,8 @@ def worker(path: str, checkpoint: str, cases_dir: str, out_dir: str, threads: in
         probe = time.perf_counter() - t0
     from brats.networks import model_from_checkpoint
 
-    model, _ = model_from_checkpoint(checkpoint, "cpu")
-    x = torch.zeros(2, 4, *PATCH).contiguous(memory_format=torch.channels_last)
+    model, ckpt = model_from_checkpoint(checkpoint, "cpu")
+    x = torch.zeros(2, ckpt.in_channels, *PATCH).contiguous(memory_format=torch.channels_last)
     bf16 = TOOLKIT.get(path, {}).get("precision") == "bf16"
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         model.to(memory_format=torch.channels_last)(x)  # warm-up: oneDNN builds its kernels on the first pass
