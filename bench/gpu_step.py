@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from results_io import load_now, write_result  # bench/ is on sys.path when a bench script runs
 
+from brats.checkpoint import config_input_channels as model_channels
 from brats.config import load_config
 from brats.networks import build_model
 from brats.predict.sliding import predict_volume
@@ -39,7 +40,7 @@ def _sync(device: torch.device) -> None:
 
 def _model(cfg, device: torch.device) -> tuple[torch.nn.Module, int]:
     dim = int(cfg.patches.dim)
-    model = build_model(cfg.model, len(cfg.data.modalities), 4, dim=dim).to(device)
+    model = build_model(cfg.model, model_channels(cfg), 4, dim=dim).to(device)
     if dim == 2 and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, dim
@@ -54,7 +55,7 @@ def train_speed(cfg, precision: str, steps: int, warmup: int, device: torch.devi
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     loss_fn = build_loss(cfg.loss)
     bs, size = cfg.train.batch_size, list(cfg.patches.size)
-    x = torch.randn(bs, len(cfg.data.modalities), *size, device=device)
+    x = torch.randn(bs, model_channels(cfg), *size, device=device)
     if dim == 2 and cfg.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 4, (bs, *size), device=device)
@@ -97,7 +98,7 @@ def predict_speed(cfg, device: torch.device, tta: bool) -> dict:
     shape = (240, 240, 155)
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
     mask = (grid**2).sum(0) < 0.8
-    image = np.random.default_rng(0).standard_normal((len(cfg.data.modalities), *shape)).astype(np.float32)
+    image = np.random.default_rng(0).standard_normal((model_channels(cfg), *shape)).astype(np.float32)
     image *= mask
     kwargs = dict(
         overlap=cfg.predict.overlap,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from results_io import load_now, write_result  # bench/ is on sys.path when a bench script runs
 
+from brats.checkpoint import config_input_channels as model_channels
 from brats.config import load_config
 from brats.networks import build_model
 from brats.train.augment import build_transform, set_copies
@@ -32,7 +33,7 @@ from brats.train.losses import build_loss
 
 def train_steps(cfg, channels_last: bool, amp: torch.dtype | None, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
-    c, (h, w), bs = len(cfg.data.modalities), cfg.patches.size, cfg.train.batch_size
+    c, (h, w), bs = model_channels(cfg), cfg.patches.size, cfg.train.batch_size
     model = build_model(cfg.model, c, 4)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
@@ -66,7 +67,7 @@ def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
     """Patches/s of the train pipeline (one process) on random (C, H, W) patches with a tumour. ``copy_each``:
     every transform deep-copies its input, TorchIO's default (the pipeline shares the Compose's one copy)."""
     torch.manual_seed(0)
-    c, (h, w) = len(cfg.data.modalities), cfg.patches.size
+    c, (h, w) = model_channels(cfg), cfg.patches.size
     rng = np.random.default_rng(0)
     image = rng.normal(size=(c, h, w)).astype(np.float32)
     image[:, : h // 8] = 0  # some background
@@ -113,7 +114,7 @@ def amp_auto_choice(cfg) -> dict:
     from brats.train.runtime import Runtime, probe_amp
 
     cfg.train.amp = "auto"
-    c, bs = len(cfg.data.modalities), cfg.train.batch_size
+    c, bs = model_channels(cfg), cfg.train.batch_size
     model = build_model(cfg.model, c, 4).to(memory_format=torch.channels_last).train()
     rt = Runtime(torch.device("cpu"), None, False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +165,7 @@ def main() -> None:
         "overrides": args.set,
         "model": f"{cfg.model.arch}/{cfg.model.encoder} depth {cfg.model.encoder_depth}",
         "loss": cfg.loss.name,
-        "patch": [len(cfg.data.modalities), *cfg.patches.size],
+        "patch": [model_channels(cfg), *cfg.patches.size],
         "machine": {
             "cpu": _cpu_name(),
             "cores": os.cpu_count(),

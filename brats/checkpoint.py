@@ -58,6 +58,7 @@ __all__ = [
     "read_checkpoint",
     "read_state_dict",
     "new_checkpoint",
+    "config_input_channels",
     "postprocess_settings",
 ]
 
@@ -254,6 +255,13 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         version=int(raw["version"]),
         toolkit_version=str(raw.get("toolkit_version", "")),
     )
+
+
+def config_input_channels(cfg: Config) -> int:
+    """Input channels of the network ``cfg`` trains: its modalities, their asymmetries with
+    ``preprocess.asymmetry``, x (2k + 1) in 2.5D (:func:`brats.asymmetry.input_channels`); the ``in_channels``
+    of its checkpoints."""
+    return input_channels(len(cfg.data.modalities), cfg.preprocess.asymmetry, int(cfg.patches.context_slices))
 
 
 def new_checkpoint(

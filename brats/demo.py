@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brats import __version__
+from brats.checkpoint import config_input_channels
 from brats.config import Config, load_config, shipped_config
 from brats.data import Case, discover_cases, load_case, load_label_file, load_seg
 from brats.fs import atomic_write_text
@@ -171,7 +172,8 @@ def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) ->
         ),
         (
             "model",
-            f"{cfg.model.arch} / {cfg.model.encoder}, {len(cfg.data.modalities)} channels "
+            f"{cfg.model.arch} / {cfg.model.encoder}, "
+            f"{config_input_channels(cfg)} channels "
             f"({', '.join(cfg.data.modalities)}{' and their asymmetries' if cfg.preprocess.asymmetry else ''}), "
             f"patches {cfg.patches.size}",
         ),

@@ -110,6 +110,15 @@ def test_channel_counts_by_hand():
     from brats.extract import context_channels
 
     assert context_channels(8, 1) == input_channels(4, True, 1)
+    from brats.checkpoint import config_input_channels, new_checkpoint
+
+    for sets, want in (
+        ({}, 4),
+        ({"preprocess": {"asymmetry": True}}, 8),
+        ({"patches": {"context_slices": 2}}, 20),
+    ):
+        cfg = config_from_dict(sets)
+        assert config_input_channels(cfg) == new_checkpoint({}, cfg, classes=4).in_channels == want
 
 
 @pytest.mark.parametrize("downsample", [1, 2])
