@@ -12,6 +12,7 @@ The train pipeline reproduces the seed article's (each step configurable under `
     RandomLesionContrast(min_scale, sigma, target)                                 p = lesion_contrast.p (if enabled)
     RandomChannelBias(max_std, grid)                                               p = channel_bias.p (if enabled)
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
+      (these three on each modality and its mirror, asymmetry recomputed: augment.recompute_asymmetry)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
       (intensity_combine: each -> RandomNoise, then RandomBiasField, each with p = intensity_p)
@@ -43,6 +44,7 @@ from brats.labels import CLASS_NAMES, NUM_CLASSES, LabelScheme, check_labels, ge
 from brats.preprocess import nonzero_mask
 from brats.train.channel_bias import RandomChannelBias
 from brats.train.lesion_contrast import RandomLesionContrast
+from brats.train.mirror_pairs import MirrorPairs
 from brats.train.warp import RandomAffine2D, RandomElastic2D
 
 __all__ = [
@@ -347,7 +349,10 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
         if spatial is not None:
             steps.append(spatial)
     before, after = channel_transforms(aug, scheme) if random_on else ([], [])
-    steps += before
+    if before and aug.recompute_asymmetry and cfg.preprocess.asymmetry:  # brats/train/mirror_pairs.py
+        steps.append(MirrorPairs(before, int(rescaled_channels(cfg) or 0)))
+    else:
+        steps += before
     if aug.rescale.enabled:
         r = aug.rescale
         if len(r.out_min_max) != 2 or len(r.percentiles) != 2:
