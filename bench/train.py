@@ -85,8 +85,9 @@ def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
 
 
 def augment_rates(cfg, n: int) -> dict:
-    """The train pipeline as configured, without elastic deformation, with each ``augment.warp``, and as a TorchIO
-    user would write it (TorchIO's warps, every transform copying its input): patches/s, same run."""
+    """The train pipeline as configured, without elastic deformation, with each ``augment.warp``, as a TorchIO
+    user would write it (TorchIO's warps, every transform copying its input), and with the asymmetry input with
+    and without ``augment.recompute_asymmetry``: patches/s, same run."""
     out = {"augment_train_pipeline": augment_rate(cfg, n)}
     if cfg.augment.elastic.enabled:  # the slowest transform: its share of the pipeline, same run
         no_elastic = copy.deepcopy(cfg)
@@ -103,6 +104,15 @@ def augment_rates(cfg, n: int) -> dict:
     out["augment_by_warp"] = rates | {
         "torch_vs_torchio_copy_each": round(rates["torch"] / rates["torchio_copy_each"], 2)
     }
+    if cfg.preprocess.asymmetry:  # augment.recompute_asymmetry: the cost of the mirror images, same run
+        by = {}
+        for name, on in (("as_stored", False), ("recompute", True)):
+            variant = copy.deepcopy(cfg)
+            variant.augment.recompute_asymmetry = on
+            by[name] = augment_rate(variant, n)["patches_per_s"]
+        out["augment_by_asymmetry"] = by | {
+            "recompute_vs_as_stored": round(by["recompute"] / by["as_stored"], 2)
+        }
     return out
 
 
