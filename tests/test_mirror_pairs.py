@@ -108,6 +108,9 @@ def test_a_channel_bias_moves_each_side_by_its_own_gain():
     both = brain & np.flip(brain, axis=0)
     assert not np.allclose(data[:2], image[:2])
     assert (data[2:, ~both] == 0).all()  # still 0 where a side is outside the brain
+    healthy = both & (label == 0) & ~(np.flip(label, axis=0) > 0)
+    # the two sides got different gains, so nearly symmetric tissue now differs by more than its texture
+    assert np.abs(data[2:, healthy] - image[2:, healthy]).max() > 0.05
     zero = RandomChannelBias(0.0, 3, p=1)  # a gain of 1 everywhere: nothing moves
     same = MirrorPairs([zero], channels=2)(_subject(image, label))["image"].data[..., 0]
     torch.testing.assert_close(same, torch.from_numpy(image), atol=1e-5, rtol=1e-5)
