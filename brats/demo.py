@@ -180,7 +180,7 @@ def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) ->
         (
             "post-processing",
             f"min_component_ml {pp['min_component_ml']:g}, et_min_ml {pp['et_min_ml']:g}, "
-            f"core_min_ml {pp.get('core_min_ml', 0.0):g} ({where})",
+            f"core_min_ml {pp.get('core_min_ml', 0.0):g}, fragment_ml {pp.get('fragment_ml', 0.0):g} ({where})",
         ),
         (
             "time per stage (s)",
@@ -303,7 +303,8 @@ def _build(
     if not pp.tune:
         say(
             f"[3/6] post-processing from the config (predict.postprocess.tune: false): min_component_ml "
-            f"{pp.min_component_ml:g}, et_min_ml {pp.et_min_ml:g}, core_min_ml {pp.core_min_ml:g}"
+            f"{pp.min_component_ml:g}, et_min_ml {pp.et_min_ml:g}, core_min_ml {pp.core_min_ml:g}, fragment_ml "
+            f"{pp.fragment_ml:g}"
         )
         return
     say("[3/6] choosing post-processing thresholds on the validation split (never on test cases)")
@@ -312,7 +313,7 @@ def _build(
     say(
         f"      min_component_ml {tuned['min_component_ml']:g}, et_min_ml {tuned['et_min_ml']:g} "
         f"(validation mean Dice {tuned['score']:.3f}; off {tuned['score_off']:.3f}); "
-        f"core_min_ml {tuned['core_min_ml']:g} (the config's)"
+        f"core_min_ml {tuned['core_min_ml']:g}, fragment_ml {tuned['fragment_ml']:g} (the config's)"
     )
     clock.lap("tune", t)
 

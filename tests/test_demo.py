@@ -45,6 +45,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         "min_component_ml": want.min_component_ml,
         "et_min_ml": want.et_min_ml,
         "core_min_ml": want.core_min_ml,
+        "fragment_ml": want.fragment_ml,
         "source": "config",
     }
 
@@ -64,7 +65,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     ]:
         assert (out / path).is_file(), path
     html = (out / "report.html").read_text()
-    assert f"core_min_ml {want.core_min_ml:g} (from the config)" in html
+    assert f"core_min_ml {want.core_min_ml:g}, fragment_ml {want.fragment_ml:g} (from the config)" in html
     assert splits["test"], "the tiny demo must keep a test case"
     for cid in splits["test"]:
         pred = out / "predictions" / f"{cid}.nii.gz"

@@ -439,12 +439,15 @@ def test_postprocess_thresholds_come_from_the_checkpoint_unless_overridden(tmp_p
         "min_component_ml": 0.005,
         "et_min_ml": 0.0,
         "core_min_ml": 0.0,
+        "fragment_ml": 0.0,
         "source": "config",
     }
     s = settings_from_checkpoint(ckpt)
-    assert (s.min_component_ml, s.et_min_ml, s.core_min_ml) == (0.005, 0.0, 0.0)
-    s = settings_from_checkpoint(ckpt, min_component_ml=0.0, et_min_ml=0.25, core_min_ml=0.1)
-    assert (s.min_component_ml, s.et_min_ml, s.core_min_ml) == (0.0, 0.25, 0.1)
+    assert (s.min_component_ml, s.et_min_ml, s.core_min_ml, s.fragment_ml) == (0.005, 0.0, 0.0, 0.0)
+    s = settings_from_checkpoint(ckpt, min_component_ml=0.0, et_min_ml=0.25, core_min_ml=0.1, fragment_ml=0.2)
+    assert (s.min_component_ml, s.et_min_ml, s.core_min_ml, s.fragment_ml) == (0.0, 0.25, 0.1, 0.2)
+    del ckpt.postprocess["fragment_ml"]  # a checkpoint from before the rule: the config's value (0, off)
+    assert settings_from_checkpoint(ckpt).fragment_ml == 0.0
 
 
 def test_window_rescale_follows_the_checkpoint(ckpt_dir):
@@ -496,4 +499,8 @@ def test_negative_ml_threshold_is_one_line_and_writes_nothing(tmp_path, ckpt_dir
     assert main([*argv, "--et-min-ml", "-0.5"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "et_min_ml must be >= 0" in err[0] and "-0.5" in err[0]
+    assert not out.exists()
+    assert main([*argv, "--fragment-ml", "-1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fragment_ml must be >= 0" in err[0] and "-1" in err[0]
     assert not out.exists()

@@ -13,6 +13,7 @@ from brats.predict import (
     postprocess,
     postprocess_ml,
     remove_coreless_components,
+    remove_fragments,
     remove_small_components,
     suppress_small_et,
     tumour_components,
@@ -141,6 +142,8 @@ def test_postprocess_removes_components_before_the_et_rule():
         "coreless_voxels_removed": 0,
         "et_voxels": 1,
         "et_relabelled": True,
+        "et_fragment_voxels": 0,
+        "core_fragment_voxels": 0,
     }
 
 
@@ -282,10 +285,103 @@ def test_sweep_applies_the_fixed_core_rule_to_every_pair():
     assert [r["dice_WT"] for r in core] == [1.0, 1.0] and [r["changed"] for r in core] == [1, 1]
 
 
-@pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml", "core_min_ml"])
+@pytest.mark.parametrize("key", ["min_component_ml", "et_min_ml", "core_min_ml", "fragment_ml"])
 def test_config_rejects_negative_ml(key):
     from brats.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=f"predict.postprocess.{key} must be >= 0"):
         load_config(None, [f"predict.postprocess.{key}=-1"])
     assert getattr(load_config(None, [f"predict.postprocess.{key}=0.5"]).predict.postprocess, key) == 0.5
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Core and ET fragments
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _fragments_volume() -> np.ndarray:
+    """Two tumour components in a 12x5x3 map of ED (26-connectivity):
+
+    * left, x 0..6: an NCR block of 8 voxels (x 0..1, y 0..1, z 0..1) holding 2 ET voxels at (0, 0, 0), (1, 0, 0);
+      a 1-voxel ET speck at (4, 0, 0); a 2-voxel NCR speck at (4, 3, 2), (5, 3, 2); a 1-voxel NCR speck at (6, 0, 2);
+    * right, x 9..11: ED with one 1-voxel NCR core at (10, 2, 1), its only core piece.
+    """
+    c = np.zeros((12, 5, 3), np.uint8)
+    c[0:7] = 2
+    c[0:2, 0:2, 0:2] = 1
+    c[0:2, 0, 0] = 3
+    c[4, 0, 0] = 3
+    c[4:6, 3, 2] = 1
+    c[6, 0, 2] = 1
+    c[9:12] = 2
+    c[10, 2, 1] = 1
+    return c
+
+
+@pytest.mark.parametrize(
+    "fragment_voxels, et_speck, ncr_speck2, ncr_speck1",
+    # what the ET speck, the 2-voxel and the 1-voxel NCR specks of the left component become
+    [(0, 3, 1, 1), (1, 3, 1, 1), (2, 2, 1, 2), (3, 2, 2, 2), (8, 2, 2, 2), (9, 2, 2, 2)],
+)
+def test_remove_fragments_hand_computed(fragment_voxels, et_speck, ncr_speck2, ncr_speck1):
+    c = _fragments_volume()
+    out, n_et, n_core = remove_fragments(c, fragment_voxels)
+    expected = c.copy()
+    expected[4, 0, 0] = et_speck
+    expected[4:6, 3, 2] = ncr_speck2
+    expected[6, 0, 2] = ncr_speck1
+    np.testing.assert_array_equal(out, expected)
+    # The ET speck becomes NCR first (one voxel), then, as a 1-voxel core piece, edema (counted as core).
+    assert n_et == int(fragment_voxels >= 2)
+    assert n_core == int(et_speck == 2) + 2 * int(ncr_speck2 == 2) + int(ncr_speck1 == 2)
+    # The largest core piece of each component stays whatever the threshold: the block (8 voxels, even at 9)
+    # and the right component's 1-voxel core; the whole tumour never changes.
+    np.testing.assert_array_equal(out[0:2, 0:2, 0:2], c[0:2, 0:2, 0:2])
+    assert out[10, 2, 1] == 1
+    np.testing.assert_array_equal(out > 0, c > 0)
+
+
+def _reference_fragments(c: np.ndarray, min_voxels: int) -> np.ndarray:
+    """One piece at a time with scipy: within each tumour component, ET pieces under ``min_voxels`` other than the
+    largest (first on ties, in label order) become NCR; then core pieces likewise become ED."""
+    out = c.copy()
+    s26 = np.ones((3, 3, 3))
+    comps, n = ndimage.label(c > 0, structure=s26)
+    for values, new in (((3,), 1), ((1, 3), 2)):
+        for i in range(1, n + 1):
+            pieces, m = ndimage.label(np.isin(out, values) & (comps == i), structure=s26)
+            sizes = [int((pieces == j).sum()) for j in range(1, m + 1)]
+            if m < 2:
+                continue
+            keep = 1 + int(np.argmax(sizes))
+            for j in range(1, m + 1):
+                if j != keep and sizes[j - 1] < min_voxels:
+                    out[pieces == j] = new
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_remove_fragments_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    c = ((rng.random((18, 16, 8)) < 0.5) * rng.choice([1, 2, 2, 2, 3], (18, 16, 8))).astype(np.uint8)
+    for min_voxels in (2, 3, 6):
+        out = remove_fragments(c, min_voxels)[0]
+        np.testing.assert_array_equal(out, _reference_fragments(c, min_voxels))
+        np.testing.assert_array_equal(out > 0, c > 0)
+
+
+def test_remove_fragments_leaves_a_binary_map_alone():
+    # kaggle_3m maps have class 1 only: each tumour component is its own single core piece, the largest.
+    c = (np.random.default_rng(0).random((10, 10, 6)) < 0.3).astype(np.uint8)
+    np.testing.assert_array_equal(remove_fragments(c, 1000)[0], c)
+
+
+def test_postprocess_applies_fragments_last_and_reports_them():
+    c = _fragments_volume()
+    out, stats = postprocess(c, fragment_voxels=3)
+    np.testing.assert_array_equal(out, remove_fragments(c, 3)[0])
+    assert (stats["et_fragment_voxels"], stats["core_fragment_voxels"]) == (1, 4)
+    # in mL on a 2 mm3 grid: 0.006 mL is 3 voxels
+    out_ml, stats_ml = postprocess_ml(c, (1.0, 1.0, 2.0), fragment_ml=0.006)
+    np.testing.assert_array_equal(out_ml, out)
+    assert stats_ml["fragment_voxels"] == 3

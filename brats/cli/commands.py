@@ -163,6 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         min_component_ml=args.min_component_ml,
         et_min_ml=args.et_min_ml,
         core_min_ml=args.core_min_ml,
+        fragment_ml=args.fragment_ml,
         windows=args.windows,
         precision=args.precision,
         decode=args.decode,

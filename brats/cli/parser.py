@@ -200,6 +200,13 @@ def _parser_predict(sub: Any) -> None:
         help="remove tumour components whose core (NCR + ET) is smaller than this (mL; 0 = off; default: the "
         "config's predict.postprocess.core_min_ml)",
     )
+    p.add_argument(
+        "--fragment-ml",
+        type=float,
+        default=None,
+        help="inside each tumour component, relabel ET pieces smaller than this (other than the largest) as NCR "
+        "and core pieces as edema (mL; 0 = off; default: the config's predict.postprocess.fragment_ml)",
+    )
     p.set_defaults(func=c.cmd_predict)
 
 

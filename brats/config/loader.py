@@ -216,7 +216,7 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: data.slice_spacing_mm must be > 0, got {d.slice_spacing_mm}")
     if not 0 <= cfg.predict.overlap < 1:
         raise ConfigError(f"{source}: predict.overlap must be in [0, 1), got {cfg.predict.overlap}")
-    for key in ("min_component_ml", "et_min_ml", "core_min_ml"):
+    for key in ("min_component_ml", "et_min_ml", "core_min_ml", "fragment_ml"):
         value = getattr(cfg.predict.postprocess, key)
         if not value >= 0:  # also catches NaN
             raise ConfigError(f"{source}: predict.postprocess.{key} must be >= 0 (mL; 0 = off), got {value}")

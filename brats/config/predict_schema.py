@@ -29,6 +29,13 @@ class PostprocessConfig:
         "this volume in mL (0 = off): edema-like blobs with no core (docs/predict.md). A rule for gliomas, off "
         "by default; `brats tune-postprocess` keeps the config's value.",
     )
+    fragment_ml: float = _f(
+        0.0,
+        "Inside each tumour component, relabel the ET pieces (26-connected) smaller than this volume in mL, other "
+        "than the component's largest, as NCR, then the tumour core pieces as edema (0 = off): specks that the "
+        "lesion-wise metrics count as false lesions (docs/predict.md). The whole tumour is unchanged; "
+        "`brats tune-postprocess` keeps the config's value.",
+    )
     tune: bool = _f(
         True,
         "`brats demo`: choose `min_component_ml` and `et_min_ml` on the validation split after training "

@@ -5,8 +5,8 @@ or test case is read), keeps the argmax class maps in memory, and scores every p
 (:data:`GRID_MIN_COMPONENT_ML` x :data:`GRID_ET_MIN_ML`) by :data:`OBJECTIVE`. The best pair, the objective and the
 whole sweep table are stored in the checkpoint (:attr:`brats.checkpoint.Checkpoint.postprocess`, rewritten
 atomically) and in ``RUN_DIR/postprocess.json``; ``brats predict`` then applies them unless told otherwise.
-The config's ``predict.postprocess.core_min_ml`` (coreless components) is not tuned: the sweep applies it to every
-pair and stores it with them. It lives in :mod:`brats.evaluate` because it predicts (:mod:`brats.predict`) and
+The config's ``predict.postprocess.core_min_ml`` (coreless components) and ``fragment_ml`` (core and ET specks) are
+not tuned: the sweep applies them to every pair and stores them with them. It lives in :mod:`brats.evaluate` because it predicts (:mod:`brats.predict`) and
 scores (:mod:`.metrics`).
 """
 
@@ -53,6 +53,7 @@ def sweep_postprocess(
     min_component_ml: tuple[float, ...] = GRID_MIN_COMPONENT_ML,
     et_min_ml: tuple[float, ...] = GRID_ET_MIN_ML,
     core_min_ml: float = 0.0,
+    fragment_ml: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Score every threshold pair on the given cases.
 
@@ -60,6 +61,7 @@ def sweep_postprocess(
         preds, refs: ``(X, Y, Z)`` training-class maps (0 background, 1 NCR, 2 ED, 3 ET), before post-processing.
         spacings: voxel size (mm) of each case; thresholds are converted per case (:func:`ml_to_voxels`).
         core_min_ml: the coreless-component threshold applied with every pair (not swept; 0 = off).
+        fragment_ml: the fragment threshold applied with every pair (not swept; 0 = off).
 
     Returns:
         One row per pair: ``min_component_ml``, ``et_min_ml``, mean ``dice_WT``, ``dice_TC``, ``dice_ET`` over the
@@ -82,8 +84,9 @@ def sweep_postprocess(
             changed = 0
             for (p, r), sp in zip(cropped, spacings):
                 out, _ = postprocess(
-                    p, ml_to_voxels(mc, sp), ml_to_voxels(et, sp), ml_to_voxels(core_min_ml, sp)
-                )
+                    p, ml_to_voxels(mc, sp), ml_to_voxels(et, sp), ml_to_voxels(core_min_ml, sp),
+                    ml_to_voxels(fragment_ml, sp),
+                )  # fmt: skip
                 changed += int(not np.array_equal(out, p))
                 for name, d in region_dice(out, r).items():
                     scores[name].append(d)
@@ -103,7 +106,7 @@ def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _predict_val(
     checkpoint: Path, run_dir: Path, device: str, data_root: str | Path | None, progress: bool
-) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[tuple[float, ...]], float]:
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[tuple[float, ...]], tuple[float, float]]:
     model, settings = load_predictor(checkpoint, device)
     _, cases = run_split_cases(run_dir, "val", settings.naming, settings.pattern, data_root)
     unlabelled = [c.case_id for c in cases if c.seg is None]
@@ -123,7 +126,7 @@ def _predict_val(
         preds.append(pred)
         refs.append(ref)
         spacings.append(geometry.spacing)
-    return ids, preds, refs, spacings, settings.core_min_ml
+    return ids, preds, refs, spacings, (settings.core_min_ml, settings.fragment_ml)
 
 
 def tune_postprocess(
@@ -144,7 +147,7 @@ def tune_postprocess(
 
     Returns:
         What is stored as :attr:`Checkpoint.postprocess` and in ``RUN_DIR/postprocess.json``:
-        ``min_component_ml``, ``et_min_ml`` (the choice), ``core_min_ml`` (the config's), ``source``
+        ``min_component_ml``, ``et_min_ml`` (the choice), ``core_min_ml`` and ``fragment_ml`` (the config's), ``source``
         (``"validation"``), ``objective`` (text), ``score`` (objective of the choice), ``score_off``
         (``min_component_ml`` and ``et_min_ml`` off), ``val_cases``, ``grid``, ``sweep`` (see :func:`sweep_postprocess`), ``checkpoint`` and ``file`` (the JSON path).
 
@@ -153,14 +156,17 @@ def tune_postprocess(
     """
     run_dir = Path(run_dir)
     path = Path(checkpoint) if checkpoint is not None else run_dir / "checkpoints" / "best.pt"
-    ids, preds, refs, spacings, core_min_ml = _predict_val(path, run_dir, device, data_root, progress)
-    rows = sweep_postprocess(preds, refs, spacings, core_min_ml=core_min_ml)
+    ids, preds, refs, spacings, (core_min_ml, fragment_ml) = _predict_val(
+        path, run_dir, device, data_root, progress
+    )
+    rows = sweep_postprocess(preds, refs, spacings, core_min_ml=core_min_ml, fragment_ml=fragment_ml)
     best = _best(rows)
     off = next(r for r in rows if r["min_component_ml"] == 0 and r["et_min_ml"] == 0)
     result: dict[str, Any] = {
         "min_component_ml": best["min_component_ml"],
         "et_min_ml": best["et_min_ml"],
         "core_min_ml": core_min_ml,
+        "fragment_ml": fragment_ml,
         "source": "validation",
         "objective": OBJECTIVE,
         "score": best["objective"],

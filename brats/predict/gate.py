@@ -77,6 +77,7 @@ def predict_gated(
         tumour[..., slice_prob < threshold] = 0.0
     if settings.postprocess:
         classes, _ = postprocess_ml(
-            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml, settings.core_min_ml
-        )
+            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml, settings.core_min_ml,
+            settings.fragment_ml,
+        )  # fmt: skip
     return classes, tumour, slice_prob

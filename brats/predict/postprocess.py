@@ -16,6 +16,12 @@ case's voxel size (:func:`postprocess_ml`), so a threshold means the same volume
 * :func:`suppress_small_et`: nnU-Net's BraTS rule (Isensee et al., BraTS 2020): when the predicted enhancing
   tumour has fewer than ``et_min_voxels`` voxels, it is relabelled as necrosis (NCR). A case without ET scores
   Dice 1 for an empty ET prediction and 0 for any false positive, so a few stray ET voxels cost a whole case.
+* :func:`remove_fragments`: inside each tumour component, every enhancing (ET) piece other than the
+  component's largest one that is smaller than ``fragment_voxels`` becomes NCR, and then every tumour core
+  (NCR + ET) piece other than the largest one that is smaller than ``fragment_voxels`` becomes edema (ED). A 2D
+  model leaves specks of core and ET in the edema; region Dice hardly sees them, but the lesion-wise BraTS
+  metrics count every 26-connected piece as a lesion, so each speck is one more false positive. The largest piece
+  of each component is kept whatever its size, so a small tumour keeps its core; the whole tumour is unchanged.
 
 :func:`postprocess` applies them in this order and reports what it changed.
 """
@@ -35,6 +41,7 @@ __all__ = [
     "remove_small_components",
     "remove_coreless_components",
     "suppress_small_et",
+    "remove_fragments",
     "postprocess",
     "ml_to_voxels",
     "postprocess_ml",
@@ -145,21 +152,76 @@ def suppress_small_et(classes: np.ndarray, et_min_voxels: int, et: int = ET, ncr
     return out
 
 
+def _small_pieces(mask: np.ndarray, owner: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Boolean mask of the 26-connected pieces of ``mask`` smaller than ``min_voxels`` that are not the largest
+    piece of their tumour component (``owner``: the component labels; ties keep the first piece)."""
+    labels, n = ndimage.label(mask, structure=STRUCTURE_26)
+    if n < 2:
+        return np.zeros(mask.shape, bool)
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=n + 1)
+    first = np.full(n + 1, flat.size)
+    np.minimum.at(first, flat, np.arange(flat.size))
+    comp = owner.ravel()[first[1:]]  # a piece lies inside one tumour component
+    order = np.lexsort((np.arange(n), -sizes[1:], comp))  # by component, largest first
+    largest = np.zeros(n + 1, bool)
+    largest[1 + order[np.r_[True, comp[order][1:] != comp[order][:-1]]]] = True
+    drop = (sizes < min_voxels) & ~largest
+    drop[0] = False
+    return drop[labels]
+
+
+def remove_fragments(
+    classes: np.ndarray, fragment_voxels: int, et: int = ET, ncr: int = NCR
+) -> tuple[np.ndarray, int, int]:
+    """Relabel the small core and ET pieces that are not their tumour component's largest (0 keeps everything).
+
+    Inside each tumour component (WT, 26-connected), ET pieces (26-connected) smaller than ``fragment_voxels``
+    other than the component's largest ET piece become ``ncr``; then tumour core pieces (NCR + ET) smaller than
+    ``fragment_voxels`` other than the component's largest core piece become edema (2).
+
+    Returns:
+        ``(new classes, ET voxels relabelled NCR, core voxels relabelled ED)``; the array is new, of the same shape
+        and dtype.
+
+    Example:
+        >>> c = np.full((7, 1, 1), 2, np.uint8); c[0:3] = 1; c[1] = 3; c[4] = 3; c[6] = 1
+        >>> out, n_et, n_core = remove_fragments(c, 2)
+        >>> out.ravel().tolist(), n_et, n_core  # the ET speck at 4 and the NCR speck at 6 are fragments
+        ([1, 3, 1, 2, 2, 2, 2], 1, 2)
+    """
+    out = _classes(classes).copy()
+    if fragment_voxels <= 1 or not out.any():
+        return out, 0, 0
+    owner, _ = tumour_components(out)
+    et_drop = _small_pieces(out == et, owner, fragment_voxels)
+    out[et_drop] = ncr
+    core_drop = _small_pieces(np.isin(out, (ncr, et)), owner, fragment_voxels)
+    out[core_drop] = 2
+    return out, int(et_drop.sum()), int(core_drop.sum())
+
+
 def postprocess(
-    classes: np.ndarray, min_component: int = 0, et_min_voxels: int = 0, core_min_voxels: int = 0
+    classes: np.ndarray,
+    min_component: int = 0,
+    et_min_voxels: int = 0,
+    core_min_voxels: int = 0,
+    fragment_voxels: int = 0,
 ) -> tuple[np.ndarray, dict]:
-    """Small-component removal, then coreless-component removal, then the ET rule.
+    """Small-component removal, then coreless-component removal, then the ET rule, then core and ET fragments.
 
     Args:
         classes: ``(X, Y, Z)`` integer training classes (0 background, 1 NCR, 2 ED, 3 ET).
         min_component: see :func:`remove_small_components` (0 = off).
         et_min_voxels: see :func:`suppress_small_et` (0 = off).
         core_min_voxels: see :func:`remove_coreless_components` (0 = off).
+        fragment_voxels: see :func:`remove_fragments` (0 = off).
 
     Returns:
         ``(classes, stats)``: the new class map (same dtype) and ``{"components": n before,
         "components_removed": n (small), "voxels_removed": n (small), "coreless_removed": n components,
-        "coreless_voxels_removed": n, "et_voxels": n before the ET rule, "et_relabelled": bool}``.
+        "coreless_voxels_removed": n, "et_voxels": n before the ET rule, "et_relabelled": bool,
+        "et_fragment_voxels": n ET relabelled NCR, "core_fragment_voxels": n core relabelled ED}``.
     """
     out, n_comp, (n_removed, voxels), (n_coreless, coreless_voxels) = _drop_components(
         _classes(classes), min_component, core_min_voxels
@@ -174,7 +236,10 @@ def postprocess(
         "et_voxels": et_voxels,
         "et_relabelled": bool(0 < et_voxels < et_min_voxels),
     }
-    return suppress_small_et(out, et_min_voxels), stats
+    out, stats["et_fragment_voxels"], stats["core_fragment_voxels"] = remove_fragments(
+        suppress_small_et(out, et_min_voxels), fragment_voxels
+    )
+    return out, stats
 
 
 def ml_to_voxels(ml: float, spacing: Sequence[float]) -> int:
@@ -201,16 +266,23 @@ def postprocess_ml(
     min_component_ml: float = 0.0,
     et_min_ml: float = 0.0,
     core_min_ml: float = 0.0,
+    fragment_ml: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
     """:func:`postprocess` with thresholds in mL, converted with the voxel size ``spacing`` (mm).
 
     Returns:
         ``(classes, stats)`` as :func:`postprocess`, the stats with ``min_component_voxels``,
-        ``et_min_voxels`` and ``core_min_voxels`` (the converted thresholds) added.
+        ``et_min_voxels``, ``core_min_voxels`` and ``fragment_voxels`` (the converted thresholds) added.
     """
     min_voxels = ml_to_voxels(min_component_ml, spacing)
     et_voxels = ml_to_voxels(et_min_ml, spacing)
     core_voxels = ml_to_voxels(core_min_ml, spacing)
-    out, stats = postprocess(classes, min_voxels, et_voxels, core_voxels)
-    stats.update(min_component_voxels=min_voxels, et_min_voxels=et_voxels, core_min_voxels=core_voxels)
+    fragment_voxels = ml_to_voxels(fragment_ml, spacing)
+    out, stats = postprocess(classes, min_voxels, et_voxels, core_voxels, fragment_voxels)
+    stats.update(
+        min_component_voxels=min_voxels,
+        et_min_voxels=et_voxels,
+        core_min_voxels=core_voxels,
+        fragment_voxels=fragment_voxels,
+    )
     return out, stats

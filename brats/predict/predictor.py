@@ -85,6 +85,7 @@ def load_predictor(
     core_min_ml: float | None = None,
     decode: str | None = None,
     region_thresholds: Sequence[float] | None = None,
+    fragment_ml: float | None = None,
 ) -> tuple[torch.nn.Module, PredictSettings]:
     """The model (eval mode, channels_last, on ``device``) and the settings of a checkpoint.
 
@@ -97,7 +98,7 @@ def load_predictor(
         raise InferenceError(f"{checkpoint}: patch_size {ckpt.patch_size} does not fit dim={ckpt.dim}")
     settings = settings_from_checkpoint(
         ckpt, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows, precision,
-        core_min_ml, decode, region_thresholds,
+        core_min_ml, decode, region_thresholds, fragment_ml,
     )  # fmt: skip
     settings.check(str(checkpoint))
     fold_batchnorm(model)  # eval-mode batch norms merged into their convolutions (same outputs, faster)
@@ -206,8 +207,9 @@ def predict_case(
     stats = None
     if settings.postprocess:
         classes, stats = postprocess_ml(
-            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml, settings.core_min_ml
-        )
+            classes, geometry.spacing, settings.min_component_ml, settings.et_min_ml, settings.core_min_ml,
+            settings.fragment_ml,
+        )  # fmt: skip
     scheme = case.label_scheme if case.naming != "custom" else settings.label_scheme
     labels = to_source(classes, scheme)
     seg_path = save_seg(output_dir / f"{case.case_id}.nii.gz", labels, geometry)
@@ -254,6 +256,7 @@ def run_predict(
     core_min_ml: float | None = None,
     decode: str | None = None,
     region_thresholds: Sequence[float] | None = None,
+    fragment_ml: float | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` (or of one split of a run) and write ``output_dir/<case_id>.nii.gz``.
 
@@ -272,7 +275,8 @@ def run_predict(
         run_dir, split: instead of ``input_path``: exactly the cases of ``split`` (``train``, ``val``, ``test``) in
             ``run_dir/splits.json``, read from its data root (:func:`brats.data.runs.run_split_cases`).
         data_root: with ``run_dir``: the data root, when it moved since extraction.
-        min_component_ml, et_min_ml, core_min_ml: post-processing thresholds in mL; None = the checkpoint's.
+        min_component_ml, et_min_ml, core_min_ml, fragment_ml: post-processing thresholds in mL; None = the
+            checkpoint's.
         windows, precision, decode, region_thresholds: see :class:`PredictSettings`; None = the config's.
 
     Returns:
@@ -287,7 +291,7 @@ def run_predict(
     output_dir = check_output_dir(output_dir, "--output")
     model, settings = load_predictor(
         checkpoint, device, overlap, blend, tta, batch_size, postprocess, min_component_ml, et_min_ml, windows,
-        precision, core_min_ml, decode, region_thresholds,
+        precision, core_min_ml, decode, region_thresholds, fragment_ml,
     )  # fmt: skip
     if input_path is not None:
         cases = resolve_cases(input_path, settings.naming, settings.pattern)

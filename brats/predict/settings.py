@@ -41,6 +41,8 @@ class PredictSettings:
         min_component_ml, et_min_ml: post-processing thresholds in mL (0 = off), converted per case with its
             voxel size; by default the checkpoint's (chosen on validation by ``brats tune-postprocess``).
         core_min_ml: drop tumour components with less core than this, in mL (0 = off); by default the config's.
+        fragment_ml: relabel core and ET pieces smaller than this, in mL, that are not their tumour component's
+            largest (0 = off; :func:`brats.predict.remove_fragments`); by default the config's.
         postprocess: apply them.
         label_scheme: source labels for cases whose naming does not fix them (``custom`` naming).
         context_slices: 2.5D models: ``k`` neighbouring slices per side (:mod:`brats.extract.context`).
@@ -64,6 +66,7 @@ class PredictSettings:
     min_component_ml: float = 0.0
     et_min_ml: float = 0.0
     core_min_ml: float = 0.0
+    fragment_ml: float = 0.0
     postprocess: bool = True
     label_scheme: LabelScheme = field(default_factory=lambda: get_scheme("brats2021"))
     naming: str = "auto"
@@ -86,7 +89,7 @@ class PredictSettings:
             raise InferenceError(f"blend must be one of {', '.join(BLEND_MODES)}, got {self.blend!r}")
         if self.batch_size < 1:
             raise InferenceError(f"batch size must be at least 1, got {self.batch_size}")
-        for key in ("min_component_ml", "et_min_ml", "core_min_ml"):
+        for key in ("min_component_ml", "et_min_ml", "core_min_ml", "fragment_ml"):
             value = getattr(self, key)
             if not value >= 0:
                 raise InferenceError(f"{where}: {key} must be >= 0 (mL; 0 = off), got {value}")
@@ -116,6 +119,7 @@ def settings_from_checkpoint(
     core_min_ml: float | None = None,
     decode: str | None = None,
     region_thresholds: Sequence[float] | None = None,
+    fragment_ml: float | None = None,
 ) -> PredictSettings:
     """The prediction settings a checkpoint implies; ``None`` arguments take its config's ``predict`` section.
 
@@ -146,6 +150,11 @@ def settings_from_checkpoint(
             ckpt.postprocess.get("core_min_ml", pc.postprocess.core_min_ml)
             if core_min_ml is None
             else core_min_ml
+        ),
+        fragment_ml=float(
+            ckpt.postprocess.get("fragment_ml", pc.postprocess.fragment_ml)
+            if fragment_ml is None
+            else fragment_ml
         ),
         postprocess=bool(postprocess),
         label_scheme=ckpt.label_scheme,
