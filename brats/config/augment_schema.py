@@ -19,6 +19,7 @@ __all__ = [
     "GammaConfig",
     "LesionContrastConfig",
     "ChannelBiasConfig",
+    "IntensityCurveConfig",
     "BlurConfig",
     "AugmentConfig",
 ]
@@ -109,6 +110,18 @@ class ChannelBiasConfig:
 
 
 @dataclass
+class IntensityCurveConfig:
+    enabled: bool = _f(
+        False,
+        "Random monotone piecewise-linear intensity curve per channel, with random contrast between intensity "
+        "levels, before the rescaling (brats/train/intensity_curve.py).",
+    )
+    p: float = _f(0.5, "Probability of applying it to a patch.", ge=0, le=1)
+    max_std: float = _f(1.0, "Largest standard deviation of the log change of a segment's contrast.", ge=0)
+    knots: int = _f(4, "Inner knots, at quantiles of the channel's brain intensities.", ge=1, le=16)
+
+
+@dataclass
 class BlurConfig:
     enabled: bool = _f(False, "Random Gaussian blur (thick slices, low resolution), after the rescaling.")
     p: float = _f(0.2, "Probability of applying it to a patch.")
@@ -154,11 +167,14 @@ class AugmentConfig:
     channel_bias: ChannelBiasConfig = _f(
         ChannelBiasConfig(), "Random bias field per channel (independent of the OneOf groups)."
     )
+    intensity_curve: IntensityCurveConfig = _f(
+        IntensityCurveConfig(), "Random intensity curve per channel (independent of the OneOf groups)."
+    )
     blur: BlurConfig = _f(BlurConfig(), "Random blur (independent of the OneOf groups).")
     recompute_asymmetry: bool = _f(
         False,
         "With `preprocess.asymmetry`: the transforms before the rescaling (`lesion_contrast`, `channel_bias`, "
-        "`gamma`) act on each modality and on its mirror image, and the asymmetry channels are computed again "
+        "`gamma`, `intensity_curve`) act on each modality and on its mirror image, and the asymmetry channels are computed again "
         "from them (brats/train/mirror_pairs.py); false: they act on the stored asymmetry channels as on any "
         "channel. No effect without `preprocess.asymmetry`.",
     )

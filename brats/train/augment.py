@@ -12,7 +12,8 @@ The train pipeline reproduces the seed article's (each step configurable under `
     RandomLesionContrast(min_scale, sigma, target)                                 p = lesion_contrast.p (if enabled)
     RandomChannelBias(max_std, grid)                                               p = channel_bias.p (if enabled)
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
-      (these three on each modality and its mirror, asymmetry recomputed: augment.recompute_asymmetry)
+    RandomIntensityCurve(max_std, knots)                                           p = intensity_curve.p (if enabled)
+      (these four on each modality and its mirror, asymmetry recomputed: augment.recompute_asymmetry)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
       (intensity_combine: each -> RandomNoise, then RandomBiasField, each with p = intensity_p)
@@ -43,6 +44,7 @@ from brats.errors import BratsError
 from brats.labels import CLASS_NAMES, NUM_CLASSES, LabelScheme, check_labels, get_scheme
 from brats.preprocess import nonzero_mask
 from brats.train.channel_bias import RandomChannelBias
+from brats.train.intensity_curve import ChannelwiseRandomGamma, RandomIntensityCurve
 from brats.train.lesion_contrast import RandomLesionContrast
 from brats.train.mirror_pairs import MirrorPairs
 from brats.train.warp import RandomAffine2D, RandomElastic2D
@@ -92,32 +94,6 @@ class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
                 self.rescale(data[c : c + 1], mask[c : c + 1], f"{image_name}[{c}]").float() for c in range(n)
             ]
         image.set_data(torch.cat([*channels, data[n:].float()], dim=0))
-
-
-class ChannelwiseRandomGamma(tio.Transform):
-    """Each channel: map its brain voxels (non-zero) to [0, 1] by their min and max, raise to a random gamma
-    ``exp(u)``, ``u ~ U(-log_gamma, log_gamma)`` drawn per channel, and map back. Zero voxels stay 0; the label
-    map is untouched. Models a scanner's non-linear intensity scale, which z-scoring cannot undo."""
-
-    def __init__(self, log_gamma: float, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.log_gamma = float(log_gamma)
-
-    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        image = subject["image"]
-        data = image.data.clone().float()  # type: ignore[attr-defined]
-        for c in range(data.shape[0]):
-            mask = data[c] != 0
-            if int(mask.sum()) < 2:
-                continue
-            v = data[c][mask]
-            lo, hi = v.min(), v.max()
-            if float(hi - lo) <= 0:
-                continue
-            gamma = float(torch.exp((torch.rand(1) * 2 - 1) * self.log_gamma))
-            data[c][mask] = ((v - lo) / (hi - lo)) ** gamma * (hi - lo) + lo
-        image.set_data(data)  # type: ignore[attr-defined]
-        return subject
 
 
 def _check_prob(value: float, key: str) -> float:
@@ -231,6 +207,14 @@ def channel_transforms(
         if aug.gamma.log_gamma < 0:
             raise AugmentError(f"augment.gamma.log_gamma must be >= 0, got {aug.gamma.log_gamma}")
         before.append(ChannelwiseRandomGamma(aug.gamma.log_gamma, p=_check_prob(aug.gamma.p, "gamma.p")))
+    ic = aug.intensity_curve
+    if ic.enabled:
+        try:
+            before.append(
+                RandomIntensityCurve(ic.max_std, ic.knots, p=_check_prob(ic.p, "intensity_curve.p"))
+            )
+        except ValueError as err:
+            raise AugmentError(f"augment.intensity_curve.{err}") from None
     if aug.blur.enabled:
         if aug.blur.std < 0:
             raise AugmentError(f"augment.blur.std must be >= 0, got {aug.blur.std}")

@@ -12,7 +12,7 @@ to ``[-1, 1]``, where a multiplicative field scales values around mid-grey inste
 patch (corners to corners) and scaled to unit standard deviation over the patch, so ``s`` is the standard
 deviation of the log gain inside the patch. The channel's brain voxels (non-zero) are multiplied by ``exp(s f)``
 about the channel's brain minimum (the stand-in for zero signal in z-scored data, as for
-:class:`~brats.train.augment.ChannelwiseRandomGamma`): ``x' = lo + (x - lo) exp(s f)``. Zero voxels stay 0 and
+:class:`~brats.train.intensity_curve.ChannelwiseRandomGamma`): ``x' = lo + (x - lo) exp(s f)``. Zero voxels stay 0 and
 the label map is untouched. It acts on 2D patches ``(C, H, W, 1)``.
 """
 

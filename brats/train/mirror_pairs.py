@@ -12,7 +12,7 @@ voxels:
 
 * a per-channel bias field draws one smooth field across ``I`` and ``M``, so the two sides get different gains,
   as a receive coil gives them;
-* a per-channel gamma maps ``I`` and ``M`` by the same curve (one channel of the wide image);
+* a per-channel gamma or intensity curve maps ``I`` and ``M`` by the same curve (one channel of the wide image);
 * lesion contrast fades the labelled tumour in ``I`` only; ``M`` carries label 0 (it shows the other side).
 
 Unaugmented, ``A'`` equals ``A`` up to float32 rounding. The label map is returned unchanged. It acts on 2D
