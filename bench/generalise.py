@@ -142,6 +142,7 @@ PREDICT_KEYS = (
     "min_component_ml",
     "et_min_ml",
     "core_min_ml",
+    "fragment_ml",
     "postprocess",
     "decode",
     "region_thresholds",
