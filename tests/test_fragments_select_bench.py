@@ -32,7 +32,8 @@ def test_score_counts_the_speck_as_a_false_lesion_until_the_rule_removes_it():
     assert off["TC_f1"] == round(1 / 1.5, 4) and off["dice_TC"] == round(16 / 17, 4)
     # no ET anywhere: BraTS empty rule gives Dice 1; no lesions, F1 undefined
     assert off["dice_ET"] == 1.0 and math.isnan(off["ET_f1"])
-    on = fragments_select.score(cases, 0.002)  # 2 voxels at 1 mm: the 1-voxel speck goes, the 8-voxel core stays
+    # 0.002 mL is 2 voxels at 1 mm: the 1-voxel speck goes, the 8-voxel core stays
+    on = fragments_select.score(cases, 0.002)
     assert (on["TC_tp"], on["TC_fp"], on["TC_fn"]) == (1, 0, 0) and on["TC_f1"] == 1.0
     assert on["dice_TC"] == 1.0 and on["dice_WT"] == off["dice_WT"] == 1.0
     assert on["objective"] == 1.0 and off["objective"] == round((1 + 16 / 17 + 1) / 3, 4)

@@ -6,8 +6,8 @@ or test case is read), keeps the argmax class maps in memory, and scores every p
 whole sweep table are stored in the checkpoint (:attr:`brats.checkpoint.Checkpoint.postprocess`, rewritten
 atomically) and in ``RUN_DIR/postprocess.json``; ``brats predict`` then applies them unless told otherwise.
 The config's ``predict.postprocess.core_min_ml`` (coreless components) and ``fragment_ml`` (core and ET specks) are
-not tuned: the sweep applies them to every pair and stores them with them. It lives in :mod:`brats.evaluate` because it predicts (:mod:`brats.predict`) and
-scores (:mod:`.metrics`).
+not tuned: the sweep applies them to every pair and stores them with them. It lives in :mod:`brats.evaluate`
+because it predicts (:mod:`brats.predict`) and scores (:mod:`.metrics`).
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ def tune_postprocess(
 
     Returns:
         What is stored as :attr:`Checkpoint.postprocess` and in ``RUN_DIR/postprocess.json``:
-        ``min_component_ml``, ``et_min_ml`` (the choice), ``core_min_ml`` and ``fragment_ml`` (the config's), ``source``
-        (``"validation"``), ``objective`` (text), ``score`` (objective of the choice), ``score_off``
+        ``min_component_ml``, ``et_min_ml`` (the choice), ``core_min_ml`` and ``fragment_ml`` (the config's),
+        ``source`` (``"validation"``), ``objective`` (text), ``score`` (objective of the choice), ``score_off``
         (``min_component_ml`` and ``et_min_ml`` off), ``val_cases``, ``grid``, ``sweep`` (see :func:`sweep_postprocess`), ``checkpoint`` and ``file`` (the JSON path).
 
     Raises:
