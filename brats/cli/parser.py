@@ -122,6 +122,36 @@ def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_postprocess_args(p: Any) -> None:
+    """``brats predict``'s post-processing thresholds (mL; None: the checkpoint's or the config's)."""
+    p.add_argument(
+        "--min-component-ml",
+        type=float,
+        default=None,
+        help="remove tumour components smaller than this (mL; 0 = off; default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--et-min-ml",
+        type=float,
+        default=None,
+        help="relabel ET as NCR when smaller than this (mL; 0 = off; default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--core-min-ml",
+        type=float,
+        default=None,
+        help="remove tumour components whose core (NCR + ET) is smaller than this (mL; 0 = off; default: the "
+        "config's predict.postprocess.core_min_ml)",
+    )
+    p.add_argument(
+        "--fragment-ml",
+        type=float,
+        default=None,
+        help="inside each tumour component, relabel ET pieces smaller than this (other than the largest) as NCR "
+        "and core pieces as edema (mL; 0 = off; default: the config's predict.postprocess.fragment_ml)",
+    )
+
+
 def _parser_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
@@ -181,32 +211,7 @@ def _parser_predict(sub: Any) -> None:
         help="tif (kaggle_3m only): also write OUTPUT/<case>/<case>_<k>_mask.tif (0/255)",
     )
     p.add_argument("--no-postprocess", action="store_true", help="skip every post-processing rule below")
-    p.add_argument(
-        "--min-component-ml",
-        type=float,
-        default=None,
-        help="remove tumour components smaller than this (mL; 0 = off; default: the checkpoint's)",
-    )
-    p.add_argument(
-        "--et-min-ml",
-        type=float,
-        default=None,
-        help="relabel ET as NCR when smaller than this (mL; 0 = off; default: the checkpoint's)",
-    )
-    p.add_argument(
-        "--core-min-ml",
-        type=float,
-        default=None,
-        help="remove tumour components whose core (NCR + ET) is smaller than this (mL; 0 = off; default: the "
-        "config's predict.postprocess.core_min_ml)",
-    )
-    p.add_argument(
-        "--fragment-ml",
-        type=float,
-        default=None,
-        help="inside each tumour component, relabel ET pieces smaller than this (other than the largest) as NCR "
-        "and core pieces as edema (mL; 0 = off; default: the config's predict.postprocess.fragment_ml)",
-    )
+    _add_postprocess_args(p)
     p.set_defaults(func=c.cmd_predict)
 
 

@@ -269,14 +269,13 @@ def run_predict(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         probabilities: also write ``<case_id>_prob.nii.gz`` (``(X, Y, Z, K)``, float16 values in float32).
         shard: ``(i, n)``: predict only cases ``i, i + n, i + 2n, ...`` of the sorted list.
-        postprocess: apply post-processing (small components, coreless components, ET rule).
+        postprocess: apply post-processing (small and coreless components, ET rule, fragments).
         progress: show a progress bar over cases.
         fmt: ``nifti``, or ``tif`` (kaggle_3m cases only): also ``<case_id>/<case_id>_<k>_mask.tif``.
         run_dir, split: instead of ``input_path``: exactly the cases of ``split`` (``train``, ``val``, ``test``) in
             ``run_dir/splits.json``, read from its data root (:func:`brats.data.runs.run_split_cases`).
         data_root: with ``run_dir``: the data root, when it moved since extraction.
-        min_component_ml, et_min_ml, core_min_ml, fragment_ml: post-processing thresholds in mL; None = the
-            checkpoint's.
+        min_component_ml, et_min_ml, core_min_ml, fragment_ml: thresholds in mL; None = the checkpoint's.
         windows, precision, decode, region_thresholds: see :class:`PredictSettings`; None = the config's.
 
     Returns:
