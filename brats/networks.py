@@ -110,6 +110,21 @@ def _check_smp_kwargs(cls: type, user: dict[str, Any]) -> None:
             )
 
 
+def _check_decoder_norm(norm: Any) -> None:
+    """smp 0.6 initialises every decoder norm's weight to 1, so an instance norm without affine weights (torch's
+    default, and smp's for the string ``instancenorm``) fails inside smp with an AttributeError."""
+    spec = {"type": norm} if isinstance(norm, str) else norm
+    if (
+        isinstance(spec, dict)
+        and str(spec.get("type", "")).lower() == "instancenorm"
+        and not spec.get("affine")
+    ):
+        raise ModelError(
+            "model.kwargs.decoder_use_norm: smp cannot initialise an instance norm without affine weights; "
+            "use {type: instancenorm, affine: true}"
+        )
+
+
 def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim: int = 2) -> nn.Module:
     """Build an smp segmentation network.
 
@@ -156,10 +171,11 @@ def build_model(model_cfg: ModelConfig, in_channels: int, classes: int = 4, dim:
     elif model_cfg.decoder_channels != ModelConfig().decoder_channels:
         log.warning("model.decoder_channels is ignored by %s", cls.__name__)
     _check_smp_kwargs(cls, dict(model_cfg.kwargs or {}))
+    _check_decoder_norm((model_cfg.kwargs or {}).get("decoder_use_norm"))
     kwargs.update(model_cfg.kwargs)
     try:
         model = cls(**kwargs)
-    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+    except (ValueError, KeyError, TypeError, AssertionError, AttributeError) as exc:
         raise ModelError(f"Cannot build {cls.__name__} with encoder {model_cfg.encoder!r}: {exc}") from exc
     _check_output_size(model, cls.__name__, model_cfg, in_channels)
     freeze_unused_parameters(model, in_channels, max(64, 2 ** (model_cfg.encoder_depth + 1)))

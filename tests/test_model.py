@@ -115,6 +115,23 @@ def test_smp_kwargs_errors_name_the_key():
         build_model(tiny_cfg(kwargs={"drop_path_rate": 0.1}), 4)  # smp would hand it to the encoder
 
 
+def test_decoder_instance_norm_builds_with_affine_weights_and_fails_in_one_line_without():
+    norm = {"type": "instancenorm", "affine": True}
+    model = build_model(tiny_cfg(kwargs={"decoder_use_norm": norm}), 4)
+    kinds = [type(m).__name__ for m in model.decoder.modules()]
+    # two convolutions a decoder stage, three stages
+    assert kinds.count("InstanceNorm2d") == 2 * 3 and "BatchNorm2d" not in kinds
+    one_line = r"^model.kwargs.decoder_use_norm: .*\{type: instancenorm, affine: true\}$"
+    for bad in (
+        "instancenorm",
+        "InstanceNorm",
+        {"type": "instancenorm"},
+        {"type": "instancenorm", "affine": 0},
+    ):
+        with pytest.raises(ModelError, match=one_line):
+            build_model(tiny_cfg(kwargs={"decoder_use_norm": bad}), 4)
+
+
 def test_checkpoint_round_trip(tmp_path):
     cfg = Config()
     cfg.model = tiny_cfg(weights_path=str(tmp_path / "gone.pt"))  # not needed (nor read) when loading
