@@ -20,6 +20,7 @@ __all__ = [
     "LesionContrastConfig",
     "ChannelBiasConfig",
     "IntensityCurveConfig",
+    "ModalityDropoutConfig",
     "BlurConfig",
     "AugmentConfig",
 ]
@@ -122,6 +123,16 @@ class IntensityCurveConfig:
 
 
 @dataclass
+class ModalityDropoutConfig:
+    enabled: bool = _f(
+        False,
+        "Set every channel of one random modality to 0 in a training patch (its 2.5D neighbours and asymmetry "
+        "channel too), after the rescaling (brats/train/modality_dropout.py); 2D only, two modalities or more.",
+    )
+    p: float = _f(0.5, "Probability that a patch loses one modality (drawn uniformly).", ge=0, le=1)
+
+
+@dataclass
 class BlurConfig:
     enabled: bool = _f(False, "Random Gaussian blur (thick slices, low resolution), after the rescaling.")
     p: float = _f(0.2, "Probability of applying it to a patch.")
@@ -171,6 +182,10 @@ class AugmentConfig:
         IntensityCurveConfig(), "Random intensity curve per channel (independent of the OneOf groups)."
     )
     blur: BlurConfig = _f(BlurConfig(), "Random blur (independent of the OneOf groups).")
+    modality_dropout: ModalityDropoutConfig = _f(
+        ModalityDropoutConfig(),
+        "Random modality dropout (the last random step; independent of the OneOf groups).",
+    )
     recompute_asymmetry: bool = _f(
         False,
         "With `preprocess.asymmetry`: the transforms before the rescaling (`lesion_contrast`, `channel_bias`, "

@@ -18,6 +18,7 @@ The train pipeline reproduces the seed article's (each step configurable under `
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
       (intensity_combine: each -> RandomNoise, then RandomBiasField, each with p = intensity_p)
     RandomBlur(std)                                                                p = blur.p (if enabled)
+    RandomModalityDropout(modalities)                                              p = modality_dropout.p (if enabled)
     RemapLabels(scheme.mapping)                                                    e.g. {0: 0, 1: 1, 2: 2, 4: 3}
 
 Validation and test use CropOrPad, RescaleIntensity and RemapLabels only. Label maps are resampled with
@@ -47,6 +48,7 @@ from brats.train.channel_bias import RandomChannelBias
 from brats.train.intensity_curve import ChannelwiseRandomGamma, RandomIntensityCurve
 from brats.train.lesion_contrast import RandomLesionContrast
 from brats.train.mirror_pairs import MirrorPairs
+from brats.train.modality_dropout import RandomModalityDropout
 from brats.train.warp import RandomAffine2D, RandomElastic2D
 
 __all__ = [
@@ -301,6 +303,16 @@ def _faded_labels(target: str, scheme: LabelScheme) -> tuple[int, ...] | None:
     raise AugmentError(f"augment.lesion_contrast.target must be 'tumour' or 'edema', got {target!r}")
 
 
+def _modality_dropout(cfg: Config) -> tio.Transform:
+    p = _check_prob(cfg.augment.modality_dropout.p, "modality_dropout.p")
+    n = len(cfg.data.modalities)
+    if n < 2:
+        raise AugmentError(
+            f"augment.modality_dropout needs at least 2 modalities in data.modalities, got {n}"
+        )
+    return RandomModalityDropout(n, cfg.preprocess.asymmetry, cfg.patches.context_slices, p=p)
+
+
 def rescaled_channels(cfg: Config) -> int | None:
     """The leading input channels the per-channel rescaling applies to: the modalities (x (2k + 1) in 2.5D)
     when ``preprocess.asymmetry`` appends asymmetry channels after them, else None (every channel)."""
@@ -354,6 +366,8 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
     if random_on:
         steps += _intensity(aug)
     steps += after
+    if random_on and aug.modality_dropout.enabled:
+        steps.append(_modality_dropout(cfg))
     steps.append(tio.RemapLabels(scheme.mapping))
     pipeline = tio.Compose(steps)
     if SHARE_SUBJECTS:
