@@ -51,7 +51,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "second_radius_mm",
         "edema_wm_follow",
     ),
-    "edema": ("edema_flair", "edema_t2"),
+    # the hyperintensities' contrast too: it was drawn from the edema ranges until they got their own settings,
+    # so the row stays what it measured (faint edema, and look-alikes as faint)
+    "edema": ("edema_flair", "edema_t2", "wmh_flair", "wmh_t2"),
     "enhancement": ("et_t1ce",),
     "wmh": ("wmh_count", "wmh_radius_mm"),
     "vessels": ("vessel_density", "vessel_radius_mm"),

@@ -20,7 +20,7 @@ from brats.synth import (
     with_settings,
 )
 from brats.synth.anatomy import load_template, random_pose
-from brats.synth.contrast import thick_slices
+from brats.synth.contrast import EDEMA_KEEP, draw_contrast, thick_slices
 from brats.synth.tumour import draw_tumours
 
 MID = (120, 120, 78)  # 2 mm voxels
@@ -85,6 +85,38 @@ def test_white_matter_hyperintensities_are_bright_on_flair_and_unlabelled():
     assert case.images["t2"][wmh].mean() > 1.3 * _normal_wm(case, "t2")
     # no look-alike touches the tumour
     assert not np.any((sum(case.lookalikes.values()) > 0) & (case.seg > 0))
+
+
+def test_hyperintensities_draw_their_contrast_from_their_own_ranges():
+    # faint edema, bright look-alikes: the combination real FLAIR shows and the edema ranges alone cannot make
+    prof = _profile(
+        wmh_count=(10, 10),
+        wmh_radius_mm=(4.0, 6.0),
+        edema_flair=(1.1, 1.1),
+        edema_t2=(1.1, 1.1),
+        wmh_flair=(1.8, 1.8),
+        wmh_t2=(1.6, 1.6),
+        vessel_density=(0.0, 0.0),
+    )
+    case = simulate_case(0, 0, MID, profile=prof)
+    wmh = (case.lookalikes["wmh"] > 0.9) & (case.tissues["wm"] > 0.9)
+    edema = (case.seg == 2) & (case.tissues["wm"] > 0.9)
+    assert wmh.sum() > 30 and edema.sum() > 30
+    assert not np.any(case.seg[wmh])  # still label 0
+    for mod in ("flair", "t2"):  # in the images: the look-alikes far brighter than this case's edema
+        assert case.images[mod][wmh].mean() > 1.3 * case.images[mod][edema].mean(), mod
+    for seed in range(5):  # the drawn signals, exactly: drawn as edema is, from their own ranges
+        v = draw_contrast(np.random.default_rng(seed), prof)
+        for mod, ratio in (("flair", 1.8), ("t2", 1.6)):
+            gm, wm = v[mod].values["gm"], v[mod].values["wm"]
+            assert v[mod].values["wmh"] == pytest.approx((ratio * gm - EDEMA_KEEP * wm) / (1 - EDEMA_KEEP))
+            assert v[mod].values["ed"] == pytest.approx((1.1 * gm - EDEMA_KEEP * wm) / (1 - EDEMA_KEEP))
+    assert abs(case.images["flair"][edema].mean() / _normal_gm(case, "flair") - 1.1) < 0.08
+    # the train profile keeps the look-alikes on the edema ranges, so cohorts made before these settings are
+    # unchanged; the stress profile's are as faint as its edema, outside the training range
+    train, stress = PROFILES["train"], PROFILES["stress"]
+    assert (train.wmh_flair, train.wmh_t2) == (train.edema_flair, train.edema_t2)
+    assert (stress.wmh_flair, stress.wmh_t2) == (stress.edema_flair, stress.edema_t2)
 
 
 def test_vessels_and_choroid_plexus_are_bright_on_t1ce_and_unlabelled():

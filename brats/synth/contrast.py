@@ -5,7 +5,8 @@ below holds the relative signal of each normal tissue and tumour compartment per
 is arbitrary: each sequence is scaled on its own). Per case (ranges from the :class:`~brats.synth.profile.SynthProfile`):
 every normal-tissue entry is jittered; edema on FLAIR and T2, enhancing tumour on T1ce, and the look-alikes
 (white-matter hyperintensities, vessels, choroid plexus) get signals drawn as ratios to normal tissue, so the
-look-alikes are exactly as bright as the tumour compartment they imitate. Then each sequence gets a power law
+look-alikes are as bright as the tumour compartment they imitate (hyperintensities from their own ranges,
+``wmh_flair`` and ``wmh_t2``; vessels and plexus from ``et_t1ce``). Then each sequence gets a power law
 (gamma), an offset, thick slices along one axis (with the profile's probability), a smooth multiplicative bias
 field, Rician noise, a scale, and is rounded to integers like the int16 BraTS files. Outside the brain mask every
 image is exactly 0.
@@ -56,17 +57,17 @@ def _tumour_values(rng: np.random.Generator, values: dict[str, dict[str, float]]
     """Edema, ET and look-alike signals as ratios to normal tissue (in place)."""
     t1, t1ce, t2, fl = values["t1"], values["t1ce"], values["t2"], values["flair"]
 
-    def edema_like(key: str) -> None:
+    def edema_like(key: str, flair: tuple[float, float], t2_range: tuple[float, float]) -> None:
         # pure edema on white matter keeps EDEMA_KEEP of the WM signal: solve for the edema signal itself.
-        fl_ratio, t2_ratio = rng.uniform(*prof.edema_flair), rng.uniform(*prof.edema_t2)
+        fl_ratio, t2_ratio = rng.uniform(*flair), rng.uniform(*t2_range)
         fl[key] = (fl_ratio * fl["gm"] - EDEMA_KEEP * fl["wm"]) / (1.0 - EDEMA_KEEP)
         t2[key] = (t2_ratio * t2["gm"] - EDEMA_KEEP * t2["wm"]) / (1.0 - EDEMA_KEEP)
         t1_ratio = rng.uniform(0.72, 0.92)
         t1[key] = t1_ratio * t1["wm"]
         t1ce[key] = t1_ratio * t1ce["wm"]
 
-    edema_like("ed")
-    edema_like("wmh")
+    edema_like("ed", prof.edema_flair, prof.edema_t2)
+    edema_like("wmh", prof.wmh_flair, prof.wmh_t2)
     t1ce["et"] = rng.uniform(*prof.et_t1ce) * t1ce["wm"]
     for key, t1_rel, t2_rel, fl_rel in (("vessel", 0.85, 0.45, 0.7), ("plexus", 0.7, 1.1, 0.95)):
         t1ce[key] = rng.uniform(*prof.et_t1ce) * t1ce["wm"]

@@ -47,9 +47,15 @@ class SynthProfile:
     edema_t2: Range
     #: T1ce in enhancing tumour / T1ce in normal white matter.
     et_t1ce: Range
-    #: unlabelled white-matter hyperintensities per case, their radius (mm); FLAIR/T2 drawn from the edema ranges.
+    #: unlabelled white-matter hyperintensities per case, their radius (mm).
     wmh_count: tuple[int, int]
     wmh_radius_mm: Range
+    #: FLAIR and T2 of the hyperintensities, drawn on their own as the edema's are (the ratio to grey matter
+    #: that pure edema on white matter would have; a hyperintensity replaces the tissue where edema keeps part of
+    #: it, so it comes out brighter). Both profiles use their edema ranges: a look-alike is as bright as edema
+    #: can be, not as this case's edema.
+    wmh_flair: Range
+    wmh_t2: Range
     #: unlabelled enhancing vessels: tube network density (0 none .. ~1 dense) and radius (mm); T1ce drawn from
     #: ``et_t1ce`` (choroid plexus too).
     vessel_density: Range
@@ -81,6 +87,8 @@ TRAIN = SynthProfile(
     et_t1ce=(1.45, 2.6),
     wmh_count=(0, 12),
     wmh_radius_mm=(1.5, 6.0),
+    wmh_flair=(1.1, 1.9),
+    wmh_t2=(1.1, 1.9),
     vessel_density=(0.0, 0.6),
     vessel_radius_mm=(0.6, 1.5),
     tissue_jitter=0.08,
@@ -105,6 +113,8 @@ STRESS = SynthProfile(
     et_t1ce=(1.3, 1.45),
     wmh_count=(13, 30),
     wmh_radius_mm=(1.5, 7.0),
+    wmh_flair=(1.04, 1.1),
+    wmh_t2=(1.1, 1.3),
     vessel_density=(0.6, 1.0),
     vessel_radius_mm=(0.8, 1.8),
     tissue_jitter=0.1,
@@ -122,6 +132,7 @@ DISJOINT = (
     "edema_flair",
     "et_t1ce",
     "wmh_count",
+    "wmh_flair",
     "vessel_density",
     "bias_std",
     "noise",
