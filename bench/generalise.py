@@ -27,6 +27,7 @@ with ``--shape``) and reused.
 ``--predict KEY=VALUE`` (repeatable) scores with prediction settings other than the checkpoint's (keywords of
 ``brats.predict.run_predict``: ``windows``, ``tta``, ``overlap``, ...); every cohort is then predicted again,
 into ``<run>/bench_<cohort>-<name>``, so a prediction choice is measured on a trained run without retraining.
+``--checkpoint last`` scores the run's final weights (``last.pt``) instead of ``best.pt`` the same way.
 """
 
 from __future__ import annotations
@@ -167,22 +168,30 @@ def parse_predict(items: list[str]) -> dict[str, Any]:
 
 
 def score_run(
-    run: Path, seed: int, stress_cases: int, shape, workers: int, predict: dict | None = None, tag: str = ""
+    run: Path,
+    seed: int,
+    stress_cases: int,
+    shape,
+    workers: int,
+    predict: dict | None = None,
+    tag: str = "",
+    checkpoint: str = "best",
 ) -> dict:
-    """Score the run's best checkpoint on its validation cases, its test split and a stress cohort (reusing
-    the demo's own test and stress scores when it wrote them, unless ``predict`` settings are given; the scores
-    then go to ``bench_<cohort><tag>``)."""
+    """Score the run's ``checkpoint`` (``best`` or ``last``) on its validation cases, its test split and a stress
+    cohort (reusing the demo's own test and stress scores when it wrote them, unless ``predict`` settings or the
+    last checkpoint are given; the scores then go to ``bench_<cohort><tag>``)."""
     splits = json.loads((run / "splits.json").read_text())
     cases = {c.case_id: c for c in discover_cases(run / "cases")}
-    ckpt = run / "checkpoints" / "best.pt"
+    ckpt = run / "checkpoints" / f"{checkpoint}.pt"
     out: dict = {}
+    reuse = not predict and checkpoint == "best"  # the demo scored best.pt with its own settings
     predict = predict or {}
     for name in ("val", "test"):
         root = _link_cases([cases[i].folder for i in splits[name]], run / f"bench_{name}_cases")
-        own = _scored(run, ".", root) if name == "test" and not predict else None
+        own = _scored(run, ".", root) if name == "test" and reuse else None
         out[name] = cohort_scores(own or score_cohort(ckpt, root, run / f"bench_{name}{tag}", **predict))
     stress_root = run / "stress" / "cases"
-    own = _scored(run, "stress", stress_root) if stress_root.is_dir() and not predict else None
+    own = _scored(run, "stress", stress_root) if stress_root.is_dir() and reuse else None
     if own is None and not stress_root.is_dir():
         generate_cohort(
             stress_root, stress_cases, seed + STRESS_SEED_OFFSET, "2021", workers, shape, profile="stress"
@@ -194,11 +203,19 @@ def score_run(
 
 
 def score_select(
-    run: Path, seed: int, n: int, shape, workers: int, predict: dict | None = None, tag: str = ""
+    run: Path,
+    seed: int,
+    n: int,
+    shape,
+    workers: int,
+    predict: dict | None = None,
+    tag: str = "",
+    checkpoint: str = "best",
 ) -> dict:
-    """Score the run's best checkpoint on the two selection cohorts (generated once, shared by every run)."""
+    """Score the run's ``checkpoint`` (``best`` or ``last``) on the two selection cohorts (generated once, shared
+    by every run)."""
     out: dict = {}
-    ckpt = run / "checkpoints" / "best.pt"
+    ckpt = run / "checkpoints" / f"{checkpoint}.pt"
     for name, offset in SELECT_SEED_OFFSET.items():
         grid = "" if shape is None else "-" + "x".join(str(int(v)) for v in shape)
         root = Path("runs") / f"select-{seed}-{n}{grid}" / name
@@ -240,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--score-run", default=None, help="score this existing demo run folder; train nothing")
     ap.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="which checkpoint of the run to score: best.pt (train.best_metric's choice) or last.pt (the final epoch)",
+    )
+    ap.add_argument(
         "--predict", action="append", default=[], metavar="KEY=VALUE", help="prediction setting for scoring"
     )
     args = ap.parse_args(argv)
@@ -247,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         predict = parse_predict(args.predict)
     except ValueError as exc:
         ap.error(str(exc))
-    tag = f"-{args.name}" if predict else ""
+    tag = f"-{args.name}" if predict or args.checkpoint != "best" else ""
     if args.table:
         try:
             recs = read_results("generalise", args.table)
@@ -262,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     shape = tuple(args.shape) if args.shape else None
     load_before = load_now()
     result: dict = {"name": args.name, "overrides": args.set} | ({"predict": predict} if predict else {})
+    if args.checkpoint != "best":
+        result["checkpoint"] = args.checkpoint
     bad = [item for item in args.profile_set if "=" not in item]
     if args.profile_set and args.score_run:
         ap.error("--profile-set sets the cohort a run trains on; --score-run trains nothing")
@@ -304,9 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     # can be read from the committed result rather than from the run folder
     result["metrics_per_epoch"] = [{k: round(float(v), 6) for k, v in e.items()} for e in epochs]
     start = time.perf_counter()
-    result |= score_run(run, args.seed, args.stress_cases, shape, args.workers, predict, tag)
+    result |= score_run(run, args.seed, args.stress_cases, shape, args.workers, predict, tag, args.checkpoint)
     if args.select:
-        result |= score_select(run, args.seed, args.select, shape, args.workers, predict, tag)
+        result |= score_select(
+            run, args.seed, args.select, shape, args.workers, predict, tag, args.checkpoint
+        )
     # wall time of the scoring here: predicting every cohort again with --predict, else only the selection
     # cohorts (the demo scored its own); so a prediction setting's cost (e.g. tta) is measured, not described
     result["scoring_seconds"] = round(time.perf_counter() - start, 1)

@@ -262,6 +262,17 @@ def test_time_budget_stops_within_the_epoch_and_best_by_dice(tmp_path, caplog):
     )
 
 
+def test_best_by_epoch_is_the_final_weights(tmp_path):
+    out = make_run(tmp_path / "final", n_train=4, n_val=2)
+    run_training(tiny_config(out, epochs=3, steps_per_epoch=2, best_metric="epoch"), progress=False)
+    best = read_checkpoint(out / "checkpoints" / "best.pt")
+    last = read_checkpoint(out / "checkpoints" / "last.pt")
+    assert best.training.epoch == last.training.epoch == 3 and best.training.best_score == 3
+    assert best.weights.keys() == last.weights.keys()
+    for key, value in last.weights.items():
+        torch.testing.assert_close(best.weights[key], value)
+
+
 def test_bf16_autocast_step_on_cpu(tmp_path):
     out = make_run(tmp_path / "bf16", n_train=4, n_val=2, et=3)
     result = run_training(tiny_config(out, epochs=1, steps_per_epoch=1, amp="bf16"), progress=False)

@@ -251,8 +251,8 @@ class TrainConfig:
     num_threads: int | None = _f(None, "torch CPU threads (null = torch default).", ge=1)
     best_metric: str = _f(
         "val_loss",
-        "Metric that selects `best.pt`: `val_loss` (lower is better) or a `metrics.csv` column "
-        "such as `val_dice_mean` or `val_dice_WT` (higher is better).",
+        "Metric that selects `best.pt`: `val_loss` (lower is better), a `metrics.csv` column "
+        "such as `val_dice_mean` or `val_dice_WT` (higher is better), or `epoch` (the final epoch's weights).",
     )
     val_max_batches: int | None = _f(
         None,

@@ -35,12 +35,13 @@ METRIC_COLUMNS: tuple[str, ...] = (
 
 
 def metric_mode(name: str) -> str:
-    """``"min"`` for a loss column, ``"max"`` for a Dice column; raises ``ValueError`` for anything else."""
+    """``"min"`` for a loss column, ``"max"`` for a Dice column and for ``epoch`` (every epoch is better than the
+    last: ``best.pt`` is the final epoch's weights); raises ``ValueError`` for anything else."""
     if name in ("val_loss", "train_loss"):
         return "min"
-    if name.startswith("val_dice_") and name in METRIC_COLUMNS:
+    if name == "epoch" or (name.startswith("val_dice_") and name in METRIC_COLUMNS):
         return "max"
-    valid = [c for c in METRIC_COLUMNS if c.endswith("loss") or c.startswith("val_dice")]
+    valid = [c for c in METRIC_COLUMNS if c == "epoch" or c.endswith("loss") or c.startswith("val_dice")]
     raise ValueError(f"train.best_metric must be one of {', '.join(valid)}, got {name!r}")
 
 
