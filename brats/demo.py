@@ -249,8 +249,12 @@ def _print_result(result: dict, itk: str, total: float) -> None:
             continue
         dice = ", ".join(f"{k} {v:.3f}" for k, v in result[f"{name}_dice"].items() if v is not None)
         f1 = result[f"{name}_lesion"]["WT_f1"]
+        med = result[f"{name}_wt_median"]
+        spread = (
+            f" (means of {result[f'{name}_cases']} cases; WT median {'-' if med is None else f'{med:.3f}'})"
+        )
         label = f"{name} Dice:"
-        print(f"{label:<14}{dice}; lesion-wise WT F1 {'-' if f1 is None else f'{f1:.3f}'}")
+        print(f"{label:<14}{dice}{spread}; lesion-wise WT F1 {'-' if f1 is None else f'{f1:.3f}'}")
     print(f"total time:   {total / 60:.1f} min")
     if itk:
         print(f"view in ITK-SNAP:  {itk}")
@@ -393,6 +397,9 @@ def run_demo(
     for name, scored in cohorts.items():
         result[f"{name}_dice"] = {r["name"]: r.get("dice") for r in report_rows(scored["summary"])[0]}
         result[f"{name}_lesion"] = scored["lesion"]
+        # what a mean of a few cases hides: how many, and the middle case (one missed tumour moves the mean)
+        result[f"{name}_cases"] = int(scored["summary"]["n_cases"])
+        result[f"{name}_wt_median"] = scored["summary"]["per_case"]["WT"]["dice"]["median"]
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2))
     if progress:
         _print_result(result, itk, clock.total)

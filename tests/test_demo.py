@@ -96,5 +96,13 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     for cohort in ("test", "stress"):
         assert set(result[f"{cohort}_dice"]) == {"NCR", "ED", "ET", "TC", "WT"}
         assert "WT_f1" in result[f"{cohort}_lesion"]
+        summary = json.loads(
+            (out / ("" if cohort == "test" else "stress") / "evaluation" / "summary.json").read_text()
+        )
+        per_case = summary["per_case"]["WT"]["dice"]
+        assert result[f"{cohort}_cases"] == summary["n_cases"] == per_case["count"]
+        assert result[f"{cohort}_wt_median"] == per_case["median"]
+        line = next(x for x in printed.splitlines() if x.startswith(f"{cohort} Dice:"))
+        assert f"(means of {summary['n_cases']} cases; WT median {per_case['median']:.3f})" in line
     assert "Test split and stress cohort" in html and "WT lesion-wise F1" in html
     assert "http://" not in html and "https://" not in html  # renders offline
