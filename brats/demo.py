@@ -386,7 +386,7 @@ def run_demo(
     say(f"[6/6] writing the report -> {out / 'report.html'}")
     cohorts = {"test": test} | ({"stress": stress} if stress else {})
     report, summary_rows, itk = _write_report(cfg, out, n_cases, test_ids, all_cases, cohorts, clock)
-    result = {
+    result: dict[str, Any] = {
         "report": str(report),
         "predictions": str(out / "predictions"),
         "evaluation": str(out / "evaluation"),
