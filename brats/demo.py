@@ -238,28 +238,6 @@ def _write_report(
     return report, summary_rows, itk
 
 
-def _print_result(result: dict, itk: str, total: float) -> None:
-    print()
-    print(f"report:       {result['report']}   (open it in a browser)")
-    print(f"predictions:  {result['predictions']}")
-    print(f"scores:       {result['evaluation']}/cases.csv, {result['evaluation']}/summary.json")
-    print(f"checkpoint:   {result['checkpoint']}")
-    for name in ("test", "stress"):
-        if f"{name}_dice" not in result:
-            continue
-        dice = ", ".join(f"{k} {v:.3f}" for k, v in result[f"{name}_dice"].items() if v is not None)
-        f1 = result[f"{name}_lesion"]["WT_f1"]
-        med = result[f"{name}_wt_median"]
-        spread = (
-            f" (means of {result[f'{name}_cases']} cases; WT median {'-' if med is None else f'{med:.3f}'})"
-        )
-        label = f"{name} Dice:"
-        print(f"{label:<14}{dice}{spread}; lesion-wise WT F1 {'-' if f1 is None else f'{f1:.3f}'}")
-    print(f"total time:   {total / 60:.1f} min")
-    if itk:
-        print(f"view in ITK-SNAP:  {itk}")
-
-
 def _build(
     cfg: Config,
     n_cases: int,
@@ -402,5 +380,7 @@ def run_demo(
         result[f"{name}_wt_median"] = scored["summary"]["per_case"]["WT"]["dice"]["median"]
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2))
     if progress:
-        _print_result(result, itk, clock.total)
+        from brats.report import print_demo_result
+
+        print_demo_result(result, itk, clock.total)
     return result

@@ -20,7 +20,7 @@ from brats.fs import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["tumour_center", "overlay_figure", "write_report", "read_cases_csv"]
+__all__ = ["tumour_center", "overlay_figure", "write_report", "read_cases_csv", "print_demo_result"]
 
 #: Overlay colours of the training classes (ITK-SNAP-like): NCR red, ED green, ET yellow.
 CLASS_COLOURS = {1: (0.90, 0.10, 0.10), 2: (0.10, 0.80, 0.20), 3: (1.00, 0.85, 0.00)}
@@ -257,3 +257,26 @@ def write_report(
 
 def summary_json_text(summary: dict) -> str:
     return json.dumps(summary, indent=2, sort_keys=True)
+
+
+def print_demo_result(result: dict, itk: str, total: float) -> None:
+    """The closing lines ``brats demo`` prints: where its outputs are, and each cohort's Dice (``demo.json``)."""
+    print()
+    print(f"report:       {result['report']}   (open it in a browser)")
+    print(f"predictions:  {result['predictions']}")
+    print(f"scores:       {result['evaluation']}/cases.csv, {result['evaluation']}/summary.json")
+    print(f"checkpoint:   {result['checkpoint']}")
+    for name in ("test", "stress"):
+        if f"{name}_dice" not in result:
+            continue
+        dice = ", ".join(f"{k} {v:.3f}" for k, v in result[f"{name}_dice"].items() if v is not None)
+        f1 = result[f"{name}_lesion"]["WT_f1"]
+        med = result[f"{name}_wt_median"]
+        spread = (
+            f" (means of {result[f'{name}_cases']} cases; WT median {'-' if med is None else f'{med:.3f}'})"
+        )
+        label = f"{name} Dice:"
+        print(f"{label:<14}{dice}{spread}; lesion-wise WT F1 {'-' if f1 is None else f'{f1:.3f}'}")
+    print(f"total time:   {total / 60:.1f} min")
+    if itk:
+        print(f"view in ITK-SNAP:  {itk}")
