@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from brats.cli import main
+from brats.errors import BratsError
 from brats.synth import (
     DISJOINT,
     PROFILES,
@@ -117,6 +118,38 @@ def test_hyperintensities_draw_their_contrast_from_their_own_ranges():
     train, stress = PROFILES["train"], PROFILES["stress"]
     assert (train.wmh_flair, train.wmh_t2) == (train.edema_flair, train.edema_t2)
     assert (stress.wmh_flair, stress.wmh_t2) == (stress.edema_flair, stress.edema_t2)
+
+
+def test_faint_edema_share_mixes_two_edema_ranges():
+    # a share of the cases draws its edema from the faint ranges, the rest from the usual ones
+    prof = _profile(
+        edema_flair=(1.5, 1.5),
+        edema_t2=(1.6, 1.6),
+        faint_edema_share=0.5,
+        faint_edema_flair=(1.05, 1.05),
+        faint_edema_t2=(1.2, 1.2),
+    )
+    faint = 0
+    for seed in range(40):
+        v = draw_contrast(np.random.default_rng(seed), prof)
+        gm, wm = v["flair"].values["gm"], v["flair"].values["wm"]
+        ratio = (v["flair"].values["ed"] * (1 - EDEMA_KEEP) + EDEMA_KEEP * wm) / gm
+        t2 = v["t2"].values
+        t2_ratio = (t2["ed"] * (1 - EDEMA_KEEP) + EDEMA_KEEP * t2["wm"]) / t2["gm"]
+        assert (ratio, t2_ratio) in (
+            (pytest.approx(1.05), pytest.approx(1.2)),
+            (pytest.approx(1.5), pytest.approx(1.6)),
+        )
+        faint += ratio < 1.3
+    assert 10 <= faint <= 30
+    # share 0 and 1: one range only; both shipped profiles draw no faint edema (and no extra random number)
+    for share, want in ((0.0, 1.5), (1.0, 1.05)):
+        p = dataclasses.replace(prof, faint_edema_share=share)
+        v = draw_contrast(np.random.default_rng(3), p)["flair"].values
+        assert (v["ed"] * (1 - EDEMA_KEEP) + EDEMA_KEEP * v["wm"]) / v["gm"] == pytest.approx(want)
+    assert PROFILES["train"].faint_edema_share == PROFILES["stress"].faint_edema_share == 0
+    with pytest.raises(BratsError, match="faint_edema_share must be at most 1"):
+        with_settings("train", {"faint_edema_share": "1.5"})
 
 
 def test_vessels_and_choroid_plexus_are_bright_on_t1ce_and_unlabelled():

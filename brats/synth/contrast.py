@@ -66,7 +66,11 @@ def _tumour_values(rng: np.random.Generator, values: dict[str, dict[str, float]]
         t1[key] = t1_ratio * t1["wm"]
         t1ce[key] = t1_ratio * t1ce["wm"]
 
-    edema_like("ed", prof.edema_flair, prof.edema_t2)
+    edema = (prof.edema_flair, prof.edema_t2)
+    # drawn only when asked for, so that a profile without faint edema draws the random stream it always drew
+    if prof.faint_edema_share > 0 and rng.random() < prof.faint_edema_share:
+        edema = (prof.faint_edema_flair, prof.faint_edema_t2)
+    edema_like("ed", *edema)
     edema_like("wmh", prof.wmh_flair, prof.wmh_t2)
     t1ce["et"] = rng.uniform(*prof.et_t1ce) * t1ce["wm"]
     for key, t1_rel, t2_rel, fl_rel in (("vessel", 0.85, 0.45, 0.7), ("plexus", 0.7, 1.1, 0.95)):

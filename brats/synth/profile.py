@@ -45,6 +45,12 @@ class SynthProfile:
     #: FLAIR and T2 in pure edema / the same sequence in normal grey matter.
     edema_flair: Range
     edema_t2: Range
+    #: share of the cases whose edema FLAIR and T2 are drawn from ``faint_edema_flair`` / ``faint_edema_t2``
+    #: instead (a mixture of faint and bright edema in one cohort; 0 in both shipped profiles: no extra draw, so
+    #: their cohorts are what they were before the setting existed).
+    faint_edema_share: float
+    faint_edema_flair: Range
+    faint_edema_t2: Range
     #: T1ce in enhancing tumour / T1ce in normal white matter.
     et_t1ce: Range
     #: unlabelled white-matter hyperintensities per case, their radius (mm).
@@ -84,6 +90,9 @@ TRAIN = SynthProfile(
     edema_wm_follow=(0.2, 0.8),
     edema_flair=(1.1, 1.9),
     edema_t2=(1.1, 1.9),
+    faint_edema_share=0.0,
+    faint_edema_flair=(1.1, 1.9),
+    faint_edema_t2=(1.1, 1.9),
     et_t1ce=(1.45, 2.6),
     wmh_count=(0, 12),
     wmh_radius_mm=(1.5, 6.0),
@@ -110,6 +119,9 @@ STRESS = SynthProfile(
     edema_wm_follow=(0.6, 1.0),
     edema_flair=(1.04, 1.1),
     edema_t2=(1.1, 1.3),
+    faint_edema_share=0.0,
+    faint_edema_flair=(1.04, 1.1),
+    faint_edema_t2=(1.1, 1.3),
     et_t1ce=(1.3, 1.45),
     wmh_count=(13, 30),
     wmh_radius_mm=(1.5, 7.0),
@@ -154,7 +166,7 @@ def get_profile(profile: str | SynthProfile) -> SynthProfile:
             raise BratsError(f"synth profile {out.name}: {f.name} must be (low, high) with 0 <= low <= high")
         if isinstance(value, (int, float)) and value < 0:
             raise BratsError(f"synth profile {out.name}: {f.name} must be >= 0, got {value}")
-    for name in ("p_second", "p_thick", "tissue_jitter"):
+    for name in ("p_second", "p_thick", "tissue_jitter", "faint_edema_share"):
         if getattr(out, name) > 1:
             raise BratsError(f"synth profile {out.name}: {name} must be at most 1, got {getattr(out, name)}")
     if out.no_tumour_per_20 + out.non_enhancing_per_20 > 20:
