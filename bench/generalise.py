@@ -22,7 +22,9 @@ choice.
 train-profile cases (seed + 2000), and ``select_stress``, N stress-profile cases (seed + 3000). They are never
 trained on and are not the reported test or stress cohorts, so robustness choices (augmentation, case count)
 can be made on them. They are generated once under ``runs/select-<seed>-<N>[-<X>x<Y>x<Z>]/`` (the shape only
-with ``--shape``) and reused.
+with ``--shape``) and reused;
+the ``done`` file records the synth profile, and a cohort made with other settings is refused in one line
+(``bench/cached_cohort.py``).
 
 ``--predict KEY=VALUE`` (repeatable) scores with prediction settings other than the checkpoint's (keywords of
 ``brats.predict.run_predict``: ``windows``, ``tta``, ``overlap``, ...); every cohort is then predicted again,
@@ -61,6 +63,7 @@ from brats.evaluate import report_rows  # noqa: E402
 from brats.synth import generate_cohort, with_settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cached_cohort import cached_cohort  # noqa: E402
 from generalise_table import seed_means, table  # noqa: E402
 from results_io import load_now, read_results, write_result  # noqa: E402
 
@@ -219,10 +222,8 @@ def score_select(
     for name, offset in SELECT_SEED_OFFSET.items():
         grid = "" if shape is None else "-" + "x".join(str(int(v)) for v in shape)
         root = Path("runs") / f"select-{seed}-{n}{grid}" / name
-        if not (root / "done").is_file():
-            profile = "stress" if name == "select_stress" else "train"
-            generate_cohort(root, n, seed + offset, "2021", workers, shape, profile=profile)
-            (root / "done").write_text("ok\n")
+        profile = "stress" if name == "select_stress" else "train"
+        cached_cohort(root, n, seed + offset, profile, workers, shape)
         out[name] = cohort_scores(score_cohort(ckpt, root, run / f"bench_{name}{tag}", **(predict or {})))
     return out
 

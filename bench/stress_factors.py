@@ -32,11 +32,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cached_cohort import cached_cohort  # noqa: E402
 from generalise import cohort_scores  # noqa: E402
 from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
 
 from brats.demo import score_cohort  # noqa: E402
-from brats.synth import generate_cohort, get_profile  # noqa: E402
+from brats.synth import get_profile  # noqa: E402
 from brats.synth.profile import with_settings  # noqa: E402
 
 #: Settings that move together; each group's stress values replace the train ones in one cohort.
@@ -82,11 +83,7 @@ def group_profile(group: str):
 
 def cohort(group: str, seed: int, n: int, workers: int) -> Path:
     """The cases of one group's cohort, generated once (a ``done`` file marks a complete cohort)."""
-    root = Path("runs") / f"factors-{seed}-{n}" / group
-    if not (root / "done").is_file():
-        generate_cohort(root, n, seed, "2021", workers, None, profile=group_profile(group))
-        (root / "done").write_text("ok\n")
-    return root
+    return cached_cohort(Path("runs") / f"factors-{seed}-{n}" / group, n, seed, group_profile(group), workers)
 
 
 def summary_row(scored: dict) -> dict:
