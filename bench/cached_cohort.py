@@ -5,6 +5,7 @@ their cases under ``runs/`` and score every later model on the same files. A coh
 file exists; that file holds the synth profile's settings as JSON, so that a cohort made before a profile's
 ranges changed is refused in one line instead of silently scored as if it were the new one. A ``done`` file
 from before this record (the text ``ok``) is taken to match and rewritten with the current profile.
+A change of the generator's code with the same settings is not detected: delete the cohorts after one.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
     python bench/generalise.py --name before --score-run runs/old-demo   # score an existing demo run only
     python bench/generalise.py --table before after                     # Markdown table of saved results
     python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1   # plus means over seeds
+    python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1 --paired b:a   # b - a, paired
     python bench/generalise.py --name e8-patch --score-run /tmp/gx/v7-e8 --predict windows=patch --select 8
 
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
@@ -65,6 +66,7 @@ from brats.synth import generate_cohort, with_settings  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cached_cohort import cached_cohort  # noqa: E402
 from generalise_table import seed_means, table  # noqa: E402
+from paired_diff import paired_lines  # noqa: E402
 from results_io import load_now, read_results, write_result  # noqa: E402
 
 #: Seeds of the selection cohorts (train and stress profile), away from the demo's (seed) and stress (seed + 1000).
@@ -237,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--mean", action="append", default=[], metavar="NAME=R1,R2", help="with --table: means over seeds"
     )
+    ap.add_argument(
+        "--paired",
+        action="append",
+        default=[],
+        metavar="ARM:BASE",
+        help="with --mean: the paired difference of two groups on the selection cohorts, with a bootstrap interval",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     ap.add_argument(
         "--profile-set",
@@ -276,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             recs = read_results("generalise", args.table)
             means = seed_means(recs, args.mean)
+            if args.paired:
+                means += "\n" + paired_lines(recs, args.mean, args.paired)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

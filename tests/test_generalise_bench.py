@@ -106,3 +106,47 @@ def test_bad_profile_setting_is_one_line_before_anything_runs(tmp_path, capsys, 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def _result(select: dict[str, float], stress: dict[str, float]) -> dict:
+    def cohort(values):
+        return {"per_case": {c: {"WT": v, "TC": v, "ET": v, "WT_ml": 1.0} for c, v in values.items()}}
+
+    return {"result": {"select": cohort(select), "select_stress": cohort(stress)}}
+
+
+def test_paired_difference_by_hand_and_its_interval():
+    import paired_diff
+
+    recs = {
+        "b0": _result({"a": 0.5, "b": 0.7}, {"x": 0.2, "y": 0.4}),
+        "a0": _result({"a": 0.6, "b": 0.9}, {"x": 0.2, "y": 0.4}),  # select +0.1, +0.2; stress 0
+        "b1": _result({"c": 0.5}, {"z": 0.5}),
+        "a1": _result({"c": 0.4}, {"z": 0.5}),  # select -0.1
+    }
+    pairs = [
+        paired_diff._differences(recs["a0"]["result"], recs["b0"]["result"], "t"),
+        paired_diff._differences(recs["a1"]["result"], recs["b1"]["result"], "t"),
+    ]
+    out = paired_diff.paired_diff(pairs)
+    # seed 0: select +0.15, selection mean +0.075; seed 1: select -0.1, selection mean -0.05
+    assert out["per_seed"] == [0.075, -0.05]
+    assert out["selection_mean"][0] == pytest.approx(0.0125)
+    assert out["select_objective"][0] == pytest.approx(0.025)
+    lo, hi = out["selection_mean"][1:]
+    # resampling seed 0's two select cases gives +0.1, +0.15 or +0.2 (seed 1 has one case): the interval's ends
+    assert lo == pytest.approx((0.05 - 0.05) / 2) and hi == pytest.approx((0.1 - 0.05) / 2)
+    assert paired_diff.paired_diff(pairs) == out  # a fixed generator: the same line every time
+    line = paired_diff.paired_lines(recs, ["a=a0,a1", "b=b0,b1"], ["a:b"])
+    assert line.startswith("a - b (2 paired seed(s), 6 cases): selection mean +0.013")
+    assert "per seed +0.075, -0.050" in line
+
+
+def test_paired_difference_refuses_results_of_different_cohorts():
+    import paired_diff
+
+    recs = {"a": _result({"p": 0.5}, {"q": 0.5}), "b": _result({"r": 0.5}, {"q": 0.5})}
+    with pytest.raises(ValueError, match="different select cases"):
+        paired_diff.paired_lines(recs, ["x=a", "y=b"], ["x:y"])
+    with pytest.raises(ValueError, match="expected ARM:BASE"):
+        paired_diff.paired_lines(recs, ["x=a", "y=b"], ["x-y"])
