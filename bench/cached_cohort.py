@@ -2,10 +2,11 @@
 
 ``bench/generalise.py`` (selection cohorts) and ``bench/stress_factors.py`` (one cohort per stress factor) keep
 their cases under ``runs/`` and score every later model on the same files. A cohort is complete when its ``done``
-file exists; that file holds the synth profile's settings as JSON, so that a cohort made before a profile's
-ranges changed is refused in one line instead of silently scored as if it were the new one. A ``done`` file
-from before this record (the text ``ok``) is taken to match and rewritten with the current profile.
-A change of the generator's code with the same settings is not detected: delete the cohorts after one.
+file exists; that file holds the synth profile's settings as JSON (and its name, which is not compared), so
+that a cohort made before a profile's ranges changed is refused in one line instead of silently scored as if it
+were the new one. A ``done`` file from before this record (the text ``ok``) is taken to match and rewritten with
+the current profile. A change of the generator's code with the same settings is not detected: delete the
+cohorts after one.
 """
 
 from __future__ import annotations
@@ -44,9 +45,8 @@ def cached_cohort(
     if done.is_file():
         text = done.read_text().strip()
         have = want if text == "ok" else json.loads(text)
-        changed = sorted(
-            (k for k in set(want) | set(have) if want.get(k) != have.get(k)), key=lambda k: (k == "name", k)
-        )
+        # the name is not compared: it says which settings were given, the cases depend on their values only
+        changed = sorted(k for k in set(want) | set(have) if k != "name" and want.get(k) != have.get(k))
         if changed:
             key = changed[0]
             raise BratsError(

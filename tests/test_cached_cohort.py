@@ -35,6 +35,9 @@ def test_a_changed_profile_is_refused_in_one_line(tmp_path):
     with pytest.raises(BratsError, match=r"generated with noise=\[0.01, 0.06\], not \[0.0, 0.02\]") as err:
         cached_cohort(root, 1, 5, other, shape=SHAPE)
     assert "delete the folder" in str(err.value) and "\n" not in str(err.value)
+    # the same values under another name (a setting given at its own value) are the same cases: reused
+    same = with_settings("train", {"noise": "0.01,0.06"})
+    assert same.name != "train" and cached_cohort(root, 1, 5, same, shape=SHAPE) == root
 
 
 def test_a_record_from_before_is_taken_as_the_current_profile(tmp_path):
