@@ -53,8 +53,17 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "edema_wm_follow",
     ),
     # the hyperintensities' contrast too: it was drawn from the edema ranges until they got their own settings,
-    # so the row stays what it measured (faint edema, and look-alikes as faint)
-    "edema": ("edema_flair", "edema_t2", "wmh_flair", "wmh_t2"),
+    # so the row stays what it measured (faint edema, and look-alikes as faint); and the faint-edema mixture
+    # (off in both profiles, so the row's cases are what they were before it existed)
+    "edema": (
+        "edema_flair",
+        "edema_t2",
+        "faint_edema_share",
+        "faint_edema_flair",
+        "faint_edema_t2",
+        "wmh_flair",
+        "wmh_t2",
+    ),
     "enhancement": ("et_t1ce",),
     "wmh": ("wmh_count", "wmh_radius_mm"),
     "vessels": ("vessel_density", "vessel_radius_mm"),
