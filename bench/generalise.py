@@ -7,6 +7,7 @@
     python bench/generalise.py --table before after                     # Markdown table of saved results
     python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1   # plus means over seeds
     python bench/generalise.py --table a a-s1 b b-s1 --mean a=a,a-s1 --mean b=b,b-s1 --paired b:a   # b - a, paired
+    python bench/generalise.py --table a b --by-size    # WT Dice by reference tumour volume, selection cohorts
     python bench/generalise.py --name e8-patch --score-run /tmp/gx/v7-e8 --predict windows=patch --select 8
 
 Prints one JSON object (also written to ``bench/results/generalise-<name>.json``): per cohort (``val``: the
@@ -68,6 +69,7 @@ from cached_cohort import cached_cohort  # noqa: E402
 from generalise_table import seed_means, table  # noqa: E402
 from paired_diff import paired_lines  # noqa: E402
 from results_io import load_now, read_results, write_result  # noqa: E402
+from size_bins import size_table  # noqa: E402
 
 #: Seeds of the selection cohorts (train and stress profile), away from the demo's (seed) and stress (seed + 1000).
 SELECT_SEED_OFFSET = {"select": 2000, "select_stress": 3000}
@@ -246,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ARM:BASE",
         help="with --mean: the paired difference of two groups on the selection cohorts, with a bootstrap interval",
     )
+    ap.add_argument(
+        "--by-size",
+        action="store_true",
+        help="with --table: WT Dice of the selection cohorts by reference tumour volume (bench/size_bins.py)",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     ap.add_argument(
         "--profile-set",
@@ -287,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             means = seed_means(recs, args.mean)
             if args.paired:
                 means += "\n" + paired_lines(recs, args.mean, args.paired)
+            if args.by_size:
+                means += ("\n\n" if means else "") + size_table(recs)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -150,3 +150,32 @@ def test_paired_difference_refuses_results_of_different_cohorts():
         paired_diff.paired_lines(recs, ["x=a", "y=b"], ["x:y"])
     with pytest.raises(ValueError, match="expected ARM:BASE"):
         paired_diff.paired_lines(recs, ["x=a", "y=b"], ["x-y"])
+
+
+def test_size_bins_by_hand():
+    import size_bins
+
+    def case(wt, ml):
+        return {"WT": wt, "TC": wt, "ET": wt, "WT_ml": ml}
+
+    per_case = {
+        "e": case(1.0, 0.0),
+        "s1": case(0.4, 0.5),
+        "s2": case(0.8, 2.99),
+        "m": case(0.7, 3.0),
+        "l": case(0.9, 250.0),
+    }
+    assert size_bins.size_bins(per_case) == {
+        "free": (1.0, 1),
+        "< 3 mL": (pytest.approx(0.6), 2),
+        "3-20 mL": (0.7, 1),
+        ">= 20 mL": (0.9, 1),
+    }
+    rec = {
+        "result": {"select": {"per_case": per_case}, "select_stress": {"per_case": {"x": case(0.0, 10.0)}}}
+    }
+    table = size_bins.size_table({"r": rec}).splitlines()
+    assert table[0].startswith("| result | select free | select < 3 mL |")
+    assert table[2] == "| r | 1.000 (1) | 0.600 (2) | 0.700 (1) | 0.900 (1) | - | - | 0.000 (1) | - |"
+    with pytest.raises(ValueError, match="no per-case scores for 'select_stress'"):
+        size_bins.size_table({"r": {"result": {"select": {"per_case": per_case}}}})
