@@ -156,6 +156,13 @@ class AugmentConfig:
         "RandomElasticDeformation, through SimpleITK) or `torch` (the same draws resampled by torch "
         "grid_sample, all channels at once; brats/train/warp.py).",
     )
+    engine: Literal["patch", "batch"] = _f(
+        "patch",
+        "How the training patches are augmented: `patch` (the TorchIO pipeline, one patch at a time, in the "
+        "dataset) or `batch` (the same transforms drawn per patch and applied to the whole batch at once by "
+        "torch, in the loader's collate step; brats/train/batch_augment.py). `batch` runs 2D patches with flip, "
+        "affine, elastic (`warp: torch`), channel_bias, rescale, noise and bias_field only.",
+    )
     rescale: RescaleConfig = _f(
         RescaleConfig(), "Percentile intensity rescaling (also at validation and test)."
     )

@@ -41,6 +41,7 @@ from brats.networks import build_model
 from brats.outputs import decode_logits, out_channels
 from brats.train.augment import build_transform
 from brats.train.augment3d import build_transform_3d
+from brats.train.batch_augment import build_batch_augment
 from brats.train.dataset import PatchDataset
 from brats.train.log import metric_mode, plot_curves, write_metrics_csv
 from brats.train.losses import build_loss
@@ -108,7 +109,10 @@ class Trainer:
         self.rt: Runtime = init_distributed(tc)
         self.scheme = get_scheme(self.info["label_scheme"])
         build = build_transform_3d if cfg.patches.dim == 3 else build_transform
-        self.train_ds = PatchDataset(out / "patches" / "train.h5", build(cfg, "train", self.scheme))
+        # augment.engine=batch: raw samples, augmented a batch at a time in the loader (brats/train/batch_augment.py)
+        self.collate = build_batch_augment(cfg, self.scheme) if cfg.augment.engine == "batch" else None
+        train_tf = None if self.collate is not None else build(cfg, "train", self.scheme)
+        self.train_ds = PatchDataset(out / "patches" / "train.h5", train_tf)
         self.val_ds = PatchDataset(out / "patches" / "val.h5", build(cfg, "val", self.scheme))
         try:  # None (uniform permutations) unless train.core_oversample is set
             self.sample_weights = sample_weights(self.train_ds.path, self.scheme, tc.core_oversample)
@@ -237,7 +241,9 @@ class Trainer:
         from brats.progress import Progress
 
         tc, rt = self.cfg.train, self.rt
-        loader, steps = train_loader(self.train_ds, tc, rt, self.cfg.seed, epoch, self.sample_weights)
+        loader, steps = train_loader(
+            self.train_ds, tc, rt, self.cfg.seed, epoch, self.sample_weights, self.collate
+        )
         self.net.train()
         total = torch.zeros(2, dtype=torch.float64)
         over = False

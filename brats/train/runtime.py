@@ -266,6 +266,7 @@ def train_loader(
     seed: int,
     epoch: int,
     weights: np.ndarray | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> tuple[DataLoader, int]:
     """The shuffled training loader of ``epoch`` and its number of steps.
 
@@ -273,7 +274,8 @@ def train_loader(
     ``train.steps_per_epoch`` batches (passing over the data several times if needed). The permutation and
     the workers' seeds depend only on ``(seed, epoch)``. With ``weights`` (one per patch,
     :func:`brats.train.sampling.core_weights`) patches are drawn with replacement in proportion to them
-    instead, the same number per epoch and rank.
+    instead, the same number per epoch and rank. ``collate_fn``: the loader's (e.g. the batched augmentation of
+    :mod:`brats.train.batch_augment`); None: PyTorch's default.
     """
     n = len(dataset)
     if n == 0:
@@ -303,6 +305,7 @@ def train_loader(
         num_workers=int(train_cfg.num_workers),
         pin_memory=bool(train_cfg.pin_memory) and rt.device.type == "cuda",
         worker_init_fn=_worker_init,
+        collate_fn=collate_fn,
         generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)),
         drop_last=False,
     )

@@ -19,14 +19,21 @@ torch reproduces a draw. Selected with ``augment.warp: torch`` (:mod:`brats.trai
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchio as tio
 
-__all__ = ["RandomAffine2D", "RandomElastic2D", "affine_grid_2d", "elastic_grid_2d", "warp_subject"]
+__all__ = [
+    "RandomAffine2D",
+    "RandomElastic2D",
+    "affine_grid_2d",
+    "affine_thetas",
+    "elastic_draws",
+    "elastic_grid_2d",
+    "warp_subject",
+]
 
 
 def _identity_grid(h: int, w: int) -> torch.Tensor:
@@ -55,14 +62,22 @@ def affine_grid_2d(h: int, w: int, degrees: float, sx: float, sy: float) -> torc
     """The sampling grid (``(1, H, W, 2)``) of a rotation by ``degrees`` and scales ``sx`` (first axis) and
     ``sy`` (second axis) about the centre of an ``H x W`` patch; TorchIO's ``Affine(scales=(sx, sy, 1),
     degrees=(0, 0, degrees))`` on a ``(C, H, W, 1)`` subject (tested against it)."""
-    a = math.radians(degrees)
-    cos, sin = math.cos(a), math.sin(a)
+    theta = affine_thetas(h, w, *(torch.tensor([float(v)], dtype=torch.float64) for v in (degrees, sx, sy)))
+    return F.affine_grid(theta, [1, 1, h, w], align_corners=False)
+
+
+def affine_thetas(h: int, w: int, degrees: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    """grid_sample's ``(B, 2, 3)`` matrices of :func:`affine_grid_2d` for ``B`` draws at once (1D tensors)."""
+    a = torch.deg2rad(degrees.to(torch.float64))
+    cos, sin = torch.cos(a), torch.sin(a)
+    sx, sy = sx.to(torch.float64), sy.to(torch.float64)
     # output voxel p (centred; first axis i, second axis j) samples the input at R(a) S^-1 p. grid_sample's
     # normalised coordinates are (x, y) = (2 j / W, 2 i / H), so the off-diagonal terms carry the aspect ratio.
     m_ii, m_ij = cos / sx, sin / sy
     m_ji, m_jj = -sin / sx, cos / sy
-    theta = torch.tensor([[[m_jj, m_ji * h / w, 0.0], [m_ij * w / h, m_ii, 0.0]]], dtype=torch.float32)
-    return F.affine_grid(theta, [1, 1, h, w], align_corners=False)
+    zero = torch.zeros_like(a)
+    rows = [torch.stack([m_jj, m_ji * h / w, zero], -1), torch.stack([m_ij * w / h, m_ii, zero], -1)]
+    return torch.stack(rows, dim=1).float()
 
 
 def _bspline_basis(size: int, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -78,12 +93,22 @@ def _bspline_basis(size: int, n: int, lo: float, hi: float) -> torch.Tensor:
 def elastic_grid_2d(h: int, w: int, coarse: torch.Tensor) -> torch.Tensor:
     """The sampling grid (``(1, H, W, 2)``) of control-point displacements ``coarse`` (``(2, n, n)``, voxels
     along the first and second axis) spread over an ``H x W`` patch by a cubic B-spline whose mesh spans the
-    patch's extent, half a voxel beyond the outer voxel centres."""
+    patch's extent, half a voxel beyond the outer voxel centres. ``coarse`` ``(B, 2, n, n)`` gives ``B`` grids."""
     n = coarse.shape[-1]
     bh, bw = _bspline_basis(h, n, -0.5, h - 0.5), _bspline_basis(w, n, -0.5, w - 0.5)
-    field = bh @ coarse.float() @ bw.T  # (2, H, W)
-    offset = torch.stack([field[1] * 2 / w, field[0] * 2 / h], dim=-1).unsqueeze(0)
-    return _identity_grid(h, w) + offset
+    field = bh @ coarse.float() @ bw.T  # (..., 2, H, W)
+    offset = torch.stack([field[..., 1, :, :] * 2 / w, field[..., 0, :, :] * 2 / h], dim=-1)
+    return _identity_grid(h, w) + offset.reshape(-1, h, w, 2)
+
+
+def elastic_draws(n_draws: int, num_control_points: int, max_displacement: float) -> torch.Tensor:
+    """``(n_draws, 2, n, n)`` control-point displacements of :class:`RandomElastic2D`: uniform in
+    ``[-max_displacement, max_displacement]``, the two outer rings 0 (TorchIO's ``locked_borders=2``)."""
+    n = int(num_control_points)
+    coarse = (torch.rand(n_draws, 2, n, n) * 2 - 1) * float(max_displacement)
+    coarse[:, :, [0, 1, -2, -1], :] = 0
+    coarse[:, :, :, [0, 1, -2, -1]] = 0
+    return coarse
 
 
 def _shape(subject: tio.Subject) -> tuple[int, int]:
@@ -136,8 +161,5 @@ class RandomElastic2D(tio.Transform):
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         h, w = _shape(subject)
-        n = self.num_control_points
-        coarse = (torch.rand(2, n, n) * 2 - 1) * self.max_displacement
-        coarse[:, [0, 1, -2, -1], :] = 0  # the two outer rings stay fixed (TorchIO's locked_borders=2)
-        coarse[:, :, [0, 1, -2, -1]] = 0
+        coarse = elastic_draws(1, self.num_control_points, self.max_displacement)[0]
         return warp_subject(subject, elastic_grid_2d(h, w, coarse))
