@@ -47,9 +47,19 @@ from typing import Any
 
 import yaml
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brats.cli.wait_policy import DEMO, trains_alone  # noqa: E402  (loads no torch)
+from brats.config import shipped_config  # noqa: E402
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"]
+
+
+# OpenMP's wait policy as `brats demo` chooses it for the recipe (brats/cli/wait_policy.py), before torch loads
+if not trains_alone(shipped_config(DEMO), _overrides(sys.argv)):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from brats.data import discover_cases  # noqa: E402
 from brats.demo import (  # noqa: E402

@@ -84,6 +84,36 @@ def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
     return {"patches": n, "patches_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
+def engine_rates(cfg, n: int) -> dict:
+    """Patches/s of the train pipeline with ``augment.engine`` patch and batch (``warp: torch``; batches of
+    ``train.batch_size`` copies of the sample of :func:`augment_rate`), one process, same run."""
+    from brats.train.augment import AugmentError
+    from brats.train.batch_augment import build_batch_augment
+
+    variant = copy.deepcopy(cfg)
+    variant.augment.warp = "torch"
+    rates = {"patch": augment_rate(variant, n)["patches_per_s"]}
+    try:
+        batched = build_batch_augment(variant, "brats2021")
+    except AugmentError as err:
+        return rates | {"batch": None, "why": str(err)}
+    torch.manual_seed(0)
+    c, (h, w), bs = model_channels(cfg), cfg.patches.size, cfg.train.batch_size
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(c, h, w)).astype(np.float32)
+    image[:, : h // 8] = 0
+    label = np.zeros((h, w), np.uint8)
+    label[h // 3 : h // 2, w // 3 : w // 2] = 2
+    batch = [{"image": image, "label": label, "index": i} for i in range(bs)]
+    batched(batch)
+    steps = max(1, n // bs)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        batched(batch)
+    rates["batch"] = round(steps * bs / (time.perf_counter() - t0), 1)
+    return rates | {"batch_vs_patch": round(rates["batch"] / rates["patch"], 2)}
+
+
 def augment_rates(cfg, n: int) -> dict:
     """The train pipeline as configured, without elastic deformation, with each ``augment.warp``, as a TorchIO
     user would write it (TorchIO's warps, every transform copying its input), and with the asymmetry input with
@@ -104,6 +134,7 @@ def augment_rates(cfg, n: int) -> dict:
     out["augment_by_warp"] = rates | {
         "torch_vs_torchio_copy_each": round(rates["torch"] / rates["torchio_copy_each"], 2)
     }
+    out["augment_by_engine"] = engine_rates(cfg, n)
     if cfg.preprocess.asymmetry:  # augment.recompute_asymmetry: the cost of the mirror images, same run
         by = {}
         for name, on in (("as_stored", False), ("recompute", True)):

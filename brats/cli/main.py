@@ -7,6 +7,7 @@ import logging
 import sys
 
 from brats.cli.parser import build_parser
+from brats.cli.wait_policy import apply_wait_policy
 from brats.errors import BratsError
 
 __all__ = ["main", "setup_logging"]
@@ -22,6 +23,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    apply_wait_policy(args)  # before any command loads torch
     setup_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args) or 0)
