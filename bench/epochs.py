@@ -2,11 +2,12 @@
 """Seconds per training epoch by augmentation engine, loader processes and OpenMP wait policy, same run.
 
 Each arm trains the config for ``--epochs`` epochs (no time budget) on the patch stores of an existing run
-folder (``--run``: ``brats demo`` or ``brats extract`` wrote ``RUN/patches``), in its own ``brats train``
-process, because OpenMP reads ``OMP_WAIT_POLICY`` when torch loads. The first epoch is left out (oneDNN builds
-its kernels then); the figure is the mean of the rest, validation included, from each arm's metrics.csv. Ratios
-are against the first arm, the config as it is run by ``brats`` (loader process, passive waits). Run it on a
-quiet machine. Prints JSON.
+folder (``--run``: ``brats demo`` or ``brats extract`` wrote ``RUN/patches``), in its own process calling
+``run_training``, because OpenMP reads ``OMP_WAIT_POLICY`` when torch loads (the arm sets it, or unsets it for
+OpenMP's default). The first epoch is left out (oneDNN builds its kernels then); the figure is the mean of the
+rest, validation included, from each arm's metrics.csv. Ratios are against the first arm (the patch engine, one
+loader process, passive waits: the demo recipe before the thirtieth round). Run it on a quiet machine. Prints
+JSON.
 
     python bench/epochs.py --run runs/demo --save epochs-epyc
 """
@@ -24,18 +25,26 @@ from pathlib import Path
 
 from results_io import load_now, write_result  # bench/ is on sys.path when a bench script runs
 
-#: (name, augment.engine, train.num_workers, OMP_WAIT_POLICY)
+#: (name, augment.engine, train.num_workers, OMP_WAIT_POLICY; None: unset, OpenMP's default)
 ARMS = [
     ("patch_1worker_passive", "patch", 1, "PASSIVE"),
-    ("patch_1worker_active", "patch", 1, "ACTIVE"),
+    ("patch_1worker_default", "patch", 1, None),
+    ("patch_0workers_passive", "patch", 0, "PASSIVE"),
+    ("patch_0workers_default", "patch", 0, None),
     ("batch_1worker_passive", "batch", 1, "PASSIVE"),
     ("batch_0workers_passive", "batch", 0, "PASSIVE"),
-    ("batch_0workers_active", "batch", 0, "ACTIVE"),
+    ("batch_0workers_default", "batch", 0, None),
 ]
+
+#: One arm's process: run_training itself, so that the environment's policy is the one OpenMP reads.
+TRAIN = (
+    "import sys; from brats.config import load_config; from brats.train import run_training; "
+    "run_training(load_config(sys.argv[1], sys.argv[2:]))"
+)
 
 
 def run_arm(
-    config: str, run: Path, engine: str, workers: int, policy: str, epochs: int, extra: list[str]
+    config: str, run: Path, engine: str, workers: int, policy: str | None, epochs: int, extra: list[str]
 ) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -49,18 +58,10 @@ def run_arm(
             f"train.num_workers={workers}",
             *extra,
         ]
-        cmd = [
-            sys.executable,
-            "-c",
-            "from brats.cli import main; raise SystemExit(main())",
-            "-q",
-            "train",
-            "--config",
-            config,
-        ]
-        for s in sets:
-            cmd += ["--set", s]
-        env = {**os.environ, "OMP_WAIT_POLICY": policy}
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if policy is not None:
+            env["OMP_WAIT_POLICY"] = policy
+        cmd = [sys.executable, "-c", TRAIN, config, *sets]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"error: {engine}/{workers}/{policy}: {done.stderr.strip().splitlines()[-1:]}")
