@@ -4,8 +4,9 @@ With passive waits an idle OpenMP thread sleeps at once; with OpenMP's default i
 2-core machine spinning threads slow torch several-fold as soon as another busy process shares the cores, as a
 DataLoader worker process does (``train.num_workers`` >= 1), so ``brats`` asks for passive waits. A process that
 trains alone (``train.num_workers: 0``, as with ``augment.engine: batch``) is faster with the default: its
-threads wake for each of the many small operations of a step without a system call (``python bench/epochs.py``:
-``batch_0workers_passive`` against ``batch_0workers_default``).
+threads wake for each of the many small operations of a step without a system call (``python bench/epochs.py``
+on 2 cores: 14.66 s an epoch of configs/demo.yaml with passive waits, 11.33 s with the default; docs/training.md,
+"Augmentation engine and OpenMP waits").
 
 The rule: a policy already in the environment is kept; ``brats train`` and ``brats demo`` whose config trains
 with no loader process leave OpenMP's default; every other command, and a config that cannot be read (the

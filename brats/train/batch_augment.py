@@ -50,7 +50,8 @@ __all__ = [
     "UNBATCHED",
 ]
 
-#: Enabled transforms that ``augment.engine: batch`` does not run (config key -> why it matters to the user).
+#: The transforms (``augment`` keys) that ``augment.engine: batch`` does not run; :func:`build_batch_augment` refuses
+#: a training config that enables one.
 UNBATCHED = ("gamma", "lesion_contrast", "intensity_curve", "blur", "modality_dropout", "anisotropy")
 
 
