@@ -142,10 +142,18 @@ def _epochs(run: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _scored(run: Path, sub: str, root: Path) -> dict | None:
-    """The demo's own scores of a cohort (``run/sub/evaluation``), when it wrote them."""
+def _scored(run: Path, sub: str, root: Path, checkpoint: Path | None = None) -> dict | None:
+    """The demo's own scores of a cohort (``run/sub/evaluation``), when it wrote them after ``checkpoint`` was
+    written (scores older than the checkpoint are another model's, e.g. a ``stress`` folder linked from another
+    run); None otherwise."""
     summary = run / sub / "evaluation" / "summary.json"
     if not summary.is_file():
+        return None
+    if (
+        checkpoint is not None
+        and checkpoint.is_file()
+        and summary.stat().st_mtime < checkpoint.stat().st_mtime
+    ):
         return None
     scored = json.loads(summary.read_text())
     return {"summary": scored, "lesion": lesion_summary(scored)}
@@ -205,10 +213,10 @@ def score_run(
     predict = predict or {}
     for name in ("val", "test"):
         root = _link_cases([cases[i].folder for i in splits[name]], run / f"bench_{name}_cases")
-        own = _scored(run, ".", root) if name == "test" and reuse else None
+        own = _scored(run, ".", root, ckpt) if name == "test" and reuse else None
         out[name] = cohort_scores(own or score_cohort(ckpt, root, run / f"bench_{name}{tag}", **predict))
     stress_root = run / "stress" / "cases"
-    own = _scored(run, "stress", stress_root) if stress_root.is_dir() and reuse else None
+    own = _scored(run, "stress", stress_root, ckpt) if stress_root.is_dir() and reuse else None
     if own is None and not stress_root.is_dir():
         generate_cohort(
             stress_root, stress_cases, seed + STRESS_SEED_OFFSET, "2021", workers, shape, profile="stress"

@@ -179,3 +179,24 @@ def test_size_bins_by_hand():
     assert table[2] == "| r | 1.000 (1) | 0.600 (2) | 0.700 (1) | 0.900 (1) | - | - | 0.000 (1) | - |"
     with pytest.raises(ValueError, match="no per-case scores for 'select_stress'"):
         size_bins.size_table({"r": {"result": {"select": {"per_case": per_case}}}})
+
+
+def test_own_scores_older_than_the_checkpoint_are_not_reused(tmp_path):
+    """A cohort's evaluation written before the run's checkpoint (e.g. a stress folder linked from another run)
+    is another model's: score_run must predict again rather than report it."""
+    import os
+
+    run = tmp_path / "run"
+    summary = run / "stress" / "evaluation" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text('{"mean": {"WT": 0.5}}')
+    ckpt = run / "checkpoints" / "best.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights")
+    os.utime(summary, (1_000_000, 1_000_000))
+    os.utime(ckpt, (2_000_000, 2_000_000))
+    assert generalise._scored(run, "stress", run / "stress" / "cases", ckpt) is None
+    os.utime(summary, (3_000_000, 3_000_000))
+    own = generalise._scored(run, "stress", run / "stress" / "cases", ckpt)
+    assert own is not None and own["summary"] == {"mean": {"WT": 0.5}}
+    assert generalise._scored(run, "test", run / "cases") is None  # nothing written
