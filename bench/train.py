@@ -63,16 +63,22 @@ def train_steps(cfg, channels_last: bool, amp: torch.dtype | None, steps: int, w
     }
 
 
-def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
-    """Patches/s of the train pipeline (one process) on random (C, H, W) patches with a tumour. ``copy_each``:
-    every transform deep-copies its input, TorchIO's default (the pipeline shares the Compose's one copy)."""
-    torch.manual_seed(0)
+def _sample(cfg) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``(C, H, W)`` patch of the config's shape with some background, and a label map with edema."""
     c, (h, w) = model_channels(cfg), cfg.patches.size
     rng = np.random.default_rng(0)
     image = rng.normal(size=(c, h, w)).astype(np.float32)
     image[:, : h // 8] = 0  # some background
     label = np.zeros((h, w), np.uint8)
     label[h // 3 : h // 2, w // 3 : w // 2] = 2
+    return image, label
+
+
+def augment_rate(cfg, n: int, copy_each: bool = False) -> dict:
+    """Patches/s of the train pipeline (one process) on random (C, H, W) patches with a tumour. ``copy_each``:
+    every transform deep-copies its input, TorchIO's default (the pipeline shares the Compose's one copy)."""
+    torch.manual_seed(0)
+    image, label = _sample(cfg)
     transform = build_transform(cfg, "train", "brats2021")
     if copy_each:
         set_copies(transform.transform, True)
@@ -98,12 +104,8 @@ def engine_rates(cfg, n: int) -> dict:
     except AugmentError as err:
         return rates | {"batch": None, "why": str(err)}
     torch.manual_seed(0)
-    c, (h, w), bs = model_channels(cfg), cfg.patches.size, cfg.train.batch_size
-    rng = np.random.default_rng(0)
-    image = rng.normal(size=(c, h, w)).astype(np.float32)
-    image[:, : h // 8] = 0
-    label = np.zeros((h, w), np.uint8)
-    label[h // 3 : h // 2, w // 3 : w // 2] = 2
+    image, label = _sample(cfg)
+    bs = cfg.train.batch_size
     batch = [{"image": image, "label": label, "index": i} for i in range(bs)]
     batched(batch)
     steps = max(1, n // bs)

@@ -204,6 +204,10 @@ def test_noise_and_bias_field_stay_within_their_ranges():
 def test_errors_name_the_setting():
     with pytest.raises(AugmentError, match=r"augment\.gamma"):
         build_batch_augment(cfg_of(gamma={"enabled": True}), "brats2021")
+    with pytest.raises(AugmentError, match=r"augment\.flip\.axes"):
+        build_batch_augment(cfg_of(flip={"axes": [2]}), "brats2021")
+    with pytest.raises(AugmentError, match=r"augment\.intensity_p"):
+        build_batch_augment(cfg_of(intensity_p=2.0), "brats2021")
     with pytest.raises(AugmentError, match=r"warp=torch"):
         build_batch_augment(cfg_of(warp="torchio"), "brats2021")
     with pytest.raises(AugmentError, match=r"patches.dim=3"):

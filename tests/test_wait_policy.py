@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from brats.cli.parser import build_parser
-from brats.cli.wait_policy import DEMO, apply_wait_policy, trains_alone, wait_policy
+from brats.cli.wait_policy import DEMO, trains_alone, wait_policy
 from brats.config import config_to_yaml, load_config, shipped_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,13 +43,24 @@ def test_the_demo_name_is_the_demo_module_s():
     assert DEMO == DEMO_CONFIG
 
 
-@pytest.mark.parametrize("present", ["ACTIVE", "PASSIVE"])
-def test_a_policy_in_the_environment_is_kept(tmp_path, monkeypatch, present):
-    monkeypatch.setenv("OMP_WAIT_POLICY", present)
-    apply_wait_policy(build_parser().parse_args(["train", "--config", _config(tmp_path, 0)]))
-    import os
-
-    assert os.environ["OMP_WAIT_POLICY"] == present
+@pytest.mark.parametrize("present", [None, "ACTIVE", "PASSIVE"])
+def test_apply_sets_the_policy_unless_the_environment_has_one(tmp_path, present):
+    """In a fresh interpreter (this one has torch loaded, and then nothing is set): a config with a loader
+    process gets PASSIVE, and a policy already in the environment is kept."""
+    code = (
+        "import os, sys\n"
+        "from brats.cli.parser import build_parser\n"
+        "from brats.cli.wait_policy import apply_wait_policy\n"
+        "apply_wait_policy(build_parser().parse_args(['train', '--config', sys.argv[1]]))\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if present is not None:
+        env["OMP_WAIT_POLICY"] = present
+    cmd = [sys.executable, "-c", code, _config(tmp_path, 1)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (present or "PASSIVE")
 
 
 def test_choosing_the_policy_loads_no_torch():
