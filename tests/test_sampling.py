@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_train import make_patches, tiny_config, write_store
+from test_train import SIZE, make_patches, tiny_config, write_store
 
 from brats.config import ConfigError, config_from_dict
 from brats.extract import StoreWriter, store_attrs
 from brats.labels import get_scheme
 from brats.train import Runtime, Trainer, TrainError, train_loader
 from brats.train.dataset import PatchDataset
-from brats.train.sampling import core_patches, core_weights
+from brats.train.sampling import case_weights, core_patches, core_weights, sample_weights
 
 CPU = Runtime(torch.device("cpu"), None, False)
 
@@ -97,3 +97,60 @@ def test_core_oversample_is_validated():
     assert config_from_dict({"train": {"core_oversample": 2}}).train.core_oversample == 2.0
     with pytest.raises(ConfigError, match="core_oversample"):
         config_from_dict({"train": {"core_oversample": 0.5}})
+
+
+def balance_store(path, sizes=(1, 3, 8)):
+    """A store of ``len(sizes)`` cases holding ``sizes[c]`` patches each, written case by case by StoreWriter."""
+    images, labels = make_patches(sum(sizes), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = config_from_dict({"patches": {"size": [SIZE, SIZE], "stride": [SIZE, SIZE]}})
+    with StoreWriter(path, images.shape[1], (SIZE, SIZE), attrs=store_attrs(cfg, "brats2021")) as w:
+        start = 0
+        for c, n in enumerate(sizes):
+            sl = slice(start, start + n)
+            w.add_case(f"case{c}", images[sl], labels[sl], np.zeros((n, 3), np.int32))
+            start += n
+    return path
+
+
+@pytest.mark.parametrize("b", [0.0, 0.5, 1.0])
+def test_case_weights_give_each_case_its_count_to_one_minus_b(tmp_path, b):
+    sizes = (1, 3, 8)
+    path = balance_store(tmp_path / "train.h5", sizes)
+    w = case_weights(path, b)
+    assert w.shape == (12,)
+    per_case = [w[:1].sum(), w[1:4].sum(), w[4:].sum()]
+    np.testing.assert_allclose(per_case, [s ** (1 - b) for s in sizes])
+    # within a case every patch weighs the same: 8 patches at b=1 weigh 1/8 each
+    assert len(set(w[4:].tolist())) == 1
+
+
+def test_sample_weights_multiply_core_and_case_weights(tmp_path):
+    scheme = get_scheme("brats2021")
+    path = core_store(tmp_path / "train.h5")
+    assert sample_weights(path, scheme, 1.0, 0.0) is None
+    both = sample_weights(path, scheme, 3.0, 0.5)
+    np.testing.assert_allclose(both, core_weights(path, scheme, 3.0) * case_weights(path, 0.5))
+    # case balance alone is allowed for a binary scheme (it reads no labels)
+    np.testing.assert_allclose(sample_weights(path, get_scheme("binary"), 1.0, 1.0), case_weights(path, 1.0))
+
+
+def test_balanced_loader_draws_cases_equally(tmp_path):
+    path = balance_store(tmp_path / "run" / "patches" / "train.h5", (1, 3, 8))
+    ds = PatchDataset(path)
+    cfg = tiny_config(tmp_path / "run", steps_per_epoch=300, batch_size=4)
+    _, first = drawn(ds, cfg, case_weights(path, 1.0))
+    case = np.repeat(np.arange(3), (1, 3, 8))[first]
+    # 1200 draws, each case with probability 1/3 (sd 0.014); uniformly the 1-patch case gets 1/12
+    np.testing.assert_allclose(np.bincount(case, minlength=3) / len(case), [1 / 3] * 3, atol=0.06)
+    ds.close()
+
+
+def test_trainer_passes_case_balance(tmp_path):
+    out = tmp_path / "run"
+    balance_store(out / "patches" / "train.h5", (4, 8))
+    write_store(out / "patches" / "val.h5", *make_patches(4, 1))
+    trainer = Trainer(tiny_config(out, case_balance=1.0), progress=False)
+    np.testing.assert_allclose(trainer.sample_weights, [0.25] * 4 + [0.125] * 8)
+    with pytest.raises(ConfigError, match="case_balance"):
+        config_from_dict({"train": {"case_balance": 1.5}})

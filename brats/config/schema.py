@@ -225,6 +225,14 @@ class TrainConfig:
         "schemes only).",
         ge=1,
     )
+    case_balance: float = _f(
+        0.0,
+        "Sampling weight of each training patch divided by its case's patch count to this power (0 = off; "
+        "0.5: each case drawn in proportion to the square root of its patches; 1: every case equally), so the "
+        "few patches of a small tumour are drawn more often; patches are then drawn with replacement.",
+        ge=0,
+        le=1,
+    )
     lr: float = _f(1e-3, "Adam learning rate.", gt=0)
     swa_start: float | None = _f(
         None,

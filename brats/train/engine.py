@@ -114,8 +114,10 @@ class Trainer:
         train_tf = None if self.collate is not None else build(cfg, "train", self.scheme)
         self.train_ds = PatchDataset(out / "patches" / "train.h5", train_tf)
         self.val_ds = PatchDataset(out / "patches" / "val.h5", build(cfg, "val", self.scheme))
-        try:  # None (uniform permutations) unless train.core_oversample is set
-            self.sample_weights = sample_weights(self.train_ds.path, self.scheme, tc.core_oversample)
+        try:  # None (uniform permutations) unless train.core_oversample or train.case_balance is set
+            self.sample_weights = sample_weights(
+                self.train_ds.path, self.scheme, tc.core_oversample, tc.case_balance
+            )
         except ValueError as exc:
             raise TrainError(str(exc)) from exc
         # modalities x (2k + 1) for 2.5D stores (patches.context_slices: k)
