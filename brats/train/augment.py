@@ -59,6 +59,8 @@ __all__ = [
     "spatial_transforms",
     "intensity_transforms",
     "build_transform",
+    "check_prob",
+    "oneof_weights",
     "rescaled_channels",
     "set_copies",
     "SHARE_SUBJECTS",
@@ -98,7 +100,8 @@ class ChannelwiseRescaleIntensity(tio.RescaleIntensity):
         image.set_data(torch.cat([*channels, data[n:].float()], dim=0))
 
 
-def _check_prob(value: float, key: str) -> float:
+def check_prob(value: float, key: str) -> float:
+    """``value`` if it is a probability in [0, 1], else :class:`AugmentError` naming ``augment.<key>``."""
     if not 0.0 <= value <= 1.0:
         raise AugmentError(f"augment.{key} must be a probability in [0, 1], got {value}")
     return value
@@ -164,7 +167,9 @@ def spatial_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
     return out
 
 
-def _weights(aug: AugmentConfig, names: Sequence[str]) -> list[float]:
+def oneof_weights(aug: AugmentConfig, names: Sequence[str]) -> list[float]:
+    """The ``weight`` of each transform ``names`` in a OneOf group, as floats; :class:`AugmentError` if one is
+    negative. Shared with the batched engine (:mod:`brats.train.batch_augment`)."""
     weights = [float(getattr(aug, n).weight) for n in names]
     if any(w < 0 for w in weights):
         raise AugmentError(f"augment weights must be >= 0, got {dict(zip(names, weights))}")
@@ -192,7 +197,7 @@ def channel_transforms(
     after: list[tio.Transform] = []
     lc = aug.lesion_contrast
     if lc.enabled:
-        p = _check_prob(lc.p, "lesion_contrast.p")
+        p = check_prob(lc.p, "lesion_contrast.p")
         labels = _faded_labels(lc.target, scheme or get_scheme("brats2021"))
         try:  # the transform checks its own ranges; name the config key
             before.append(RandomLesionContrast(lc.min_scale, lc.sigma, labels=labels, p=p))
@@ -200,7 +205,7 @@ def channel_transforms(
             raise AugmentError(f"augment.lesion_contrast.{err}") from None
     cb = aug.channel_bias
     if cb.enabled:
-        p = _check_prob(cb.p, "channel_bias.p")
+        p = check_prob(cb.p, "channel_bias.p")
         try:
             before.append(RandomChannelBias(cb.max_std, cb.grid, p=p))
         except ValueError as err:
@@ -208,13 +213,11 @@ def channel_transforms(
     if aug.gamma.enabled:
         if aug.gamma.log_gamma < 0:
             raise AugmentError(f"augment.gamma.log_gamma must be >= 0, got {aug.gamma.log_gamma}")
-        before.append(ChannelwiseRandomGamma(aug.gamma.log_gamma, p=_check_prob(aug.gamma.p, "gamma.p")))
+        before.append(ChannelwiseRandomGamma(aug.gamma.log_gamma, p=check_prob(aug.gamma.p, "gamma.p")))
     ic = aug.intensity_curve
     if ic.enabled:
         try:
-            before.append(
-                RandomIntensityCurve(ic.max_std, ic.knots, p=_check_prob(ic.p, "intensity_curve.p"))
-            )
+            before.append(RandomIntensityCurve(ic.max_std, ic.knots, p=check_prob(ic.p, "intensity_curve.p")))
         except ValueError as err:
             raise AugmentError(f"augment.intensity_curve.{err}") from None
     if aug.blur.enabled:
@@ -222,24 +225,24 @@ def channel_transforms(
             raise AugmentError(f"augment.blur.std must be >= 0, got {aug.blur.std}")
         std = float(aug.blur.std)
         blur_std: Any = (0.0, std, 0.0, std, 0.0, 0.0)  # in-plane only (TorchIO accepts 6 values)
-        after.append(tio.RandomBlur(std=blur_std, p=_check_prob(aug.blur.p, "blur.p")))
+        after.append(tio.RandomBlur(std=blur_std, p=check_prob(aug.blur.p, "blur.p")))
     return before, after
 
 
 def _one_of(transforms: dict[str, tio.Transform], aug: AugmentConfig, p: float) -> tio.Transform | None:
-    names = [n for n, w in zip(transforms, _weights(aug, list(transforms))) if w > 0]
+    names = [n for n, w in zip(transforms, oneof_weights(aug, list(transforms))) if w > 0]
     if not names or p == 0:
         return None
-    weights = _weights(aug, names)
+    weights = oneof_weights(aug, names)
     return tio.OneOf({transforms[n]: w for n, w in zip(names, weights)}, p=p)
 
 
 def _intensity(aug: AugmentConfig) -> list[tio.Transform]:
     """The noise / bias-field step: one of them (``intensity_combine: one_of``) or each on its own (``each``)."""
-    p = _check_prob(aug.intensity_p, "intensity_p")
+    p = check_prob(aug.intensity_p, "intensity_p")
     transforms = intensity_transforms(aug)
     if aug.intensity_combine == "each":
-        names = [n for n, w in zip(transforms, _weights(aug, list(transforms))) if w > 0]
+        names = [n for n, w in zip(transforms, oneof_weights(aug, list(transforms))) if w > 0]
         return [tio.Compose([transforms[n]], p=p) for n in names] if p > 0 else []
     if aug.intensity_combine != "one_of":
         raise AugmentError(f"augment.intensity_combine must be one_of or each, got {aug.intensity_combine!r}")
@@ -304,7 +307,7 @@ def _faded_labels(target: str, scheme: LabelScheme) -> tuple[int, ...] | None:
 
 
 def _modality_dropout(cfg: Config) -> tio.Transform:
-    p = _check_prob(cfg.augment.modality_dropout.p, "modality_dropout.p")
+    p = check_prob(cfg.augment.modality_dropout.p, "modality_dropout.p")
     n = len(cfg.data.modalities)
     if n < 2:
         raise AugmentError(
@@ -341,7 +344,7 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
         steps.append(tio.CropOrPad((int(h), int(w), 1), padding_mode=0))
     random_on = split == "train" and aug.enabled
     if random_on:
-        spatial = _one_of(spatial_transforms(aug), aug, _check_prob(aug.spatial_p, "spatial_p"))
+        spatial = _one_of(spatial_transforms(aug), aug, check_prob(aug.spatial_p, "spatial_p"))
         if spatial is not None:
             steps.append(spatial)
     before, after = channel_transforms(aug, scheme) if random_on else ([], [])

@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from brats.config import Config
 from brats.labels import LabelScheme, get_scheme, to_classes
 from brats.preprocess import rescale_batch
-from brats.train.augment import AugmentError, _check_prob, _weights, build_transform, rescaled_channels
+from brats.train.augment import (
+    AugmentError,
+    build_transform,
+    check_prob,
+    oneof_weights,
+    rescaled_channels,
+)
 from brats.train.mirror_pairs import GAP
 from brats.train.warp import affine_thetas, elastic_draws, elastic_grid_2d
 
@@ -155,9 +161,9 @@ class BatchAugment:
         self.scheme = get_scheme(scheme)
         self.size = tuple(int(v) for v in cfg.patches.size)
         self.random = bool(train and aug.enabled)
-        self.spatial_p = _check_prob(aug.spatial_p, "spatial_p")
+        self.spatial_p = check_prob(aug.spatial_p, "spatial_p")
         spatial = [n for n in ("flip", "affine", "elastic") if getattr(aug, n).enabled]
-        weights = _weights(aug, spatial)
+        weights = oneof_weights(aug, spatial)
         self.spatial = [n for n, wt in zip(spatial, weights) if wt > 0]
         self.spatial_weights = [wt for wt in weights if wt > 0]
         self.flip_axes = tuple(int(a) for a in aug.flip.axes)
@@ -165,17 +171,17 @@ class BatchAugment:
         self.control_points = int(aug.elastic.num_control_points)
         self.displacement = float(aug.elastic.max_displacement)
         cb = aug.channel_bias
-        self.bias_p = _check_prob(cb.p, "channel_bias.p") if cb.enabled else 0.0
+        self.bias_p = check_prob(cb.p, "channel_bias.p") if cb.enabled else 0.0
         self.bias_std, self.bias_grid = float(cb.max_std), int(cb.grid)
         self.channels = rescaled_channels(cfg)  # modality channels before the asymmetry channels, or None
         self.mirror = bool(aug.recompute_asymmetry and cfg.preprocess.asymmetry)
         r = aug.rescale
         self.rescale = (tuple(float(v) for v in r.out_min_max), tuple(float(v) for v in r.percentiles))
         self.rescale_on = bool(r.enabled)
-        self.intensity_p = _check_prob(aug.intensity_p, "intensity_p")
+        self.intensity_p = check_prob(aug.intensity_p, "intensity_p")
         self.combine = aug.intensity_combine
         names = [n for n in ("noise", "bias_field") if getattr(aug, n).enabled]
-        weights = _weights(aug, names)
+        weights = oneof_weights(aug, names)
         self.intensity = [n for n, wt in zip(names, weights) if wt > 0]
         self.intensity_weights = [wt for wt in weights if wt > 0]
         self.noise_std = float(aug.noise.std)
