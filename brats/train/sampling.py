@@ -59,12 +59,17 @@ def core_weights(path: str | Path, scheme: LabelScheme, core_oversample: float) 
     return np.where(core_patches(path, scheme), float(core_oversample), 1.0)
 
 
+def _case_counts(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(case_index, counts)``: each patch's case row and the number of patches of every case row."""
+    with open_store(path) as f:
+        case_index = np.asarray(f["case_index"][:], dtype=np.int64)
+    return case_index, np.bincount(case_index)
+
+
 def case_weights(path: str | Path, case_balance: float) -> np.ndarray:
     """Sampling weight of every patch of the store: ``1 / n_c ** case_balance``, ``n_c`` the number of patches of
     the patch's case (``case_index``), so the patches of case ``c`` weigh ``n_c ** (1 - case_balance)`` together."""
-    with open_store(path) as f:
-        case_index = np.asarray(f["case_index"][:], dtype=np.int64)
-    counts = np.bincount(case_index)
+    case_index, counts = _case_counts(path)
     return counts[case_index].astype(np.float64) ** -float(case_balance)
 
 
@@ -94,8 +99,7 @@ def sample_weights(
         )
     if case_balance != 0:
         balance = case_weights(path, case_balance)
-        with open_store(path) as f:
-            counts = np.bincount(np.asarray(f["case_index"][:], dtype=np.int64))
+        counts = _case_counts(path)[1]
         counts = counts[counts > 0]
         log.info(
             "train.case_balance=%g: %d cases of %d-%d patches drawn in the ratio 1 : %.1f (uniform: 1 : %.1f)",
