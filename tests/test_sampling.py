@@ -154,3 +154,8 @@ def test_trainer_passes_case_balance(tmp_path):
     np.testing.assert_allclose(trainer.sample_weights, [0.25] * 4 + [0.125] * 8)
     with pytest.raises(ConfigError, match="case_balance"):
         config_from_dict({"train": {"case_balance": 1.5}})
+
+
+def test_case_balance_on_an_empty_store_leaves_the_error_to_the_loader(tmp_path):
+    path = balance_store(tmp_path / "train.h5", ())
+    assert sample_weights(path, get_scheme("brats2021"), 1.0, 0.5).shape == (0,)

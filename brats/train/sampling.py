@@ -101,6 +101,8 @@ def sample_weights(
         balance = case_weights(path, case_balance)
         counts = _case_counts(path)[1]
         counts = counts[counts > 0]
+        if counts.size == 0:  # an empty store: the training loader says so in one line
+            return balance
         log.info(
             "train.case_balance=%g: %d cases of %d-%d patches drawn in the ratio 1 : %.1f (uniform: 1 : %.1f)",
             case_balance,
