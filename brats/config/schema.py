@@ -188,6 +188,11 @@ class LossConfig:
     class_weights: list[float] | None = _f(
         None, "Weight of each training class (or region) in the focal and Dice terms; null: equal.", ge=0
     )
+    dice_scope: Literal["batch", "patch"] = _f(
+        "batch",
+        "`batch`: the Dice term of each class over the whole batch (smp); `patch`: per patch, then averaged "
+        "(MONAI, batch=False), so a small tumour weighs as much as a large one (brats/train/losses.py).",
+    )
 
 
 @dataclass

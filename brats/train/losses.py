@@ -21,6 +21,12 @@ ET; both terms then use smp's ``multilabel`` mode: the focal loss of each region
 mask, and the soft Dice of each region's sigmoid over the batch, averaged over the three regions. ``ce_dice``
 then uses the binary cross-entropy of each region's sigmoid (focal with gamma 0).
 
+``loss.dice_scope: patch`` scores the Dice term per patch instead of over the batch: MONAI's ``DiceLoss``
+(``batch=False``, no smoothing in the numerator) gives ``1 - Dice`` of each class (or region) in each patch, a
+class absent from a patch's target counts 0 (as smp's absent classes do over the batch), and the mean is taken over
+patches and classes. Each patch's tumour then weighs the same whatever its size, where over the batch a small
+lesion's pixels are a small share of one sum.
+
 ``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
 means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
 and ET. With ``ce_dice`` on classes the cross-entropy takes them as torch's per-class ``weight`` (each pixel
@@ -37,7 +43,7 @@ from brats.config import LossConfig
 from brats.errors import BratsError
 from brats.outputs import region_targets
 
-__all__ = ["LossError", "SegmentationLoss", "build_loss"]
+__all__ = ["LossError", "PatchDiceLoss", "SegmentationLoss", "build_loss"]
 
 
 class LossError(BratsError, ValueError):
@@ -55,6 +61,7 @@ class SegmentationLoss(nn.Module):
         regions: the logits are the 3 BraTS regions (``model.output: regions``), scored against
             :func:`brats.outputs.region_targets` of the class target.
         class_weights: one weight per logit channel for both terms (None: equal).
+        dice_scope: ``batch`` (smp's Dice over the whole batch) or ``patch`` (MONAI's, per patch).
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class SegmentationLoss(nn.Module):
         dice_weight: float = 0.0,
         regions: bool = False,
         class_weights: list[float] | None = None,
+        dice_scope: str = "batch",
     ):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
@@ -78,7 +86,11 @@ class SegmentationLoss(nn.Module):
             self.focal = nn.CrossEntropyLoss(weight=None if w is None else torch.tensor(w))
         else:
             self.focal = FocalLoss(mode=mode, gamma=0.0 if gamma is None else gamma, class_weights=w)
-        self.dice = DiceLoss(mode=mode, from_logits=True, class_weights=w) if self.dice_weight else None
+        self.dice: nn.Module | None = None
+        if self.dice_weight and dice_scope == "patch":
+            self.dice = PatchDiceLoss(regions=self.regions, class_weights=w)
+        elif self.dice_weight:
+            self.dice = DiceLoss(mode=mode, from_logits=True, class_weights=w)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``logits`` ``(B, K, H, W)``, ``target`` ``(B, H, W)`` int64 classes -> scalar float32 loss."""
@@ -91,6 +103,47 @@ class SegmentationLoss(nn.Module):
             if self.dice is not None:
                 loss = loss + self.dice_weight * self.dice(logits, target)
         return loss
+
+
+class PatchDiceLoss(nn.Module):
+    """``1 - Dice`` per patch and class (MONAI ``DiceLoss(batch=False)``), absent classes 0, mean over both.
+
+    Args:
+        regions: ``target`` holds region masks ``(B, K, H, W)`` scored against each logit's sigmoid; else
+            classes ``(B, H, W)`` scored against the softmax.
+        class_weights: one weight per logit channel: each patch's weighted mean over classes, as smp's
+            (None: equal).
+    """
+
+    def __init__(self, regions: bool = False, class_weights: list[float] | None = None):
+        super().__init__()
+        from monai.losses import DiceLoss as MonaiDiceLoss
+
+        self.regions = bool(regions)
+        self.dice = MonaiDiceLoss(
+            sigmoid=self.regions,
+            softmax=not self.regions,
+            reduction="none",
+            batch=False,
+            smooth_nr=0.0,
+            smooth_dr=1e-7,
+        )
+        w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", w, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        k = logits.shape[1]
+        if self.regions:
+            onehot = target.to(logits.dtype)
+        else:
+            onehot = nn.functional.one_hot(target, k).movedim(-1, 1).to(logits.dtype)
+        loss = self.dice(logits, onehot).reshape(logits.shape[0], k)
+        present = onehot.flatten(2).sum(-1) > 0
+        loss = loss * present
+        if self.class_weights is None:
+            return loss.mean()
+        # smp's weighted mean over classes (sum of w * loss over sum of w), then the mean over patches
+        return (loss * self.class_weights).sum(1).mean() / self.class_weights.sum()
 
 
 def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None = None) -> SegmentationLoss:
@@ -120,5 +173,5 @@ def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None
                 f"loss.focal_weight and loss.dice_weight must be >= 0 and not both 0, got {fw}, {dw}"
             )
         gamma = None if loss_cfg.name == "ce_dice" else loss_cfg.gamma
-        return SegmentationLoss(gamma, fw, dw, regions, cw)
+        return SegmentationLoss(gamma, fw, dw, regions, cw, loss_cfg.dice_scope)
     raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice, ce_dice")
