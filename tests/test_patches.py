@@ -174,6 +174,37 @@ def test_selection_rules_match_brute_force(tmp_path):
         assert extra <= background and len(extra) == round(0.5 * len(tumour))
 
 
+def test_tumour_free_case_keeps_tumour_free_windows(tmp_path):
+    # case 1's seg is all background: by default it gives no patch; with tumour_free_windows 5 it gives 5
+    # brain-only windows, and the tumour cases' windows stay exactly as they were
+    root = tmp_path / "cases"
+    for i in range(3):
+        make_case(root, i, shape=(24, 20, 8))
+    free = root / "BraTS2021_00001" / "BraTS2021_00001_seg.nii.gz"
+    write_nifti(free, np.zeros((24, 20, 8), np.uint8), affine_1mm())
+    stores = {}
+    for n in (0, 5, 10_000):
+        cfg = _cfg(
+            root, tmp_path / f"out{n}", size=[8, 8], stride=[4, 4], min_foreground=4, tumour_free_windows=n
+        )
+        cfg.data.train_fraction, cfg.data.val_fraction = 1.0, 0.0
+        stores[n] = read_store(run_extract(cfg, progress=False)["train"])
+    cases = list(stores[0]["info"]["cases"])
+    free_ci = cases.index("BraTS2021_00001")
+    counts = {n: np.bincount(st["case_index"], minlength=3) for n, st in stores.items()}
+    assert counts[0][free_ci] == 0 and counts[0].sum() > 0
+    assert counts[5][free_ci] == 5
+    # every window of the grid holds brain (5 x 4 in-plane starts) on the 6 slices with brain (make_case's
+    # brain leaves out the first and last slice): 10,000 keeps all 120
+    assert counts[10_000][free_ci] == 5 * 4 * 6
+    sel = stores[5]["case_index"] == free_ci
+    assert not stores[5]["labels"][sel].any() and (stores[5]["images"][sel] != 0).any()
+    for n in (5, 10_000):
+        other = stores[n]["case_index"] != free_ci
+        np.testing.assert_array_equal(stores[n]["position"][other], stores[0]["position"])
+        np.testing.assert_array_equal(stores[n]["images"][other], stores[0]["images"])
+
+
 def test_determinism_across_runs_and_workers(tmp_path):
     root = tmp_path / "cases"
     for i in range(6):

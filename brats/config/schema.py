@@ -143,6 +143,12 @@ class PatchConfig:
         "of the case). Patches with no brain at all are never kept.",
         ge=0,
     )
+    tumour_free_windows: int = _f(
+        0,
+        "A case with no tumour patch (a tumour-free case) keeps this many brain-only patches, drawn at random "
+        "(fewer if its brain has fewer); 0: it gives none.",
+        ge=0,
+    )
     compression: Literal["lzf", "gzip"] | None = _f(None, "HDF5 compression (null: none, fastest reads).")
 
 

@@ -9,8 +9,8 @@
    mask to the coarser in-plane grid, :mod:`brats.resolution`), cut windows of
    ``patches.size`` with ``patches.stride`` (last window flush with the border; 2D: every ``slice_stride``-th
    axial slice), keep the windows holding ``>= min_foreground`` tumour voxels plus ``background_fraction`` x
-   that many brain-only windows drawn with a generator seeded from ``seed`` and the case id; windows with no
-   brain are never kept;
+   that many brain-only windows drawn with a generator seeded from ``seed`` and the case id (a case with no
+   tumour window keeps ``tumour_free_windows`` brain-only windows); windows with no brain are never kept;
 4. write ``OUTPUT_DIR/patches/{train,val}.h5`` under temporary names, renamed only when both are complete.
 
 Cases are read and normalised by a process pool (``workers``); the parent writes them in case order, so the
@@ -100,7 +100,14 @@ def extract_case(case: Case, cfg: Config) -> CasePatches:
     need = tuple(max(s, e) for s, e in zip(image.shape[1:], ext))
     image, seg, mask = pad_to(image, need), pad_to(seg, need), pad_to(mask, need)
     positions, n_t, n_b = select_windows(
-        seg, mask, starts, ext, p.min_foreground, p.background_fraction, case_rng(cfg.seed, case.case_id)
+        seg,
+        mask,
+        starts,
+        ext,
+        p.min_foreground,
+        p.background_fraction,
+        case_rng(cfg.seed, case.case_id),
+        p.tumour_free_windows,
     )
     images, labels = cut_patches(image, seg, positions, ext, p.dim)
     return CasePatches(case.case_id, images, labels, positions.astype(np.int32), n_t, n_b)

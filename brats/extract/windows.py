@@ -76,6 +76,7 @@ def select_windows(
     min_foreground: int,
     background_fraction: float,
     rng: np.random.Generator,
+    tumour_free_windows: int = 0,
 ) -> tuple[np.ndarray, int, int]:
     """The windows to keep.
 
@@ -86,6 +87,8 @@ def select_windows(
         min_foreground: tumour windows hold at least this many tumour voxels (and some brain).
         background_fraction: brain-only windows (brain, no tumour) kept in addition, as a fraction of the
             number of tumour windows (rounded to the nearest integer), drawn without replacement by ``rng``.
+        tumour_free_windows: a case with no tumour window (a tumour-free case) keeps this many brain-only
+            windows instead (fewer if it has fewer), drawn the same way; 0: it gives none.
 
     Returns:
         ``(positions, n_tumour, n_background)``: ``positions`` is ``(n, 3)`` int64 ``(x, y, z)`` starts, sorted
@@ -101,7 +104,8 @@ def select_windows(
     tumour = (fg >= min_foreground) & (brain > 0)
     candidates = np.flatnonzero((fg == 0) & (brain > 0) & ~tumour)
     n_tumour = int(tumour.sum())
-    n_bg = min(int(round(background_fraction * n_tumour)), candidates.size)
+    n_bg = int(round(background_fraction * n_tumour)) if n_tumour else int(tumour_free_windows)
+    n_bg = min(n_bg, candidates.size)
     keep = tumour.copy()
     if n_bg > 0:
         keep[rng.choice(candidates, size=n_bg, replace=False)] = True
