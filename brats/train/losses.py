@@ -120,7 +120,7 @@ class PatchDiceLoss(nn.Module):
         from monai.losses import DiceLoss as MonaiDiceLoss
 
         self.regions = bool(regions)
-        self.dice = MonaiDiceLoss(
+        self.dice: nn.Module = MonaiDiceLoss(
             sigmoid=self.regions,
             softmax=not self.regions,
             reduction="none",
@@ -129,6 +129,7 @@ class PatchDiceLoss(nn.Module):
             smooth_dr=1e-7,
         )
         w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.class_weights: torch.Tensor | None
         self.register_buffer("class_weights", w, persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
