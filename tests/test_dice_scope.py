@@ -8,7 +8,8 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 
 from brats.config import ConfigError, LossConfig, load_config
-from brats.train import build_loss
+from brats.train import LossError, build_loss
+from brats.train.losses import SegmentationLoss
 
 DICE_ONLY = {"name": "focal_dice", "focal_weight": 0.0, "dice_weight": 1.0}
 
@@ -76,3 +77,8 @@ def test_dice_scope_from_the_config():
     assert load_config("configs/demo.yaml", ["loss.dice_scope=patch"]).loss.dice_scope == "patch"
     with pytest.raises(ConfigError, match=r"loss\.dice_scope"):
         load_config(None, ["loss.dice_scope=sample"])
+
+
+def test_unknown_dice_scope_is_refused_by_the_loss_too():
+    with pytest.raises(LossError, match=r"loss\.dice_scope must be 'batch' or 'patch', got 'sample'"):
+        SegmentationLoss(dice_weight=1.0, dice_scope="sample")

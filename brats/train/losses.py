@@ -76,6 +76,9 @@ class SegmentationLoss(nn.Module):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
+        if dice_scope not in ("batch", "patch"):
+            raise LossError(f"loss.dice_scope must be 'batch' or 'patch', got {dice_scope!r}")
+
         self.focal_weight = float(focal_weight)
         self.dice_weight = float(dice_weight)
         self.regions = bool(regions)
