@@ -82,3 +82,50 @@ def test_dice_scope_from_the_config():
 def test_unknown_dice_scope_is_refused_by_the_loss_too():
     with pytest.raises(LossError, match=r"loss\.dice_scope must be 'batch' or 'patch', got 'sample'"):
         SegmentationLoss(dice_weight=1.0, dice_scope="sample")
+
+
+def test_dice_smooth_hand_computed():
+    # zero logits -> softmax 0.25; k = 1. Patch 0 (as above): classes 0, 1: 1 - (2 * 0.5 + 1) / (1 + 2 + 1) = 1/2;
+    # classes 2, 3 absent, predicted sum 1 each: 1 / (1 + 1) = 1/2: patch mean 1/2. Patch 1: class 2:
+    # 1 - (2 + 1) / (1 + 4 + 1) = 1/2, the absent classes 1/2 each: 1/2. Mean 1/2, where k = 0 gives 29/120.
+    target = torch.tensor([[[0, 0], [1, 1]], [[2, 2], [2, 2]]])
+    logits = torch.zeros(2, 4, 2, 2)
+    loss = build_loss(LossConfig(**DICE_ONLY, dice_scope="patch", dice_smooth=1.0))(logits, target)
+    assert float(loss) == pytest.approx(1 / 2, rel=1e-5)
+
+
+def test_dice_smooth_penalises_false_tumour_in_a_tumour_free_patch():
+    # a brain-only patch: with k = 0 the tumour classes count 0 whatever is predicted; with k > 0 each costs
+    # s / (s + k), which falls to 0 as the predicted tumour goes. Checked against MONAI's smoothed DiceLoss.
+    from monai.losses import DiceLoss as MonaiDiceLoss
+
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    quiet = torch.zeros(1, 4, 16, 16)
+    quiet[:, 0] = 8.0  # almost all background
+    loud = quiet.clone()
+    loud[:, 1, :4, :4] = 12.0  # 16 pixels of false NCR
+    for k in (0.0, 1.0, 10.0):
+        loss = build_loss(LossConfig(**DICE_ONLY, dice_scope="patch", dice_smooth=k))
+        q, lo = float(loss(quiet, target)), float(loss(loud, target))
+        if k == 0:
+            assert lo - q < 0.01  # only the background's Dice sees the 16 pixels; the NCR class counts 0
+            continue
+        assert lo > q + 0.1  # the false NCR costs
+        monai = MonaiDiceLoss(softmax=True, smooth_nr=k, smooth_dr=k, batch=False)
+        onehot = torch.nn.functional.one_hot(target, 4).movedim(-1, 1).float()
+        assert lo == pytest.approx(float(monai(loud, onehot)), rel=1e-5)
+        s = float(torch.softmax(loud, 1)[:, 1].sum())
+        ncr = 1 - (0 + k) / (s + k)
+        assert ncr == pytest.approx(s / (s + k))
+
+
+def test_dice_smooth_needs_the_patch_scope():
+    assert load_config("configs/demo.yaml").loss.dice_smooth == 0.0
+    cfg = load_config(None, ["loss.dice_scope=patch", "loss.dice_smooth=1"])
+    assert cfg.loss.dice_smooth == 1.0
+    with pytest.raises(ConfigError, match=r"loss\.dice_smooth is for dice_scope: patch"):
+        load_config(None, ["loss.dice_smooth=1"])
+    with pytest.raises(ConfigError, match=r"loss\.dice_smooth"):
+        load_config(None, ["loss.dice_scope=patch", "loss.dice_smooth=-1"])
+    with pytest.raises(LossError, match=r"loss\.dice_smooth"):
+        SegmentationLoss(dice_weight=1.0, dice_smooth=1.0)

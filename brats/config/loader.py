@@ -227,6 +227,10 @@ def _check(cfg: Config, source: str) -> None:
         )
     _check_pair(cfg.preprocess.percentiles, "preprocess.percentiles", source)
     _check_pair(cfg.augment.rescale.percentiles, "augment.rescale.percentiles", source)
+    if cfg.loss.dice_smooth and cfg.loss.dice_scope != "patch":
+        raise ConfigError(
+            f"{source}: loss.dice_smooth is for dice_scope: patch, got dice_scope: {cfg.loss.dice_scope}"
+        )
     sc = cfg.train.scheduler
     if sc.warmup_steps and sc.name != "cosine":
         raise ConfigError(f"{source}: train.scheduler.warmup_steps is for name: cosine, got name: {sc.name}")

@@ -199,6 +199,13 @@ class LossConfig:
         "`batch`: the Dice term of each class over the whole batch (smp); `patch`: per patch, then averaged "
         "(MONAI, batch=False), so a small tumour weighs as much as a large one (brats/train/losses.py).",
     )
+    dice_smooth: float = _f(
+        0.0,
+        "`patch` scope only: the Dice term's smoothing k in 1 - (2 I + k) / (P + T + k) (MONAI's smooth_nr = "
+        "smooth_dr); with k > 0 a class absent from a patch costs s / (s + k) for its predicted sum s, so false "
+        "tumour in a tumour-free patch is penalised; 0: an absent class counts 0, as smp's.",
+        ge=0,
+    )
 
 
 @dataclass

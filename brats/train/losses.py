@@ -27,6 +27,12 @@ class absent from a patch's target counts 0 (as smp's absent classes do over the
 patches and classes. Each patch's tumour then weighs the same whatever its size, where over the batch a small
 lesion's pixels are a small share of one sum.
 
+``loss.dice_smooth: k`` (patch scope) smooths each patch's Dice as MONAI's ``smooth_nr = smooth_dr = k``:
+``1 - (2 I + k) / (P + T + k)``. A class absent from a patch's target then costs ``s / (s + k)`` for its predicted
+sum ``s`` (0 only when nothing of it is predicted) instead of 0, so false tumour in a tumour-free patch, or a
+class predicted where the patch has none, is penalised by the Dice term itself. ``k = 1`` is the smoothing MONAI
+users commonly write; 0 (default) keeps absent classes at 0.
+
 ``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
 means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
 and ET. With ``ce_dice`` on classes the cross-entropy takes them as torch's per-class ``weight`` (each pixel
@@ -62,6 +68,7 @@ class SegmentationLoss(nn.Module):
             :func:`brats.outputs.region_targets` of the class target.
         class_weights: one weight per logit channel for both terms (None: equal).
         dice_scope: ``batch`` (smp's Dice over the whole batch) or ``patch`` (MONAI's, per patch).
+        dice_smooth: ``patch`` scope only: MONAI's smoothing ``k``; absent classes then cost ``s / (s + k)``.
     """
 
     def __init__(
@@ -72,12 +79,15 @@ class SegmentationLoss(nn.Module):
         regions: bool = False,
         class_weights: list[float] | None = None,
         dice_scope: str = "batch",
+        dice_smooth: float = 0.0,
     ):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
 
         if dice_scope not in ("batch", "patch"):
             raise LossError(f"loss.dice_scope must be 'batch' or 'patch', got {dice_scope!r}")
+        if not dice_smooth >= 0 or (dice_smooth and dice_scope != "patch"):
+            raise LossError(f"loss.dice_smooth must be >= 0 and is for dice_scope 'patch', got {dice_smooth}")
 
         self.focal_weight = float(focal_weight)
         self.dice_weight = float(dice_weight)
@@ -91,7 +101,7 @@ class SegmentationLoss(nn.Module):
             self.focal = FocalLoss(mode=mode, gamma=0.0 if gamma is None else gamma, class_weights=w)
         self.dice: nn.Module | None = None
         if self.dice_weight and dice_scope == "patch":
-            self.dice = PatchDiceLoss(regions=self.regions, class_weights=w)
+            self.dice = PatchDiceLoss(regions=self.regions, class_weights=w, smooth=dice_smooth)
         elif self.dice_weight:
             self.dice = DiceLoss(mode=mode, from_logits=True, class_weights=w)
 
@@ -109,27 +119,30 @@ class SegmentationLoss(nn.Module):
 
 
 class PatchDiceLoss(nn.Module):
-    """``1 - Dice`` per patch and class (MONAI ``DiceLoss(batch=False)``), absent classes 0, mean over both.
+    """``1 - Dice`` per patch and class (MONAI ``DiceLoss(batch=False)``), mean over both.
 
     Args:
         regions: ``target`` holds region masks ``(B, K, H, W)`` scored against each logit's sigmoid; else
             classes ``(B, H, W)`` scored against the softmax.
         class_weights: one weight per logit channel: each patch's weighted mean over classes, as smp's
             (None: equal).
+        smooth: MONAI's ``smooth_nr = smooth_dr``; 0: a class absent from a patch counts 0; ``k > 0``: it
+            counts ``s / (s + k)`` for its predicted sum ``s``.
     """
 
-    def __init__(self, regions: bool = False, class_weights: list[float] | None = None):
+    def __init__(self, regions: bool = False, class_weights: list[float] | None = None, smooth: float = 0.0):
         super().__init__()
         from monai.losses import DiceLoss as MonaiDiceLoss
 
         self.regions = bool(regions)
+        self.smooth = float(smooth)
         self.dice: nn.Module = MonaiDiceLoss(
             sigmoid=self.regions,
             softmax=not self.regions,
             reduction="none",
             batch=False,
-            smooth_nr=0.0,
-            smooth_dr=1e-7,
+            smooth_nr=self.smooth,
+            smooth_dr=self.smooth or 1e-7,
         )
         w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.class_weights: torch.Tensor | None
@@ -142,8 +155,9 @@ class PatchDiceLoss(nn.Module):
         else:
             onehot = nn.functional.one_hot(target, k).movedim(-1, 1).to(logits.dtype)
         loss = self.dice(logits, onehot).reshape(logits.shape[0], k)
-        present = onehot.flatten(2).sum(-1) > 0
-        loss = loss * present
+        if not self.smooth:
+            present = onehot.flatten(2).sum(-1) > 0
+            loss = loss * present
         if self.class_weights is None:
             return loss.mean()
         # smp's weighted mean over classes (sum of w * loss over sum of w), then the mean over patches
@@ -177,5 +191,5 @@ def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None
                 f"loss.focal_weight and loss.dice_weight must be >= 0 and not both 0, got {fw}, {dw}"
             )
         gamma = None if loss_cfg.name == "ce_dice" else loss_cfg.gamma
-        return SegmentationLoss(gamma, fw, dw, regions, cw, loss_cfg.dice_scope)
+        return SegmentationLoss(gamma, fw, dw, regions, cw, loss_cfg.dice_scope, loss_cfg.dice_smooth)
     raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice, ce_dice")
