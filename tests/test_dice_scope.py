@@ -114,9 +114,11 @@ def test_dice_smooth_penalises_false_tumour_in_a_tumour_free_patch():
         monai = MonaiDiceLoss(softmax=True, smooth_nr=k, smooth_dr=k, batch=False)
         onehot = torch.nn.functional.one_hot(target, 4).movedim(-1, 1).float()
         assert lo == pytest.approx(float(monai(loud, onehot)), rel=1e-5)
-        s = float(torch.softmax(loud, 1)[:, 1].sum())
-        ncr = 1 - (0 + k) / (s + k)
-        assert ncr == pytest.approx(s / (s + k))
+        # by hand: the background's smoothed Dice, and s / (s + k) for each absent class, averaged over 4
+        prob = torch.softmax(loud, 1)[0].flatten(1).double()
+        bg = 1 - (2 * float(prob[0].sum()) + k) / (float(prob[0].sum()) + 256 + k)
+        absent = [float(prob[c].sum()) / (float(prob[c].sum()) + k) for c in (1, 2, 3)]
+        assert lo == pytest.approx((bg + sum(absent)) / 4, rel=1e-4)
 
 
 def test_dice_smooth_needs_the_patch_scope():
