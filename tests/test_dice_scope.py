@@ -131,3 +131,74 @@ def test_dice_smooth_needs_the_patch_scope():
         load_config(None, ["loss.dice_scope=patch", "loss.dice_smooth=-1"])
     with pytest.raises(LossError, match=r"loss\.dice_smooth"):
         SegmentationLoss(dice_weight=1.0, dice_smooth=1.0)
+
+
+def _monai_per_patch(logits, onehot, k, regions=False):
+    from monai.losses import DiceLoss as MonaiDiceLoss
+
+    m = MonaiDiceLoss(
+        sigmoid=regions, softmax=not regions, smooth_nr=k, smooth_dr=k, batch=False, reduction="none"
+    )
+    return m(logits, onehot).reshape(logits.shape[0], logits.shape[1])
+
+
+def test_dice_smooth_tumour_free_patches_only():
+    # patch 0 is brain only; patch 1 holds edema (class 2) but no NCR or ET. Both predict 16 pixels of false NCR.
+    # 'all' charges the false NCR in both patches; 'tumour_free' only in patch 0, and in patch 1 the absent NCR and
+    # ET count 0 (as with k = 0), while the classes present keep their smoothed Dice.
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[1, 8:, 8:] = 2
+    logits = torch.zeros(2, 4, 16, 16)
+    logits[:, 0] = 8.0
+    logits[1, 2, 8:, 8:] = 12.0
+    logits[:, 1, :4, :4] = 12.0
+    onehot = torch.nn.functional.one_hot(target, 4).movedim(-1, 1).float()
+    per = _monai_per_patch(logits, onehot, 1.0)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0]])
+    cfg = {**DICE_ONLY, "dice_scope": "patch", "dice_smooth": 1.0}
+    free = float(build_loss(LossConfig(**cfg, dice_smooth_patches="tumour_free"))(logits, target))
+    every = float(build_loss(LossConfig(**cfg))(logits, target))
+    assert free == pytest.approx(float((per * mask).mean()), rel=1e-5)
+    assert every == pytest.approx(float(per.mean()), rel=1e-5)
+    assert (
+        float(per[1, 1]) > 0.9
+    )  # the false NCR in the edema patch: what 'all' charges and 'tumour_free' does not
+    assert every - free == pytest.approx(float(per[1, 1] + per[1, 3]) / 8, rel=1e-5)
+
+
+def test_dice_smooth_tumour_free_patches_regions():
+    # regions WT, TC, ET: patch 0 has no WT, patch 1 has WT (edema) but no TC or ET. Only patch 0's empty regions
+    # are charged.
+    from brats.outputs import region_targets
+
+    target = torch.zeros(2, 8, 8, dtype=torch.long)
+    target[1, :4] = 2
+    logits = torch.full((2, 3, 8, 8), -6.0)
+    logits[:, 1, :2, :2] = 6.0  # false TC in both patches
+    regions = region_targets(target).float()
+    per = _monai_per_patch(logits, regions, 1.0, regions=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    cfg = LossConfig(**DICE_ONLY, dice_scope="patch", dice_smooth=1.0, dice_smooth_patches="tumour_free")
+    loss = SegmentationLoss(
+        None, 0.0, 1.0, regions=True, dice_scope="patch", dice_smooth=1.0, dice_smooth_patches="tumour_free"
+    )
+    assert float(loss(logits, target)) == pytest.approx(float((per * mask).mean()), rel=1e-5)
+    assert float(build_loss(cfg, regions=True)(logits, target)) == pytest.approx(
+        float((per * mask).mean()), rel=1e-5
+    )
+
+
+def test_dice_smooth_patches_is_checked():
+    assert load_config("configs/demo.yaml").loss.dice_smooth_patches == "all"
+    cfg = load_config(
+        None, ["loss.dice_scope=patch", "loss.dice_smooth=1", "loss.dice_smooth_patches=tumour_free"]
+    )
+    assert cfg.loss.dice_smooth_patches == "tumour_free"
+    with pytest.raises(
+        ConfigError, match=r"loss\.dice_smooth_patches: tumour_free needs loss\.dice_smooth > 0"
+    ):
+        load_config(None, ["loss.dice_scope=patch", "loss.dice_smooth_patches=tumour_free"])
+    with pytest.raises(ConfigError, match=r"loss\.dice_smooth_patches"):
+        load_config(None, ["loss.dice_scope=patch", "loss.dice_smooth=1", "loss.dice_smooth_patches=tumour"])
+    with pytest.raises(LossError, match=r"loss\.dice_smooth_patches"):
+        SegmentationLoss(dice_weight=1.0, dice_scope="patch", dice_smooth_patches="tumour_free")

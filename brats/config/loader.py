@@ -231,6 +231,10 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: loss.dice_smooth is for dice_scope: patch, got dice_scope: {cfg.loss.dice_scope}"
         )
+    if cfg.loss.dice_smooth_patches != "all" and not cfg.loss.dice_smooth:
+        raise ConfigError(
+            f"{source}: loss.dice_smooth_patches: {cfg.loss.dice_smooth_patches} needs loss.dice_smooth > 0, got 0"
+        )
     sc = cfg.train.scheduler
     if sc.warmup_steps and sc.name != "cosine":
         raise ConfigError(f"{source}: train.scheduler.warmup_steps is for name: cosine, got name: {sc.name}")

@@ -206,6 +206,12 @@ class LossConfig:
         "tumour in a tumour-free patch is penalised; 0: an absent class counts 0, as smp's.",
         ge=0,
     )
+    dice_smooth_patches: Literal["all", "tumour_free"] = _f(
+        "all",
+        "With `dice_smooth` > 0: `all`: every patch's absent classes cost s / (s + k); `tumour_free`: only in "
+        "patches with no tumour at all, while in a tumour patch an absent class counts 0 (as with k = 0), so a "
+        "tumour patch lacking NCR or ET is not charged for predicting them.",
+    )
 
 
 @dataclass

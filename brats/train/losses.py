@@ -31,7 +31,9 @@ lesion's pixels are a small share of one sum.
 ``1 - (2 I + k) / (P + T + k)``. A class absent from a patch's target then costs ``s / (s + k)`` for its predicted
 sum ``s`` (0 only when nothing of it is predicted) instead of 0, so false tumour in a tumour-free patch, or a
 class predicted where the patch has none, is penalised by the Dice term itself. ``k = 1`` is the smoothing MONAI
-users commonly write; 0 (default) keeps absent classes at 0.
+users commonly write; 0 (default) keeps absent classes at 0. ``loss.dice_smooth_patches: tumour_free`` charges
+that cost only in patches with no tumour at all (no foreground class, or an empty WT region); in a tumour patch an
+absent class then counts 0, so a patch of edema alone is not charged for the NCR or ET predicted in it.
 
 ``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
 means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
@@ -69,6 +71,7 @@ class SegmentationLoss(nn.Module):
         class_weights: one weight per logit channel for both terms (None: equal).
         dice_scope: ``batch`` (smp's Dice over the whole batch) or ``patch`` (MONAI's, per patch).
         dice_smooth: ``patch`` scope only: MONAI's smoothing ``k``; absent classes then cost ``s / (s + k)``.
+        dice_smooth_patches: ``all``, or ``tumour_free``: that cost only in patches with no tumour.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class SegmentationLoss(nn.Module):
         class_weights: list[float] | None = None,
         dice_scope: str = "batch",
         dice_smooth: float = 0.0,
+        dice_smooth_patches: str = "all",
     ):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
@@ -88,6 +92,13 @@ class SegmentationLoss(nn.Module):
             raise LossError(f"loss.dice_scope must be 'batch' or 'patch', got {dice_scope!r}")
         if not dice_smooth >= 0 or (dice_smooth and dice_scope != "patch"):
             raise LossError(f"loss.dice_smooth must be >= 0 and is for dice_scope 'patch', got {dice_smooth}")
+        if dice_smooth_patches not in ("all", "tumour_free") or (
+            dice_smooth_patches != "all" and not dice_smooth
+        ):
+            raise LossError(
+                f"loss.dice_smooth_patches must be 'all' or 'tumour_free' (the latter with dice_smooth > 0), "
+                f"got {dice_smooth_patches!r}"
+            )
 
         self.focal_weight = float(focal_weight)
         self.dice_weight = float(dice_weight)
@@ -101,7 +112,12 @@ class SegmentationLoss(nn.Module):
             self.focal = FocalLoss(mode=mode, gamma=0.0 if gamma is None else gamma, class_weights=w)
         self.dice: nn.Module | None = None
         if self.dice_weight and dice_scope == "patch":
-            self.dice = PatchDiceLoss(regions=self.regions, class_weights=w, smooth=dice_smooth)
+            self.dice = PatchDiceLoss(
+                regions=self.regions,
+                class_weights=w,
+                smooth=dice_smooth,
+                smooth_tumour_free_only=dice_smooth_patches == "tumour_free",
+            )
         elif self.dice_weight:
             self.dice = DiceLoss(mode=mode, from_logits=True, class_weights=w)
 
@@ -128,14 +144,23 @@ class PatchDiceLoss(nn.Module):
             (None: equal).
         smooth: MONAI's ``smooth_nr = smooth_dr``; 0: a class absent from a patch counts 0; ``k > 0``: it
             counts ``s / (s + k)`` for its predicted sum ``s``.
+        smooth_tumour_free_only: with ``smooth > 0``, absent classes cost ``s / (s + k)`` only in patches with no
+            tumour (classes 1.. all absent; regions: WT absent) and count 0 in the others.
     """
 
-    def __init__(self, regions: bool = False, class_weights: list[float] | None = None, smooth: float = 0.0):
+    def __init__(
+        self,
+        regions: bool = False,
+        class_weights: list[float] | None = None,
+        smooth: float = 0.0,
+        smooth_tumour_free_only: bool = False,
+    ):
         super().__init__()
         from monai.losses import DiceLoss as MonaiDiceLoss
 
         self.regions = bool(regions)
         self.smooth = float(smooth)
+        self.tumour_free_only = bool(smooth_tumour_free_only)
         self.dice: nn.Module = MonaiDiceLoss(
             sigmoid=self.regions,
             softmax=not self.regions,
@@ -155,8 +180,12 @@ class PatchDiceLoss(nn.Module):
         else:
             onehot = nn.functional.one_hot(target, k).movedim(-1, 1).to(logits.dtype)
         loss = self.dice(logits, onehot).reshape(logits.shape[0], k)
-        if not self.smooth:
+        if not self.smooth or self.tumour_free_only:
             present = onehot.flatten(2).sum(-1) > 0
+            if self.smooth:
+                # regions: channel 0 is WT; classes: anything but background
+                tumour = present[:, 0] if self.regions else present[:, 1:].any(1)
+                present = present | ~tumour[:, None]
             loss = loss * present
         if self.class_weights is None:
             return loss.mean()
@@ -191,5 +220,14 @@ def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None
                 f"loss.focal_weight and loss.dice_weight must be >= 0 and not both 0, got {fw}, {dw}"
             )
         gamma = None if loss_cfg.name == "ce_dice" else loss_cfg.gamma
-        return SegmentationLoss(gamma, fw, dw, regions, cw, loss_cfg.dice_scope, loss_cfg.dice_smooth)
+        return SegmentationLoss(
+            gamma,
+            fw,
+            dw,
+            regions,
+            cw,
+            loss_cfg.dice_scope,
+            loss_cfg.dice_smooth,
+            loss_cfg.dice_smooth_patches,
+        )
     raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice, ce_dice")
