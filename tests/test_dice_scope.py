@@ -137,15 +137,15 @@ def _monai_per_patch(logits, onehot, k, regions=False):
     from monai.losses import DiceLoss as MonaiDiceLoss
 
     m = MonaiDiceLoss(
-        sigmoid=regions, softmax=not regions, smooth_nr=k, smooth_dr=k, batch=False, reduction="none"
+        sigmoid=regions, softmax=not regions, smooth_nr=k, smooth_dr=k or 1e-7, batch=False, reduction="none"
     )
     return m(logits, onehot).reshape(logits.shape[0], logits.shape[1])
 
 
 def test_dice_smooth_tumour_free_patches_only():
     # patch 0 is brain only; patch 1 holds edema (class 2) but no NCR or ET. Both predict 16 pixels of false NCR.
-    # 'all' charges the false NCR in both patches; 'tumour_free' only in patch 0, and in patch 1 the absent NCR and
-    # ET count 0 (as with k = 0), while the classes present keep their smoothed Dice.
+    # 'all' charges the false NCR in both patches; 'tumour_free' only in patch 0 (smoothed, every class), and
+    # scores patch 1 exactly as k = 0 does: the classes present unsmoothed, the absent NCR and ET 0.
     target = torch.zeros(2, 16, 16, dtype=torch.long)
     target[1, 8:, 8:] = 2
     logits = torch.zeros(2, 4, 16, 16)
@@ -153,39 +153,48 @@ def test_dice_smooth_tumour_free_patches_only():
     logits[1, 2, 8:, 8:] = 12.0
     logits[:, 1, :4, :4] = 12.0
     onehot = torch.nn.functional.one_hot(target, 4).movedim(-1, 1).float()
-    per = _monai_per_patch(logits, onehot, 1.0)
-    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0]])
-    cfg = {**DICE_ONLY, "dice_scope": "patch", "dice_smooth": 1.0}
-    free = float(build_loss(LossConfig(**cfg, dice_smooth_patches="tumour_free"))(logits, target))
-    every = float(build_loss(LossConfig(**cfg))(logits, target))
-    assert free == pytest.approx(float((per * mask).mean()), rel=1e-5)
-    assert every == pytest.approx(float(per.mean()), rel=1e-5)
-    assert (
-        float(per[1, 1]) > 0.9
-    )  # the false NCR in the edema patch: what 'all' charges and 'tumour_free' does not
-    assert every - free == pytest.approx(float(per[1, 1] + per[1, 3]) / 8, rel=1e-5)
+    for k in (1.0, 100.0):
+        smooth, plain = _monai_per_patch(logits, onehot, k), _monai_per_patch(logits, onehot, 0.0)
+        cfg = {**DICE_ONLY, "dice_scope": "patch", "dice_smooth": k}
+        free = float(build_loss(LossConfig(**cfg, dice_smooth_patches="tumour_free"))(logits, target))
+        every = float(build_loss(LossConfig(**cfg))(logits, target))
+        expected = (float(smooth[0].sum()) + float(plain[1, 0] + plain[1, 2])) / 8
+        assert free == pytest.approx(expected, rel=1e-5)
+        assert every == pytest.approx(float(smooth.mean()), rel=1e-5)
+        assert (
+            float(smooth[1, 1]) > 0.1
+        )  # the false NCR in the edema patch: 'all' charges it, 'tumour_free' not
+        # patch 1 alone: 'tumour_free' equals the unsmoothed per-patch Dice (dice_smooth 0)
+        pd = build_loss(LossConfig(**DICE_ONLY, dice_scope="patch"))(logits[1:], target[1:])
+        pf = build_loss(LossConfig(**cfg, dice_smooth_patches="tumour_free"))(logits[1:], target[1:])
+        assert float(pf) == pytest.approx(float(pd), rel=1e-6)
+    # by hand for k = 1 in patch 0: the background's smoothed Dice and s / (s + 1) for each absent class
+    prob = torch.softmax(logits[0], 0).flatten(1).double()
+    bg = 1 - (2 * float(prob[0].sum()) + 1) / (float(prob[0].sum()) + 256 + 1)
+    absent = [float(prob[c].sum()) / (float(prob[c].sum()) + 1) for c in (1, 2, 3)]
+    assert float(_monai_per_patch(logits, onehot, 1.0)[0].sum()) == pytest.approx(bg + sum(absent), rel=1e-4)
 
 
 def test_dice_smooth_tumour_free_patches_regions():
-    # regions WT, TC, ET: patch 0 has no WT, patch 1 has WT (edema) but no TC or ET. Only patch 0's empty regions
-    # are charged.
+    # regions WT, TC, ET: patch 0 has no WT, patch 1 has WT (edema) but no TC or ET. Only patch 0 is smoothed;
+    # patch 1 is scored as with k = 0 (TC and ET absent: 0).
     from brats.outputs import region_targets
 
     target = torch.zeros(2, 8, 8, dtype=torch.long)
     target[1, :4] = 2
     logits = torch.full((2, 3, 8, 8), -6.0)
     logits[:, 1, :2, :2] = 6.0  # false TC in both patches
+    logits[1, 0, :4] = 6.0
     regions = region_targets(target).float()
-    per = _monai_per_patch(logits, regions, 1.0, regions=True)
-    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-    cfg = LossConfig(**DICE_ONLY, dice_scope="patch", dice_smooth=1.0, dice_smooth_patches="tumour_free")
+    smooth, plain = _monai_per_patch(logits, regions, 1.0, True), _monai_per_patch(logits, regions, 0.0, True)
+    expected = (float(smooth[0].sum()) + float(plain[1, 0])) / 6
     loss = SegmentationLoss(
         None, 0.0, 1.0, regions=True, dice_scope="patch", dice_smooth=1.0, dice_smooth_patches="tumour_free"
     )
-    assert float(loss(logits, target)) == pytest.approx(float((per * mask).mean()), rel=1e-5)
-    assert float(build_loss(cfg, regions=True)(logits, target)) == pytest.approx(
-        float((per * mask).mean()), rel=1e-5
-    )
+    assert float(loss(logits, target)) == pytest.approx(expected, rel=1e-5)
+    cfg = LossConfig(**DICE_ONLY, dice_scope="patch", dice_smooth=1.0, dice_smooth_patches="tumour_free")
+    assert float(build_loss(cfg, regions=True)(logits, target)) == pytest.approx(expected, rel=1e-5)
+    assert float(smooth[0, 1]) > 0.5  # patch 0's false TC is charged
 
 
 def test_dice_smooth_patches_is_checked():

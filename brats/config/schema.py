@@ -209,8 +209,8 @@ class LossConfig:
     dice_smooth_patches: Literal["all", "tumour_free"] = _f(
         "all",
         "With `dice_smooth` > 0: `all`: every patch's absent classes cost s / (s + k); `tumour_free`: only in "
-        "patches with no tumour at all, while in a tumour patch an absent class counts 0 (as with k = 0), so a "
-        "tumour patch lacking NCR or ET is not charged for predicting them.",
+        "patches with no tumour at all, while a tumour patch is scored exactly as with k = 0 (absent classes count "
+        "0), so a tumour patch lacking NCR or ET is not charged for predicting them.",
     )
 
 

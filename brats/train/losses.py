@@ -32,8 +32,9 @@ lesion's pixels are a small share of one sum.
 sum ``s`` (0 only when nothing of it is predicted) instead of 0, so false tumour in a tumour-free patch, or a
 class predicted where the patch has none, is penalised by the Dice term itself. ``k = 1`` is the smoothing MONAI
 users commonly write; 0 (default) keeps absent classes at 0. ``loss.dice_smooth_patches: tumour_free`` charges
-that cost only in patches with no tumour at all (no foreground class, or an empty WT region); in a tumour patch an
-absent class then counts 0, so a patch of edema alone is not charged for the NCR or ET predicted in it.
+that cost only in patches with no tumour at all (no foreground class, or an empty WT region); a tumour patch is then
+scored exactly as with ``k = 0`` (absent classes count 0), so a patch of edema alone is not charged for the NCR or
+ET predicted in it, and a large ``k`` does not soften a small tumour's Dice.
 
 ``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
 means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
@@ -144,8 +145,9 @@ class PatchDiceLoss(nn.Module):
             (None: equal).
         smooth: MONAI's ``smooth_nr = smooth_dr``; 0: a class absent from a patch counts 0; ``k > 0``: it
             counts ``s / (s + k)`` for its predicted sum ``s``.
-        smooth_tumour_free_only: with ``smooth > 0``, absent classes cost ``s / (s + k)`` only in patches with no
-            tumour (classes 1.. all absent; regions: WT absent) and count 0 in the others.
+        smooth_tumour_free_only: with ``smooth > 0``, the smoothing acts only in patches with no tumour (classes
+            1.. all absent; regions: WT absent), where absent classes cost ``s / (s + k)``; a tumour patch is
+            scored exactly as with ``smooth`` 0.
     """
 
     def __init__(
@@ -169,6 +171,17 @@ class PatchDiceLoss(nn.Module):
             smooth_nr=self.smooth,
             smooth_dr=self.smooth or 1e-7,
         )
+        # tumour_free_only: a tumour patch is scored exactly as with smooth 0
+        self.dice_plain: nn.Module | None = None
+        if self.smooth and self.tumour_free_only:
+            self.dice_plain = MonaiDiceLoss(
+                sigmoid=self.regions,
+                softmax=not self.regions,
+                reduction="none",
+                batch=False,
+                smooth_nr=0.0,
+                smooth_dr=1e-7,
+            )
         w = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.class_weights: torch.Tensor | None
         self.register_buffer("class_weights", w, persistent=False)
@@ -180,13 +193,14 @@ class PatchDiceLoss(nn.Module):
         else:
             onehot = nn.functional.one_hot(target, k).movedim(-1, 1).to(logits.dtype)
         loss = self.dice(logits, onehot).reshape(logits.shape[0], k)
-        if not self.smooth or self.tumour_free_only:
+        if not self.smooth:
+            loss = loss * (onehot.flatten(2).sum(-1) > 0)
+        elif self.dice_plain is not None:
             present = onehot.flatten(2).sum(-1) > 0
-            if self.smooth:
-                # regions: channel 0 is WT; classes: anything but background
-                tumour = present[:, 0] if self.regions else present[:, 1:].any(1)
-                present = present | ~tumour[:, None]
-            loss = loss * present
+            # regions: channel 0 is WT; classes: anything but background
+            tumour = present[:, 0] if self.regions else present[:, 1:].any(1)
+            plain = self.dice_plain(logits, onehot).reshape(logits.shape[0], k) * present
+            loss = torch.where(tumour[:, None], plain, loss)
         if self.class_weights is None:
             return loss.mean()
         # smp's weighted mean over classes (sum of w * loss over sum of w), then the mean over patches
