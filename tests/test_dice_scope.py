@@ -161,9 +161,8 @@ def test_dice_smooth_tumour_free_patches_only():
         expected = (float(smooth[0].sum()) + float(plain[1, 0] + plain[1, 2])) / 8
         assert free == pytest.approx(expected, rel=1e-5)
         assert every == pytest.approx(float(smooth.mean()), rel=1e-5)
-        assert (
-            float(smooth[1, 1]) > 0.1
-        )  # the false NCR in the edema patch: 'all' charges it, 'tumour_free' not
+        # the false NCR in the edema patch: 'all' charges it, 'tumour_free' does not
+        assert float(smooth[1, 1]) > 0.1
         # patch 1 alone: 'tumour_free' equals the unsmoothed per-patch Dice (dice_smooth 0)
         pd = build_loss(LossConfig(**DICE_ONLY, dice_scope="patch"))(logits[1:], target[1:])
         pf = build_loss(LossConfig(**cfg, dice_smooth_patches="tumour_free"))(logits[1:], target[1:])
