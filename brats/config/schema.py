@@ -212,6 +212,20 @@ class LossConfig:
         "patches with no tumour at all, while a tumour patch is scored exactly as with k = 0 (absent classes count "
         "0), so a tumour patch lacking NCR or ET is not charged for predicting them.",
     )
+    false_tumour_weight: float = _f(
+        0.0,
+        "Weight of a charge on false tumour in tumour-free patches, added to the loss: each patch with no tumour "
+        "voxel costs s / (s + false_tumour_k), s its summed whole-tumour probability (1 - p(background); regions: "
+        "the WT sigmoid), averaged over the batch's patches (tumour patches count 0); one charge on the whole "
+        "tumour, not one per class; works with either dice_scope. 0: off.",
+        ge=0,
+    )
+    false_tumour_k: float = _f(
+        1.0,
+        "The k of `false_tumour_weight`'s charge s / (s + k): a summed whole-tumour probability of k pixels "
+        "costs half the most a patch can cost.",
+        gt=0,
+    )
 
 
 @dataclass

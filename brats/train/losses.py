@@ -36,6 +36,13 @@ that cost only in patches with no tumour at all (no foreground class, or an empt
 scored exactly as with ``k = 0`` (absent classes count 0), so a patch of edema alone is not charged for the NCR or
 ET predicted in it, and a large ``k`` does not soften a small tumour's Dice.
 
+``loss.false_tumour_weight: w`` adds ``w`` times a charge on false tumour in tumour-free patches to either Dice
+scope: a patch with no tumour voxel costs ``s / (s + k)`` (``k = loss.false_tumour_k``), ``s`` its summed
+whole-tumour probability (``1 - p(background)``; regions: the WT sigmoid), and the charge is the mean over the
+batch's patches, tumour patches counting 0. It is MONAI's smoothed Dice loss of the whole tumour in a patch where
+it is absent, so unlike ``dice_smooth_patches: tumour_free``, which charges each absent class on its own, it does
+not single out the rarest class: each class's false probability is pushed down through the background's.
+
 ``loss.class_weights`` (one per training class, or per region) turns both averages over classes into weighted
 means (smp's ``class_weights`` of ``FocalLoss`` and ``DiceLoss``), e.g. ``[1, 2, 1, 2]`` doubles the share of NCR
 and ET. With ``ce_dice`` on classes the cross-entropy takes them as torch's per-class ``weight`` (each pixel
@@ -52,7 +59,7 @@ from brats.config import LossConfig
 from brats.errors import BratsError
 from brats.outputs import region_targets
 
-__all__ = ["LossError", "PatchDiceLoss", "SegmentationLoss", "build_loss"]
+__all__ = ["LossError", "PatchDiceLoss", "SegmentationLoss", "build_loss", "false_tumour_charge"]
 
 
 class LossError(BratsError, ValueError):
@@ -73,6 +80,8 @@ class SegmentationLoss(nn.Module):
         dice_scope: ``batch`` (smp's Dice over the whole batch) or ``patch`` (MONAI's, per patch).
         dice_smooth: ``patch`` scope only: MONAI's smoothing ``k``; absent classes then cost ``s / (s + k)``.
         dice_smooth_patches: ``all``, or ``tumour_free``: that cost only in patches with no tumour.
+        false_tumour_weight: weight of :func:`false_tumour_charge` (0: off).
+        false_tumour_k: its ``k``.
     """
 
     def __init__(
@@ -85,6 +94,8 @@ class SegmentationLoss(nn.Module):
         dice_scope: str = "batch",
         dice_smooth: float = 0.0,
         dice_smooth_patches: str = "all",
+        false_tumour_weight: float = 0.0,
+        false_tumour_k: float = 1.0,
     ):
         super().__init__()
         from segmentation_models_pytorch.losses import DiceLoss, FocalLoss
@@ -101,6 +112,13 @@ class SegmentationLoss(nn.Module):
                 f"got {dice_smooth_patches!r}"
             )
 
+        if not false_tumour_weight >= 0 or not false_tumour_k > 0:
+            raise LossError(
+                f"loss.false_tumour_weight must be >= 0 and loss.false_tumour_k > 0, "
+                f"got {false_tumour_weight}, {false_tumour_k}"
+            )
+        self.false_tumour_weight = float(false_tumour_weight)
+        self.false_tumour_k = float(false_tumour_k)
         self.focal_weight = float(focal_weight)
         self.dice_weight = float(dice_weight)
         self.regions = bool(regions)
@@ -127,12 +145,37 @@ class SegmentationLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
             target = region_targets(target.long()) if self.regions else target.long()
+            charge = (
+                self.false_tumour_weight
+                * false_tumour_charge(logits, target, self.regions, self.false_tumour_k)
+                if self.false_tumour_weight
+                else None
+            )
             loss = (
                 self.focal_weight * self.focal(logits, target) if self.focal_weight else logits.new_zeros(())
             )
             if self.dice is not None:
                 loss = loss + self.dice_weight * self.dice(logits, target)
+            if charge is not None:
+                loss = loss + charge
         return loss
+
+
+def false_tumour_charge(logits: torch.Tensor, target: torch.Tensor, regions: bool, k: float) -> torch.Tensor:
+    """Mean over patches of ``s / (s + k)`` for each tumour-free patch (tumour patches count 0).
+
+    ``s`` is the patch's summed whole-tumour probability: ``1 - softmax(logits)[:, 0]`` for classes (``target``
+    ``(B, H, W)``), the WT channel's sigmoid for regions (``target`` ``(B, 3, H, W)``, channel 0 WT). This is
+    MONAI's ``DiceLoss(smooth_nr=k, smooth_dr=k)`` of the whole tumour in a patch without any.
+    """
+    if regions:
+        p = torch.sigmoid(logits[:, 0])
+        tumour = target[:, 0].flatten(1).any(1)
+    else:
+        p = 1 - torch.softmax(logits, 1)[:, 0]
+        tumour = (target > 0).flatten(1).any(1)
+    s = p.flatten(1).sum(1)
+    return (s / (s + k) * ~tumour).mean()
 
 
 class PatchDiceLoss(nn.Module):
@@ -226,7 +269,15 @@ def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None
             what = "regions WT, TC, ET" if regions else "training classes"
             raise LossError(f"loss.class_weights needs {channels} values (the {what}), got {len(cw)}: {cw}")
     if loss_cfg.name == "focal":
-        return SegmentationLoss(loss_cfg.gamma, 1.0, 0.0, regions, cw)
+        return SegmentationLoss(
+            loss_cfg.gamma,
+            1.0,
+            0.0,
+            regions,
+            cw,
+            false_tumour_weight=loss_cfg.false_tumour_weight,
+            false_tumour_k=loss_cfg.false_tumour_k,
+        )
     if loss_cfg.name in ("focal_dice", "ce_dice"):
         fw, dw = loss_cfg.focal_weight, loss_cfg.dice_weight
         if fw < 0 or dw < 0 or fw + dw == 0:
@@ -243,5 +294,7 @@ def build_loss(loss_cfg: LossConfig, regions: bool = False, channels: int | None
             loss_cfg.dice_scope,
             loss_cfg.dice_smooth,
             loss_cfg.dice_smooth_patches,
+            loss_cfg.false_tumour_weight,
+            loss_cfg.false_tumour_k,
         )
     raise LossError(f"Unknown loss.name {loss_cfg.name!r}; valid: focal, focal_dice, ce_dice")
