@@ -19,6 +19,7 @@ from brats import __version__
 from brats.checkpoint import config_input_channels
 from brats.config import Config, load_config, shipped_config
 from brats.data import Case, discover_cases, load_case, load_label_file, load_seg
+from brats.demo_budget import TOTAL_MINUTES, TrainBudget, fit_budget
 from brats.fs import atomic_write_text
 from brats.labels import to_classes
 
@@ -90,6 +91,10 @@ class _Clock:
     @property
     def total(self) -> float:
         return round(time.perf_counter() - self.t0, 1)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
 
 
 def _link_cases(case_dirs: list[Path], folder: Path) -> Path:
@@ -248,8 +253,14 @@ def _build(
     say,
     clock: _Clock,
     profile: str | SynthProfile = "train",
-) -> None:
-    """Stages 1-3: synthesise (``profile``: a synth profile name or a SynthProfile), extract, train."""
+    fit_total: float | None = None,
+    n_stress: int = 0,
+) -> TrainBudget | None:
+    """Stages 1-3: synthesise (``profile``: a synth profile name or a SynthProfile), extract, train.
+
+    ``fit_total`` (minutes): cut the training budget so that the demo, ``n_stress`` stress cases included, ends
+    within it (:func:`brats.demo_budget.fit_budget`); returned, or None where not asked for.
+    """
     from brats.extract import run_extract
     from brats.synth import generate_cohort, get_profile
     from brats.train import run_training
@@ -272,9 +283,30 @@ def _build(
     t = time.perf_counter()
     run_extract(cfg, workers=workers, progress=progress)
     clock.lap("extract", t)
+    budget = None
+    if fit_total is not None and cfg.train.max_minutes is not None:
+        splits = json.loads((out / "splits.json").read_text())
+        budget = fit_budget(
+            cfg.train.max_minutes,
+            clock.elapsed,
+            clock.stages["synthesise"] / n_cases,
+            clock.stages["extract"] / n_cases,
+            len(splits["test"]) or len(splits["val"]),
+            n_stress,
+            fit_total,
+        )
+        cfg.train.max_minutes = budget.minutes
     minutes = cfg.train.max_minutes
+    why = (
+        f": {budget.configured_minutes:g} cut so that the demo ends within {budget.total_minutes:g} min"
+        if budget is not None and budget.cut
+        else ""
+    )
     say(
-        f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes} min) -> {out / 'checkpoints'}"
+        f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes:g} min{why}) -> "
+        f"{out / 'checkpoints'}"
+        if minutes is not None
+        else f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (no time budget) -> {out / 'checkpoints'}"
     )
     t = time.perf_counter()
     run_training(cfg, resume=False, progress=progress)
@@ -288,7 +320,7 @@ def _build(
             f"{pp.min_component_ml:g}, et_min_ml {pp.et_min_ml:g}, core_min_ml {pp.core_min_ml:g}, fragment_ml "
             f"{pp.fragment_ml:g}"
         )
-        return
+        return budget
     say("[3/6] choosing post-processing thresholds on the validation split (never on test cases)")
     t = time.perf_counter()
     tuned = tune_postprocess(out, out / "checkpoints" / "best.pt", progress=progress)
@@ -298,6 +330,7 @@ def _build(
         f"core_min_ml {tuned['core_min_ml']:g}, fragment_ml {tuned['fragment_ml']:g} (the config's)"
     )
     clock.lap("tune", t)
+    return budget
 
 
 def _stress(cfg: Config, n: int, seed: int, shape, workers: int, progress: bool, say, clock: _Clock) -> dict:
@@ -341,6 +374,8 @@ def run_demo(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # the default budget is cut where needed to keep the demo within TOTAL_MINUTES; one the user gives is kept
+    fit_total = TOTAL_MINUTES if minutes is None and max_steps is None else None
     n_cases = DEFAULT_CASES if n_cases is None else n_cases
     stress_cases = DEFAULT_STRESS_CASES if stress_cases is None else stress_cases
     minutes = DEFAULT_MINUTES if minutes is None and max_steps is None else minutes
@@ -349,7 +384,9 @@ def run_demo(
     clock = _Clock()
     say = print if progress else log.info
     profile = demo_profile() if profile is None else profile
-    _build(cfg, n_cases, seed, shape, workers, progress, say, clock, profile)
+    budget = _build(
+        cfg, n_cases, seed, shape, workers, progress, say, clock, profile, fit_total, stress_cases
+    )
 
     splits = json.loads((out / "splits.json").read_text())
     all_cases = {c.case_id: c for c in discover_cases(cfg.data.root)}
@@ -371,6 +408,7 @@ def run_demo(
         "checkpoint": str(checkpoint),
         "synth_profile": dataclasses.asdict(get_profile(profile)),
         "seconds": clock.stages | {"total": clock.total},
+        "train_budget": None if budget is None else budget.to_dict(),
     }
     for name, scored in cohorts.items():
         result[f"{name}_dice"] = {r["name"]: r.get("dice") for r in report_rows(scored["summary"])[0]}

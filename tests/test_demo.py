@@ -49,6 +49,8 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         "source": "config",
     }
 
+    # --max-steps: no time budget to fit into 15 minutes
+    assert json.loads((out / "demo.json").read_text())["train_budget"] is None
     splits = json.loads((out / "splits.json").read_text())
     for path in [
         "patches/train.h5",
