@@ -19,7 +19,7 @@ from brats import __version__
 from brats.checkpoint import config_input_channels
 from brats.config import Config, load_config, shipped_config
 from brats.data import Case, discover_cases, load_case, load_label_file, load_seg
-from brats.demo_budget import TOTAL_MINUTES, TrainBudget, fit_budget
+from brats.demo_budget import TOTAL_MINUTES, TrainBudget, describe_budget, fit_run_budget
 from brats.fs import atomic_write_text
 from brats.labels import to_classes
 
@@ -92,10 +92,6 @@ class _Clock:
     def total(self) -> float:
         return round(time.perf_counter() - self.t0, 1)
 
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
 
 def _link_cases(case_dirs: list[Path], folder: Path) -> Path:
     """A folder of symbolic links to the given case folders (so evaluation sees only the test split)."""
@@ -163,7 +159,9 @@ def _figures(out: Path, test_ids: list[str], all_cases: dict[str, Case]) -> list
     return figures
 
 
-def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) -> list[tuple[str, str]]:
+def _facts(
+    cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock, budget: TrainBudget | None = None
+) -> list[tuple[str, str]]:
     from brats.checkpoint import read_checkpoint
 
     pp = read_checkpoint(out / "checkpoints" / "best.pt").postprocess
@@ -182,6 +180,7 @@ def _facts(cfg: Config, out: Path, n_cases: int, splits: dict, clock: _Clock) ->
             f"({', '.join(cfg.data.modalities)}{' and their asymmetries' if cfg.preprocess.asymmetry else ''}), "
             f"patches {cfg.patches.size}",
         ),
+        ("training budget", describe_budget(cfg.train.max_minutes, budget)),
         (
             "post-processing",
             f"min_component_ml {pp['min_component_ml']:g}, et_min_ml {pp['et_min_ml']:g}, "
@@ -204,6 +203,7 @@ def _write_report(
     all_cases: dict[str, Case],
     cohorts: dict[str, dict],
     clock: _Clock,
+    budget: TrainBudget | None = None,
 ) -> tuple[Path, list[dict], str]:
     """``report.html``; returns its path, the summary rows and the ITK-SNAP command for one case."""
     from brats.evaluate import report_rows
@@ -236,7 +236,7 @@ def _write_report(
         case_rows=case_rows,
         curves_png=out / "curves.png",
         figures=figures,
-        facts=_facts(cfg, out, n_cases, splits, clock),
+        facts=_facts(cfg, out, n_cases, splits, clock, budget),
         notes=notes,
         cohorts=side,
     )
@@ -256,11 +256,8 @@ def _build(
     fit_total: float | None = None,
     n_stress: int = 0,
 ) -> TrainBudget | None:
-    """Stages 1-3: synthesise (``profile``: a synth profile name or a SynthProfile), extract, train.
-
-    ``fit_total`` (minutes): cut the training budget so that the demo, ``n_stress`` stress cases included, ends
-    within it (:func:`brats.demo_budget.fit_budget`); returned, or None where not asked for.
-    """
+    """Stages 1-3: synthesise (``profile``: a synth profile name or a SynthProfile), extract, train; with
+    ``fit_total`` (minutes), the training budget fitted to it (:mod:`brats.demo_budget`) is returned."""
     from brats.extract import run_extract
     from brats.synth import generate_cohort, get_profile
     from brats.train import run_training
@@ -283,31 +280,10 @@ def _build(
     t = time.perf_counter()
     run_extract(cfg, workers=workers, progress=progress)
     clock.lap("extract", t)
-    budget = None
-    if fit_total is not None and cfg.train.max_minutes is not None:
-        splits = json.loads((out / "splits.json").read_text())
-        budget = fit_budget(
-            cfg.train.max_minutes,
-            clock.elapsed,
-            clock.stages["synthesise"] / n_cases,
-            clock.stages["extract"] / n_cases,
-            len(splits["test"]) or len(splits["val"]),
-            n_stress,
-            fit_total,
-        )
-        cfg.train.max_minutes = budget.minutes
-    minutes = cfg.train.max_minutes
-    why = (
-        f": {budget.configured_minutes:g} cut so that the demo ends within {budget.total_minutes:g} min"
-        if budget is not None and budget.cut
-        else ""
-    )
-    say(
-        f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (budget {minutes:g} min{why}) -> "
-        f"{out / 'checkpoints'}"
-        if minutes is not None
-        else f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} (no time budget) -> {out / 'checkpoints'}"
-    )
+    elapsed = time.perf_counter() - clock.t0
+    budget = fit_run_budget(cfg, n_cases, clock.stages, elapsed, n_stress, fit_total) if fit_total else None
+    what = describe_budget(cfg.train.max_minutes, budget, short=True)
+    say(f"[3/6] training {cfg.model.arch}/{cfg.model.encoder} ({what}) -> {out / 'checkpoints'}")
     t = time.perf_counter()
     run_training(cfg, resume=False, progress=progress)
     clock.lap("train", t)
@@ -400,7 +376,7 @@ def run_demo(
     stress = _stress(cfg, stress_cases, seed, shape, workers, progress, say, clock) if stress_cases else None
     say(f"[6/6] writing the report -> {out / 'report.html'}")
     cohorts = {"test": test} | ({"stress": stress} if stress else {})
-    report, summary_rows, itk = _write_report(cfg, out, n_cases, test_ids, all_cases, cohorts, clock)
+    report, summary_rows, itk = _write_report(cfg, out, n_cases, test_ids, all_cases, cohorts, clock, budget)
     result: dict[str, Any] = {
         "report": str(report),
         "predictions": str(out / "predictions"),

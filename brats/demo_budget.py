@@ -15,7 +15,11 @@ ends early rather than late.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+
+from brats.config import Config
 
 __all__ = [
     "FIXED_SECONDS",
@@ -24,7 +28,9 @@ __all__ = [
     "TEST_FACTOR",
     "TOTAL_MINUTES",
     "TrainBudget",
+    "describe_budget",
     "fit_budget",
+    "fit_run_budget",
 ]
 
 #: The demo's promise: every stage, synthesis to report, within this many minutes.
@@ -97,3 +103,45 @@ def fit_budget(
         elapsed_seconds=round(elapsed_seconds, 1),
         after_train_seconds=round(after, 1),
     )
+
+
+def fit_run_budget(
+    cfg: Config,
+    n_cases: int,
+    stages: dict[str, float],
+    elapsed_seconds: float,
+    n_stress: int,
+    total_minutes: float,
+) -> TrainBudget | None:
+    """:func:`fit_budget` for a demo run after its ``synthesise`` and ``extract`` stages (``stages``: their
+    seconds, over ``n_cases``), with the test split of ``OUTPUT_DIR/splits.json`` (the validation split where the
+    test split is empty, as the demo scores); sets ``cfg.train.max_minutes`` to the result, which it returns
+    (None, and nothing changed, for a config without a time budget)."""
+    if cfg.train.max_minutes is None:
+        return None
+    splits = json.loads((Path(cfg.output_dir) / "splits.json").read_text())
+    budget = fit_budget(
+        cfg.train.max_minutes,
+        elapsed_seconds,
+        stages["synthesise"] / n_cases,
+        stages["extract"] / n_cases,
+        len(splits["test"]) or len(splits["val"]),
+        n_stress,
+        total_minutes,
+    )
+    cfg.train.max_minutes = budget.minutes
+    return budget
+
+
+def describe_budget(minutes: float | None, budget: TrainBudget | None, short: bool = False) -> str:
+    """``8.5 min``, or with a cut ``7.94 min (8.5 configured, cut so that the demo ends within 15 min)``
+    (``short``: ``budget 8.5 min``, ``budget 7.94 min: 8.5 cut so that the demo ends within 15 min``);
+    ``no time budget`` without one."""
+    if minutes is None:
+        return "no time budget"
+    if budget is None or not budget.cut:
+        return f"budget {minutes:g} min" if short else f"{minutes:g} min"
+    cut = f"cut so that the demo ends within {budget.total_minutes:g} min"
+    if short:
+        return f"budget {minutes:g} min: {budget.configured_minutes:g} {cut}"
+    return f"{minutes:g} min ({budget.configured_minutes:g} configured, {cut})"

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"train"},
     {"predict"},
     {"evaluate"},
-    {"report"},
+    {"report", "demo_budget"},
     {"demo", "serve"},
     {"cli"},
 ]

@@ -49,8 +49,10 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         "source": "config",
     }
 
-    # --max-steps: no time budget to fit into 15 minutes
+    # --max-steps: the budget is not fitted to the demo's 15 minutes
     assert json.loads((out / "demo.json").read_text())["train_budget"] is None
+    assert "training budget" in (out / "report.html").read_text()
+    assert "cut so that the demo ends" not in (out / "report.html").read_text()
     splits = json.loads((out / "splits.json").read_text())
     for path in [
         "patches/train.h5",

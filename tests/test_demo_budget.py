@@ -61,3 +61,5 @@ def test_demo_cuts_its_default_budget_and_records_it(tmp_path, monkeypatch, caps
     # the run records the budget it trained with
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_minutes"] == 0.05
     assert "(budget 0.05 min: 8.5 cut so that the demo ends within 0.001 min)" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "0.05 min (8.5 configured, cut so that the demo ends within 0.001 min)" in html
