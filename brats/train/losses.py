@@ -145,19 +145,14 @@ class SegmentationLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
             target = region_targets(target.long()) if self.regions else target.long()
-            charge = (
-                self.false_tumour_weight
-                * false_tumour_charge(logits, target, self.regions, self.false_tumour_k)
-                if self.false_tumour_weight
-                else None
-            )
             loss = (
                 self.focal_weight * self.focal(logits, target) if self.focal_weight else logits.new_zeros(())
             )
             if self.dice is not None:
                 loss = loss + self.dice_weight * self.dice(logits, target)
-            if charge is not None:
-                loss = loss + charge
+            if self.false_tumour_weight:
+                charge = false_tumour_charge(logits, target, self.regions, self.false_tumour_k)
+                loss = loss + self.false_tumour_weight * charge
         return loss
 
 
