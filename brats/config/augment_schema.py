@@ -22,6 +22,7 @@ __all__ = [
     "IntensityCurveConfig",
     "ModalityDropoutConfig",
     "BlurConfig",
+    "ThickSlicesConfig",
     "AugmentConfig",
 ]
 
@@ -140,6 +141,17 @@ class BlurConfig:
 
 
 @dataclass
+class ThickSlicesConfig:
+    enabled: bool = _f(
+        False,
+        "Resample each channel (a modality, with its mirror image) on its own as if acquired with thick slices "
+        "along a random in-plane axis, before the rescaling (brats/train/thick_slices.py); 2D only.",
+    )
+    p: float = _f(0.25, "Probability that a channel is resampled, drawn for each channel.", ge=0, le=1)
+    thickness: list[float] = _f([2.0, 7.0], "Range of the slice thickness in voxels, [min, max], min >= 1.")
+
+
+@dataclass
 class AugmentConfig:
     enabled: bool = _f(True, "Apply the training augmentations (false: only crop/pad, rescale and remap).")
     crop_or_pad: bool = _f(True, "Crop or pad every patch to the patch size.")
@@ -184,6 +196,9 @@ class AugmentConfig:
     )
     channel_bias: ChannelBiasConfig = _f(
         ChannelBiasConfig(), "Random bias field per channel (independent of the OneOf groups)."
+    )
+    thick_slices: ThickSlicesConfig = _f(
+        ThickSlicesConfig(), "Random thick slices per channel (independent of the OneOf groups)."
     )
     intensity_curve: IntensityCurveConfig = _f(
         IntensityCurveConfig(), "Random intensity curve per channel (independent of the OneOf groups)."

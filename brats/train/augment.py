@@ -10,10 +10,11 @@ The train pipeline reproduces the seed article's (each step configurable under `
     CropOrPad(patch size)
     OneOf{RandomFlip, RandomAffine, RandomAnisotropy, RandomElasticDeformation}   p = spatial_p, weights from config
     RandomLesionContrast(min_scale, sigma, target)                                 p = lesion_contrast.p (if enabled)
+    RandomChannelThickSlices(thickness), each channel                              p = thick_slices.p (if enabled)
     RandomChannelBias(max_std, grid)                                               p = channel_bias.p (if enabled)
     ChannelwiseRandomGamma(log_gamma)                                              p = gamma.p (if enabled)
     RandomIntensityCurve(max_std, knots)                                           p = intensity_curve.p (if enabled)
-      (these four on each modality and its mirror, asymmetry recomputed: augment.recompute_asymmetry)
+      (these five on each modality and its mirror, asymmetry recomputed: augment.recompute_asymmetry)
     RescaleIntensity(out_min_max, percentiles, mask = non-zero voxels)            per channel
     OneOf{RandomNoise, RandomBiasField}                                            p = intensity_p
       (intensity_combine: each -> RandomNoise, then RandomBiasField, each with p = intensity_p)
@@ -47,8 +48,10 @@ from brats.preprocess import nonzero_mask
 from brats.train.channel_bias import RandomChannelBias
 from brats.train.intensity_curve import ChannelwiseRandomGamma, RandomIntensityCurve
 from brats.train.lesion_contrast import RandomLesionContrast
-from brats.train.mirror_pairs import MirrorPairs
+from brats.train.mirror_pairs import GAP, MirrorPairs
 from brats.train.modality_dropout import RandomModalityDropout
+from brats.train.thick_slices import RandomChannelThickSlices
+from brats.train.tio_copies import SHARE_SUBJECTS, set_copies
 from brats.train.warp import RandomAffine2D, RandomElastic2D
 
 __all__ = [
@@ -187,11 +190,12 @@ def intensity_transforms(aug: AugmentConfig) -> dict[str, tio.Transform]:
 
 
 def channel_transforms(
-    aug: AugmentConfig, scheme: LabelScheme | None = None
+    aug: AugmentConfig, scheme: LabelScheme | None = None, pairs: bool = False
 ) -> tuple[list[tio.Transform], list[tio.Transform]]:
     """The enabled independent intensity transforms: (before the rescaling, after it).
 
     ``scheme`` (the source labels) is needed by ``lesion_contrast.target: edema``; None: BraTS 2021 labels.
+    ``pairs``: the transforms before the rescaling will run inside :class:`MirrorPairs`.
     """
     before: list[tio.Transform] = []
     after: list[tio.Transform] = []
@@ -203,6 +207,13 @@ def channel_transforms(
             before.append(RandomLesionContrast(lc.min_scale, lc.sigma, labels=labels, p=p))
         except ValueError as err:
             raise AugmentError(f"augment.lesion_contrast.{err}") from None
+    ts = aug.thick_slices
+    if ts.enabled:
+        try:
+            p = check_prob(ts.p, "thick_slices.p")
+            before.append(RandomChannelThickSlices(ts.thickness, p, pair_gap=GAP * pairs))
+        except ValueError as err:
+            raise AugmentError(f"augment.thick_slices.{err}") from None
     cb = aug.channel_bias
     if cb.enabled:
         p = check_prob(cb.p, "channel_bias.p")
@@ -347,8 +358,9 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
         spatial = _one_of(spatial_transforms(aug), aug, check_prob(aug.spatial_p, "spatial_p"))
         if spatial is not None:
             steps.append(spatial)
-    before, after = channel_transforms(aug, scheme) if random_on else ([], [])
-    if before and aug.recompute_asymmetry and cfg.preprocess.asymmetry:  # brats/train/mirror_pairs.py
+    pairs = bool(aug.recompute_asymmetry and cfg.preprocess.asymmetry)  # brats/train/mirror_pairs.py
+    before, after = channel_transforms(aug, scheme, pairs) if random_on else ([], [])
+    if before and pairs:
         steps.append(MirrorPairs(before, int(rescaled_channels(cfg) or 0)))
     else:
         steps += before
@@ -376,24 +388,3 @@ def build_transform(cfg: Config, split: Split, label_scheme: LabelScheme | str) 
     if SHARE_SUBJECTS:
         set_copies(pipeline, False)
     return PatchTransform(pipeline, scheme)
-
-
-#: Whether the pipeline's transforms share the Compose's copy (:func:`set_copies`). TorchIO 0.22, the oldest
-#: supported, misaligns labels and images in a OneOf whose transforms do not copy (tests/test_augment.py in the
-#: minimum-version suite), so there every transform keeps TorchIO's default copy.
-SHARE_SUBJECTS = int(tio.__version__.split(".")[0]) >= 1
-
-
-def set_copies(pipeline: tio.Compose, copy: bool) -> None:
-    """Set whether every transform inside ``pipeline`` (and inside its OneOfs and Composes) deep-copies its input.
-
-    Every TorchIO transform deep-copies its input by default (``copy=True``). Inside a Compose, which copies once
-    on entry, those copies only cost time (``torchio_copy_each`` against ``torchio`` in ``augment_by_warp`` of
-    ``python bench/train.py --augment 400``), so :func:`build_transform` sets them off (``copy=False``; the
-    output is the same, tested). ``pipeline`` itself keeps its copy: the caller's subject is never modified.
-    ``set_copies(pipeline, True)`` restores TorchIO's default, as a user who keeps it would run the pipeline.
-    """
-    children = getattr(pipeline, "transforms_dict", None) or getattr(pipeline, "transforms", [])
-    for child in children:
-        child.copy = copy
-        set_copies(child, copy)

@@ -100,8 +100,8 @@ def build_transform_3d(cfg: Config, split: str, label_scheme: LabelScheme | str)
 
     Raises:
         AugmentError: not 3D patches, a bad split name, an invalid augmentation parameter, or (train) a
-            2D-only transform (``gamma``, ``blur``, ``lesion_contrast``, ``channel_bias``, ``intensity_curve``,
-            ``modality_dropout``) enabled.
+            2D-only transform (``gamma``, ``blur``, ``lesion_contrast``, ``channel_bias``, ``thick_slices``,
+            ``intensity_curve``, ``modality_dropout``) enabled.
     """
     if split not in ("train", "val", "test"):
         raise AugmentError(f"split must be 'train', 'val' or 'test', got {split!r}")
@@ -112,7 +112,15 @@ def build_transform_3d(cfg: Config, split: str, label_scheme: LabelScheme | str)
     if aug.crop_or_pad:
         steps.append(tio.CropOrPad(tuple(int(s) for s in cfg.patches.size), padding_mode=0))
     random_on = split == "train" and aug.enabled
-    two_d = ("gamma", "blur", "lesion_contrast", "channel_bias", "intensity_curve", "modality_dropout")
+    two_d = (
+        "gamma",
+        "blur",
+        "lesion_contrast",
+        "channel_bias",
+        "thick_slices",
+        "intensity_curve",
+        "modality_dropout",
+    )
     two_d_only = [k for k in two_d if getattr(aug, k).enabled]
     if random_on and two_d_only:
         raise AugmentError(f"augment.{two_d_only[0]} is for 2D patches only; disable it for patches.dim: 3")

@@ -58,7 +58,15 @@ __all__ = [
 
 #: The transforms (``augment`` keys) that ``augment.engine: batch`` does not run; :func:`build_batch_augment` refuses
 #: a training config that enables one.
-UNBATCHED = ("gamma", "lesion_contrast", "intensity_curve", "blur", "modality_dropout", "anisotropy")
+UNBATCHED = (
+    "gamma",
+    "lesion_contrast",
+    "thick_slices",
+    "intensity_curve",
+    "blur",
+    "modality_dropout",
+    "anisotropy",
+)
 
 
 def _pick(n: int, p: float, weights: Sequence[float]) -> torch.Tensor:
