@@ -210,8 +210,8 @@ class AugmentConfig:
     )
     recompute_asymmetry: bool = _f(
         False,
-        "With `preprocess.asymmetry`: the transforms before the rescaling (`lesion_contrast`, `channel_bias`, "
-        "`gamma`, `intensity_curve`) act on each modality and on its mirror image, and the asymmetry channels are computed again "
+        "With `preprocess.asymmetry`: the transforms before the rescaling (`lesion_contrast`, `thick_slices`, "
+        "`channel_bias`, `gamma`, `intensity_curve`) act on each modality and on its mirror image, and the asymmetry channels are computed again "
         "from them (brats/train/mirror_pairs.py); false: they act on the stored asymmetry channels as on any "
         "channel. No effect without `preprocess.asymmetry`.",
     )
