@@ -23,6 +23,7 @@ __all__ = [
     "ModalityDropoutConfig",
     "BlurConfig",
     "ThickSlicesConfig",
+    "TumourPasteConfig",
     "AugmentConfig",
 ]
 
@@ -152,6 +153,17 @@ class ThickSlicesConfig:
 
 
 @dataclass
+class TumourPasteConfig:
+    enabled: bool = _f(
+        False,
+        "Paste the tumour of a random training patch, flipped at random, into tumour-free training patches with "
+        "a soft edge, labels included, before the other transforms (TumorCP; brats/train/tumour_paste.py); 2D only.",
+    )
+    p: float = _f(0.5, "Probability that a tumour-free patch gets a tumour.", ge=0, le=1)
+    sigma: float = _f(1.0, "Smoothing of the pasted tumour's edge, in voxels (0: a hard edge).", ge=0)
+
+
+@dataclass
 class AugmentConfig:
     enabled: bool = _f(True, "Apply the training augmentations (false: only crop/pad, rescale and remap).")
     crop_or_pad: bool = _f(True, "Crop or pad every patch to the patch size.")
@@ -196,6 +208,9 @@ class AugmentConfig:
     )
     channel_bias: ChannelBiasConfig = _f(
         ChannelBiasConfig(), "Random bias field per channel (independent of the OneOf groups)."
+    )
+    tumour_paste: TumourPasteConfig = _f(
+        TumourPasteConfig(), "Tumour copy-paste into tumour-free patches (before the other transforms)."
     )
     thick_slices: ThickSlicesConfig = _f(
         ThickSlicesConfig(), "Random thick slices per channel (independent of the OneOf groups)."

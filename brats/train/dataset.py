@@ -35,6 +35,8 @@ class PatchDataset(Dataset):
         transform: optional callable applied to each sample dict; its result is returned as is
             (e.g. a TorchIO pipeline that also remaps source labels to training classes).
         indices: optional subset (store rows) to expose, in this order; ``len(self) == len(indices)``.
+        paste: optional callable ``paste(sample, read)`` applied before ``transform``; ``read(row)`` gives the
+            ``(image, label)`` tensors of any store row (e.g. :class:`brats.train.tumour_paste.TumourPaste`).
 
     Each item is ``{"image": FloatTensor (C, *spatial), "label": LongTensor (*spatial), "index": i}``:
     ``image`` is float32 (converted from the store's float16), channels in ``attrs["modalities"]`` order;
@@ -51,10 +53,13 @@ class PatchDataset(Dataset):
         path: str | Path,
         transform: Callable[[dict[str, Any]], Any] | None = None,
         indices: Sequence[int] | np.ndarray | None = None,
+        paste: Callable[[dict[str, Any], Callable[[int], tuple[torch.Tensor, torch.Tensor]]], Any]
+        | None = None,
     ) -> None:
         self.path = Path(path)
         self.attrs: dict[str, Any] = read_store_info(self.path)
         self.transform = transform
+        self.paste = paste
         n = int(self.attrs["n_patches"])
         if indices is None:
             self.indices = np.arange(n, dtype=np.int64)
@@ -113,14 +118,19 @@ class PatchDataset(Dataset):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} patches")
         i = int(i) % len(self)
-        j = int(self.indices[i])
-        self._h5()
-        image = torch.from_numpy(np.asarray(self._images[j], dtype=np.float32))
-        label = torch.from_numpy(np.asarray(self._labels[j], dtype=np.int64))
+        image, label = self.read_row(int(self.indices[i]))
         sample = {"image": image, "label": label, "index": i}
+        if self.paste is not None:
+            sample = self.paste(sample, self.read_row)
         if self.transform is not None:
             return self.transform(sample)
         return sample
+
+    def read_row(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``(image, label)`` tensors of store row ``j`` (float32, int64 source labels), untransformed."""
+        self._h5()
+        image = torch.from_numpy(np.asarray(self._images[j], dtype=np.float32))
+        return image, torch.from_numpy(np.asarray(self._labels[j], dtype=np.int64))
 
     # -- provenance -------------------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ from brats.train.runtime import (
 from brats.train.sampling import sample_weights
 from brats.train.schedule import anneal, run_progress
 from brats.train.swa import averaged_steps, build_average
+from brats.train.tumour_paste import build_paste
 
 __all__ = ["Trainer", "run_training"]
 
@@ -112,7 +113,9 @@ class Trainer:
         # augment.engine=batch: raw samples, augmented a batch at a time in the loader (brats/train/batch_augment.py)
         self.collate = build_batch_augment(cfg, self.scheme) if cfg.augment.engine == "batch" else None
         train_tf = None if self.collate is not None else build(cfg, "train", self.scheme)
-        self.train_ds = PatchDataset(out / "patches" / "train.h5", train_tf)
+        # augment.tumour_paste: a store tumour pasted into tumour-free patches (brats/train/tumour_paste.py)
+        paste = build_paste(cfg, out / "patches" / "train.h5")
+        self.train_ds = PatchDataset(out / "patches" / "train.h5", train_tf, paste=paste)
         self.val_ds = PatchDataset(out / "patches" / "val.h5", build(cfg, "val", self.scheme))
         try:  # None (uniform permutations) unless train.core_oversample or train.case_balance is set
             self.sample_weights = sample_weights(
