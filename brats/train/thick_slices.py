@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchio as tio
+from threadpoolctl import threadpool_limits
 
 from brats.synth.contrast import thick_slices
 
@@ -83,18 +84,23 @@ class RandomChannelThickSlices(tio.Transform):
         sides = self._sides(int(data.shape[2]))
         lo, hi = self.thickness
         array = data.numpy()  # shares memory with data
+        draws = []
         for c in range(data.shape[0]):
-            if float(torch.rand(1)) >= self.channel_p:
-                continue
-            axis = self.axes[int(torch.randint(len(self.axes), (1,)))]
-            t = lo + (hi - lo) * float(torch.rand(1))
-            for side in sides:
-                x = array[c, :, side, 0]  # a view: written in place
-                brain = x != 0
-                if not brain.any():
-                    continue
-                base = x[brain].min()
-                thick = thick_slices(np.where(brain, x - base, 0).astype(np.float32), axis, t, 1.0)
-                x[...] = np.where(brain, base + thick, x)
+            if float(torch.rand(1)) < self.channel_p:
+                axis = self.axes[int(torch.randint(len(self.axes), (1,)))]
+                draws.append((c, axis, lo + (hi - lo) * float(torch.rand(1))))
+        if draws:
+            # one BLAS thread: the slice model's small matrix product would otherwise wake the BLAS pool, whose
+            # spinning threads take CPU from the training process beside the loader (brats/synth/cohort.py too)
+            with threadpool_limits(limits=1, user_api="blas"):
+                for c, axis, t in draws:
+                    for side in sides:
+                        x = array[c, :, side, 0]  # a view: written in place
+                        brain = x != 0
+                        if not brain.any():
+                            continue
+                        base = x[brain].min()
+                        thick = thick_slices(np.where(brain, x - base, 0).astype(np.float32), axis, t, 1.0)
+                        x[...] = np.where(brain, base + thick, x)
         image.set_data(data)  # type: ignore[attr-defined]
         return subject
