@@ -370,10 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     result["run"] = str(run)
     epochs = _epochs(run)
     result["epochs"] = len(epochs)
-    result["val_dice_mean_per_epoch"] = [round(float(e["val_dice_mean"]), 4) for e in epochs]
+    # None for an epoch that was not validated (train.val_every)
+    result["val_dice_mean_per_epoch"] = [
+        round(float(e["val_dice_mean"]), 4) if e["val_dice_mean"] else None for e in epochs
+    ]
     # every metrics.csv column per epoch (per-class validation Dice, seconds, lr), so that when a class was learnt
     # can be read from the committed result rather than from the run folder
-    result["metrics_per_epoch"] = [{k: round(float(v), 6) for k, v in e.items()} for e in epochs]
+    result["metrics_per_epoch"] = [{k: round(float(v), 6) for k, v in e.items() if v} for e in epochs]
     start = time.perf_counter()
     result |= score_run(run, args.seed, args.stress_cases, shape, args.workers, predict, tag, args.checkpoint)
     if args.select:

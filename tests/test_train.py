@@ -262,6 +262,40 @@ def test_time_budget_stops_within_the_epoch_and_best_by_dice(tmp_path, caplog):
     )
 
 
+def test_validate_every_nth_epoch_and_the_last(tmp_path):
+    """val_every=2 over 5 epochs validates epochs 2, 4 and 5 with the same figures as validating all five, trains
+    the same weights, and picks best.pt among the validated epochs; a budget that ends the run validates it."""
+    runs = {n: make_run(tmp_path / f"every{n}", n_train=8, n_val=4) for n in (1, 2)}
+    for n, out in runs.items():
+        run_training(tiny_config(out, epochs=5, steps_per_epoch=2, val_every=n), progress=False)
+    every, second = (read_metrics_csv(runs[n] / "metrics.csv") for n in (1, 2))
+    assert [r["epoch"] for r in second] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in second if "val_loss" in r] == [2, 4, 5]
+    assert not any(k.startswith("val_") for k in second[0]) and math.isfinite(second[0]["train_loss"])
+    for a, b in zip(every, second):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        if "val_loss" in b:
+            assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+            assert a["val_dice_mean"] == pytest.approx(b["val_dice_mean"], abs=1e-6)
+    weights = [state_of(runs[n] / "checkpoints" / "last.pt") for n in (1, 2)]
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=1e-6, msg=key)
+    best = read_checkpoint(runs[2] / "checkpoints" / "best.pt").training
+    lowest = min((r for r in second if "val_loss" in r), key=lambda r: r["val_loss"])
+    assert best.epoch == lowest["epoch"] and best.best_score == pytest.approx(lowest["val_loss"], abs=1e-6)
+
+    out = make_run(tmp_path / "budget_every", n_train=4, n_val=2)
+    result = run_training(
+        tiny_config(out, epochs=5, steps_per_epoch=2, max_minutes=0.0, val_every=3), progress=False
+    )
+    rows = read_metrics_csv(out / "metrics.csv")
+    assert (
+        result["stopped_early"] and [r["epoch"] for r in rows] == [1] and math.isfinite(rows[0]["val_loss"])
+    )
+    with pytest.raises(BratsError, match="val_every"):
+        tiny_config(out, val_every=0)
+
+
 def test_best_by_epoch_is_the_final_weights(tmp_path):
     out = make_run(tmp_path / "final", n_train=4, n_val=2)
     run_training(tiny_config(out, epochs=3, steps_per_epoch=2, best_metric="epoch"), progress=False)

@@ -305,6 +305,13 @@ class TrainConfig:
         "Validate on at most this many batches per epoch, of patches spread evenly over the store (null = whole store).",
         ge=1,
     )
+    val_every: int = _f(
+        1,
+        "Validate after every n-th epoch and after the run's last one (at `epochs` or when `max_minutes` ends it); "
+        "the other epochs' `metrics.csv` rows leave the validation columns empty, `best_metric` compares validated "
+        "epochs only, and `plateau`'s patience counts validations.",
+        ge=1,
+    )
     log_every: int = _f(10, "Log the running training loss every n steps.", ge=1)
 
 

@@ -8,8 +8,10 @@
   atomically, holding everything :func:`brats.networks.model_from_checkpoint` and resuming need.
 
 Each epoch trains on the augmented train store (one pass, or ``train.steps_per_epoch`` batches), then scores
-the validation store (loss and Dice per training class), steps a ``plateau`` scheduler on the validation loss
-(``cosine`` anneals every step: :mod:`brats.train.schedule`) and writes the logs and checkpoints.
+the validation store (loss and Dice per training class; with ``train.val_every`` = n only after every n-th
+epoch and the run's last, other rows leaving the validation columns empty), steps a ``plateau`` scheduler on the
+validation loss (``cosine`` anneals every step: :mod:`brats.train.schedule`) and writes the logs and checkpoints.
+Until a first validation, ``best.pt`` is the latest epoch's weights.
 ``train.max_minutes`` is a budget checked after every step, validation included.
 
 Mixed precision (``train.amp``): ``auto`` = float16 autocast + GradScaler on CUDA; on CPU bf16 when a short probe
@@ -191,11 +193,13 @@ class Trainer:
             # the budget covers validation too: stop stepping early enough to validate within it
             deadline = None if tc.max_minutes is None else start + 60 * tc.max_minutes - val_seconds
             train_loss, over = self.train_epoch(epoch, deadline)
-            t_val = time.monotonic()
-            val = self.validate()
-            val_seconds = time.monotonic() - t_val
-            if tc.scheduler.name == "plateau":
-                self.scheduler.step(val["val_loss"])
+            val: dict[str, float] = {}
+            if over or epoch + 1 >= tc.epochs or (epoch + 1) % tc.val_every == 0:
+                t_val = time.monotonic()
+                val = self.validate()
+                val_seconds = time.monotonic() - t_val
+                if tc.scheduler.name == "plateau":
+                    self.scheduler.step(val["val_loss"])
             row = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -205,14 +209,15 @@ class Trainer:
             }
             self.history.append(row)
             self.epoch = epoch + 1
-            improved = self._update_best(row[tc.best_metric])
+            improved = self._update_best(row.get(tc.best_metric, math.nan))
             if rt.is_main:
                 self._write(improved)
             dice = " ".join(f"{k[9:]} {v:.3f}" for k, v in val.items() if k.startswith("val_dice_"))
+            checked = f"val loss {val['val_loss']:.4f}, val Dice {dice}" if val else "not validated"
             log.log(
                 logging.INFO if rt.is_main else logging.DEBUG,
-                "epoch %d/%d: train loss %.4f, val loss %.4f, val Dice %s, %.1f s",
-                self.epoch, tc.epochs, train_loss, val["val_loss"], dice, row["seconds"],
+                "epoch %d/%d: train loss %.4f, %s, %.1f s",
+                self.epoch, tc.epochs, train_loss, checked, row["seconds"],
             )  # fmt: skip
             stopped = over and self.epoch < tc.epochs
             if stopped:

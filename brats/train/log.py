@@ -4,7 +4,8 @@ Columns of ``metrics.csv``: ``epoch`` (1-based), ``train_loss``, ``val_loss``, `
 ``val_dice_ED``, ``val_dice_ET`` (Dice of each training class pooled over all validation patches, empty rule
 ``brats``), ``val_dice_mean`` (their mean), ``val_dice_WT``, ``val_dice_TC`` (the BraTS regions, pooled the
 same way; empty for the binary scheme), ``lr`` (learning rate during the epoch), ``seconds`` (wall time of
-the epoch, training and validation).
+the epoch, training and validation). The validation columns are empty in the rows of epochs that were not
+validated (``train.val_every``).
 """
 
 from __future__ import annotations
@@ -79,9 +80,14 @@ def plot_curves(rows: Sequence[dict], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in rows]
+
+    def series(key: str) -> tuple[list[int], list[float]]:  # the epochs that have ``key`` (validated ones)
+        have = [r for r in rows if r.get(key) is not None]
+        return [r["epoch"] for r in have], [float(r[key]) for r in have]
+
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, style in (("train_loss", "o-"), ("val_loss", "s-")):
-        ax_loss.plot(epochs, [r.get(key, math.nan) for r in rows], style, label=key.replace("_", " "))
+        ax_loss.plot(*series(key), style, label=key.replace("_", " "))
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_yscale("log")
@@ -95,7 +101,7 @@ def plot_curves(rows: Sequence[dict], path: str | Path) -> Path:
     ax_loss.set_title("loss")
     for key in ("val_dice_NCR", "val_dice_ED", "val_dice_ET", "val_dice_mean", "val_dice_WT", "val_dice_TC"):
         style = "x--" if key in ("val_dice_WT", "val_dice_TC") else "o-"
-        ax_dice.plot(epochs, [r.get(key, math.nan) for r in rows], style, label=key.removeprefix("val_dice_"))
+        ax_dice.plot(*series(key), style, label=key.removeprefix("val_dice_"))
     ax_dice.set_xlabel("epoch")
     ax_dice.set_ylabel("validation Dice")
     ax_dice.set_ylim(0, 1)
