@@ -33,7 +33,7 @@ def _flips(image: torch.Tensor, label: torch.Tensor):
 
 
 def test_tumour_rows_are_those_with_enough_tumour(tmp_path, monkeypatch):
-    import brats.train.tumour_paste as tp
+    import brats.train.sampling as sampling
 
     path = _store(tmp_path, n=7)
     assert tumour_rows(path).tolist() == [1, 3, 5]
@@ -42,7 +42,7 @@ def test_tumour_rows_are_those_with_enough_tumour(tmp_path, monkeypatch):
     assert tumour_rows(path, min_voxels=smallest + 1).tolist() == [
         j for j in (1, 3, 5) if int((labels.read_row(j)[1] > 0).sum()) > smallest
     ]
-    monkeypatch.setattr(tp, "_CHUNK", 2)
+    monkeypatch.setattr(sampling, "_CHUNK", 2)  # chunked scan (brats.train.sampling.voxel_counts)
     assert tumour_rows(path).tolist() == [1, 3, 5]
 
 

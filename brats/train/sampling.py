@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from brats.extract.store import open_store
 from brats.labels import REGION_CLASSES, LabelScheme
 
-__all__ = ["case_weights", "core_weights", "core_patches", "sample_weights"]
+__all__ = ["case_weights", "core_weights", "core_patches", "sample_weights", "voxel_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,20 @@ def core_patches(path: str | Path, scheme: LabelScheme) -> np.ndarray:
     if scheme.is_binary:
         raise ValueError(f"the {scheme.name} label scheme has no tumour core")
     core = np.array([scheme.source_labels[c] for c in REGION_CLASSES["TC"]])
+    return voxel_counts(path, lambda labels: np.isin(labels, core)) > 0
+
+
+def voxel_counts(path: str | Path, select: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``(n_patches,)`` int64: the voxels of each patch's label map for which ``select`` (a boolean mask of a
+    label array, e.g. ``lambda labels: labels > 0``) holds, read ``_CHUNK`` patches at a time."""
     with open_store(path) as f:
         labels = f["labels"]
         n = labels.shape[0]
-        out = np.zeros(n, dtype=bool)
+        counts = np.zeros(n, dtype=np.int64)
         for start in range(0, n, _CHUNK):
-            chunk = labels[start : start + _CHUNK]
-            out[start : start + len(chunk)] = np.isin(chunk.reshape(len(chunk), -1), core).any(axis=1)
-    return out
+            chunk = np.asarray(labels[start : start + _CHUNK])
+            counts[start : start + len(chunk)] = select(chunk.reshape(len(chunk), -1)).sum(axis=1)
+    return counts
 
 
 def core_weights(path: str | Path, scheme: LabelScheme, core_oversample: float) -> np.ndarray:

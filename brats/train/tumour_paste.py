@@ -27,27 +27,17 @@ from scipy import ndimage
 
 from brats.asymmetry import rescaled_channels
 from brats.config import Config
-from brats.extract.store import open_store
 from brats.train.augment import AugmentError
+from brats.train.sampling import voxel_counts
 
 __all__ = ["TumourPaste", "tumour_rows", "build_paste"]
-
-#: Patches read per chunk while scanning the labels.
-_CHUNK = 1024
 
 Reader = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def tumour_rows(path: str | Path, min_voxels: int = 16) -> np.ndarray:
     """The store rows whose label map holds at least ``min_voxels`` tumour voxels (any label > 0)."""
-    with open_store(path) as f:
-        labels = f["labels"]
-        n = labels.shape[0]
-        counts = np.zeros(n, dtype=np.int64)
-        for start in range(0, n, _CHUNK):
-            chunk = np.asarray(labels[start : start + _CHUNK])
-            counts[start : start + len(chunk)] = (chunk.reshape(len(chunk), -1) > 0).sum(axis=1)
-    return np.flatnonzero(counts >= min_voxels)
+    return np.flatnonzero(voxel_counts(path, lambda labels: labels > 0) >= min_voxels)
 
 
 class TumourPaste:
