@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -312,6 +313,31 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
     result = run_training(tiny_config(out, epochs=1, steps_per_epoch=1, amp="bf16"), progress=False)
     assert math.isfinite(read_metrics_csv(out / "metrics.csv")[0]["train_loss"])
     assert result["epoch"] == 1
+
+
+class BlasThreads(torch.utils.data.Dataset):
+    """Each item: the thread counts of the BLAS libraries loaded in the process that reads it."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from threadpoolctl import threadpool_info
+
+        return torch.tensor([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+
+
+def test_loader_workers_run_one_blas_thread(tmp_path):
+    """A loader process's BLAS gets one thread (its pool would spin on the cores training uses); the training
+    process keeps its own setting."""
+    from threadpoolctl import threadpool_info
+
+    cfg = tiny_config(tmp_path, steps_per_epoch=1, batch_size=2, num_workers=1)
+    loader, _ = train_loader(BlasThreads(), cfg.train, Runtime(torch.device("cpu"), None, False), seed=0, epoch=0)
+    counts = next(iter(loader))
+    assert counts.numel() > 0 and counts.eq(1).all(), counts
+    here = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert here and (os.cpu_count() == 1 or max(here) > 1), here  # the limit stayed in the worker
 
 
 def test_train_loader_steps_and_epoch_permutations(tmp_path):

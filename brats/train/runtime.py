@@ -229,7 +229,13 @@ def init_distributed(train_cfg: TrainConfig) -> Runtime:
 
 
 def _worker_init(worker_id: int) -> None:
-    """Seed NumPy and ``random`` in a DataLoader worker from its torch seed (itself from the loader's generator)."""
+    """Seed NumPy and ``random`` in a DataLoader worker from its torch seed (itself from the loader's generator),
+    and give its BLAS (NumPy's and SciPy's) one thread, as PyTorch gives the worker's torch one: a worker shares the
+    cores with training, and an idle BLAS pool's spinning threads take CPU from it (docs/training.md, "Thirty-sixth
+    round": a fifth of each epoch, for one small matrix product per patch)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # for the worker's lifetime
     seed = torch.initial_seed()
     np.random.seed(seed % 2**32)
     random.seed(seed)
