@@ -333,7 +333,9 @@ def test_loader_workers_run_one_blas_thread(tmp_path):
     from threadpoolctl import threadpool_info
 
     cfg = tiny_config(tmp_path, steps_per_epoch=1, batch_size=2, num_workers=1)
-    loader, _ = train_loader(BlasThreads(), cfg.train, Runtime(torch.device("cpu"), None, False), seed=0, epoch=0)
+    loader, _ = train_loader(
+        BlasThreads(), cfg.train, Runtime(torch.device("cpu"), None, False), seed=0, epoch=0
+    )
     counts = next(iter(loader))
     assert counts.numel() > 0 and counts.eq(1).all(), counts
     here = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
