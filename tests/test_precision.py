@@ -212,3 +212,19 @@ def test_train_amp_auto_probe_leaves_the_model_alone(unet, cache_dir, monkeypatc
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
     assert probe_amp(TrainConfig(amp="off"), rt, model, loss, (2, 4, 32, 32), {}) is None
+
+
+def test_train_amp_auto_log_line_names_only_measured_times(unet, cache_dir, monkeypatch, caplog):
+    """On a CPU without bf16 nothing is timed: the log gives the reason, not 'float32 None s'."""
+    import logging
+
+    from brats.config import TrainConfig
+    from brats.train.runtime import Runtime, probe_amp
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    rt = Runtime(torch.device("cpu"), None, False)
+    with caplog.at_level(logging.INFO, logger="brats.train.runtime"):
+        record = probe_amp(TrainConfig(amp="auto"), rt, unet, torch.nn.CrossEntropyLoss(), (2, 4, 32, 32), {})
+    assert record is not None and record["fp32_s"] is None
+    line = next(r.getMessage() for r in caplog.records if "train.amp=auto" in r.getMessage())
+    assert line.endswith("fp32 (this CPU has no bf16 instructions)"), line

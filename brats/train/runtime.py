@@ -148,9 +148,11 @@ def probe_amp(
 
     record = choose_cpu_precision(step, "train", what)
     rt.amp_dtype = torch.bfloat16 if record["choice"] == "bf16" else None
+    timed = record["fp32_s"] is not None and record["bf16_s"] is not None  # None: decided without a probe
     log.info(
-        "train.amp=auto on %s: %s (%s; float32 %s s, bf16 %s s per step%s)",
-        record["cpu"], record["choice"], record["reason"], record["fp32_s"], record["bf16_s"],
+        "train.amp=auto on %s: %s (%s%s%s)",
+        record["cpu"], record["choice"], record["reason"],
+        f"; float32 {record['fp32_s']} s, bf16 {record['bf16_s']} s per step" if timed else "",
         ", cached" if record["cached"] else "",
     )  # fmt: skip
     return record
