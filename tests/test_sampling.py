@@ -44,7 +44,9 @@ def test_core_patches_reads_in_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(sampling, "_CHUNK", 3)  # 3 + 3 + 3 + 1 patches
     assert core_patches(path, get_scheme("brats2021")).tolist() == whole.tolist()
     # the counts under the scan, against each patch's label map read on its own
-    labels = [PatchDataset(path).read_row(j)[1].numpy() for j in range(10)]
+    ds = PatchDataset(path)
+    labels = [ds.read_row(j)[1].numpy() for j in range(10)]
+    ds.close()
     assert sampling.voxel_counts(path, lambda lab: lab == 2).tolist() == [int((x == 2).sum()) for x in labels]
     assert sampling.voxel_counts(path, lambda lab: lab > 0).tolist() == [int((x > 0).sum()) for x in labels]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -332,14 +331,15 @@ def test_loader_workers_run_one_blas_thread(tmp_path):
     process keeps its own setting."""
     from threadpoolctl import threadpool_info
 
+    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     cfg = tiny_config(tmp_path, steps_per_epoch=1, batch_size=2, num_workers=1)
     loader, _ = train_loader(
         BlasThreads(), cfg.train, Runtime(torch.device("cpu"), None, False), seed=0, epoch=0
     )
     counts = next(iter(loader))
     assert counts.numel() > 0 and counts.eq(1).all(), counts
-    here = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    assert here and (os.cpu_count() == 1 or max(here) > 1), here  # the limit stayed in the worker
+    after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert after == before  # the limit stayed in the worker, whatever the environment set
 
 
 def test_train_loader_steps_and_epoch_permutations(tmp_path):
