@@ -61,22 +61,9 @@ def _overrides(argv: list[str]) -> list[str]:
 if not trains_alone(shipped_config(DEMO), _overrides(sys.argv)):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from brats.data import discover_cases  # noqa: E402
-from brats.demo import (  # noqa: E402
-    DEFAULT_MINUTES,
-    DEMO_PROFILE_SETTINGS,
-    STRESS_SEED_OFFSET,
-    _link_cases,
-    lesion_summary,
-    run_demo,
-    score_cohort,
-)
-from brats.errors import BratsError  # noqa: E402
-from brats.evaluate import report_rows  # noqa: E402
-from brats.synth import generate_cohort, with_settings  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cached_cohort import cached_cohort  # noqa: E402
+# Only what --table needs loads here (no torch): docs/training.md runs about eighty --table commands, and torch's
+# import was most of each one's 2-3 s. Training and scoring import brats.demo & co. where they use them.
 from generalise_table import seed_means, table  # noqa: E402
 from paired_diff import paired_lines  # noqa: E402
 from results_io import load_now, read_results, write_result  # noqa: E402
@@ -87,6 +74,8 @@ SELECT_SEED_OFFSET = {"select": 2000, "select_stress": 3000}
 
 
 def cohort_scores(scored: dict) -> dict:
+    from brats.evaluate import report_rows
+
     rows = report_rows(scored["summary"])[0]
     out = {r["name"]: None if r.get("dice") is None else round(r["dice"], 4) for r in rows}
     out |= {f"lesion_{k}": v for k, v in scored["lesion"].items() if k.endswith("_f1")}
@@ -147,6 +136,8 @@ def _scored(run: Path, sub: str, root: Path, checkpoint: Path | None = None) -> 
     """The demo's own scores of a cohort (``run/sub/evaluation``), when it wrote them after ``checkpoint`` was
     written (scores older than the checkpoint are another model's, e.g. a ``stress`` folder linked from another
     run); None otherwise."""
+    from brats.demo import lesion_summary
+
     summary = run / sub / "evaluation" / "summary.json"
     if not summary.is_file():
         return None
@@ -206,6 +197,10 @@ def score_run(
     """Score the run's ``checkpoint`` (``best`` or ``last``) on its validation cases, its test split and a stress
     cohort (reusing the demo's own test and stress scores when it wrote them, unless ``predict`` settings or the
     last checkpoint are given; the scores then go to ``bench_<cohort><tag>``)."""
+    from brats.data import discover_cases
+    from brats.demo import STRESS_SEED_OFFSET, _link_cases, score_cohort
+    from brats.synth import generate_cohort
+
     splits = json.loads((run / "splits.json").read_text())
     cases = {c.case_id: c for c in discover_cases(run / "cases")}
     ckpt = run / "checkpoints" / f"{checkpoint}.pt"
@@ -240,6 +235,10 @@ def score_select(
 ) -> dict:
     """Score the run's ``checkpoint`` (``best`` or ``last``) on the two selection cohorts (generated once, shared
     by every run)."""
+    from cached_cohort import cached_cohort
+
+    from brats.demo import score_cohort
+
     out: dict = {}
     ckpt = run / "checkpoints" / f"{checkpoint}.pt"
     for name, offset in SELECT_SEED_OFFSET.items():
@@ -286,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--minutes",
         type=float,
-        default=DEFAULT_MINUTES,
+        default=None,
         help="training budget (default: the demo's configured one, never cut to fit the demo's 15 minutes, so "
         "that recipes compare on equal training time)",
     )
@@ -328,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.name:
         ap.error("--name is required (or --table)")
+    from brats.demo import DEFAULT_MINUTES, DEMO_PROFILE_SETTINGS, run_demo
+    from brats.errors import BratsError
+    from brats.synth import with_settings
+
     shape = tuple(args.shape) if args.shape else None
     load_before = load_now()
     result: dict = {"name": args.name, "overrides": args.set} | ({"predict": predict} if predict else {})
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         demo = run_demo(
             run,
             n_cases=args.cases,
-            minutes=args.minutes,
+            minutes=DEFAULT_MINUTES if args.minutes is None else args.minutes,
             seed=args.seed,
             shape=shape,
             workers=args.workers,

@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats.config import load_config  # noqa: E402
-from brats.evaluate import GRID_ET_MIN_ML, GRID_MIN_COMPONENT_ML, sweep_postprocess  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from raw_predictions import cohort_root, load_raw, raw_label  # noqa: E402
+# brats.evaluate and raw_predictions load torch: imported where a sweep needs them, not for --combine
+# (docs/training.md runs nine of those)
 from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
 
 GRID_CORE_MIN_ML = (0.0, 0.001, 0.05, 0.2, 0.5, 1.0)
@@ -41,12 +41,16 @@ KEYS = ("min_component_ml", "et_min_ml", "core_min_ml")
 
 def _load(run: Path, select_root: Path, cohort: str) -> tuple[list, list, list]:
     """Raw predictions (training classes), references and spacings of one cohort; predicts once."""
+    from raw_predictions import cohort_root, load_raw, raw_label
+
     root = cohort_root(run, select_root, cohort)
     return load_raw(run, root, raw_label(select_root, cohort))[1:]
 
 
 def sweep(run: Path, select_root: Path) -> list[dict]:
     """One row per threshold triple: each cohort's objective and region Dice, and the selection mean."""
+    from brats.evaluate import sweep_postprocess
+
     data = {c: _load(run, select_root, c) for c in COHORTS}
     rows: dict[tuple, dict] = {}
     for core in GRID_CORE_MIN_ML:
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.name and args.run and args.select_root):
         ap.error("--name, --run and --select-root are required (or --combine)")
+    from brats.evaluate import GRID_ET_MIN_ML, GRID_MIN_COMPONENT_ML
+
     before = load_now()
     label, own = run_thresholds(args.run)
     rows = sweep(args.run, args.select_root)

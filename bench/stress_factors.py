@@ -36,7 +36,6 @@ from cached_cohort import cached_cohort  # noqa: E402
 from generalise import cohort_scores  # noqa: E402
 from results_io import RESULTS, load_now, read_result, write_result  # noqa: E402
 
-from brats.demo import score_cohort  # noqa: E402
 from brats.synth import get_profile  # noqa: E402
 from brats.synth.profile import with_settings  # noqa: E402
 
@@ -143,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.run / "checkpoints" / "best.pt"
     if not ckpt.is_file():
         ap.error(f"{ckpt}: no such checkpoint")
+    from brats.demo import score_cohort  # torch: not for --table (docs/training.md runs ten of those)
+
     before = load_now()
     start = time.perf_counter()
     groups: dict[str, dict] = {}
