@@ -116,8 +116,7 @@ def lesion_summary(summary: dict[str, Any]) -> dict[str, float | int | None]:
     out: dict[str, float | int | None] = {}
     for r in ("WT", "TC", "ET"):
         counts = {k: (lesion.get(r) or {}).get(k, {}).get("sum") for k in ("tp", "fp", "fn")}
-        for k, v in counts.items():
-            out[f"{r}_{k}"] = None if v is None else int(v)
+        out |= {f"{r}_{k}": None if v is None else int(v) for k, v in counts.items()}
     for r in ("WT", "TC", "ET"):
         tp, fp, fn = out[f"{r}_tp"], out[f"{r}_fp"], out[f"{r}_fn"]
         defined = tp is not None and fp is not None and fn is not None and tp + fp + fn > 0
@@ -389,9 +388,10 @@ def run_demo(
     for name, scored in cohorts.items():
         result[f"{name}_dice"] = {r["name"]: r.get("dice") for r in report_rows(scored["summary"])[0]}
         result[f"{name}_lesion"] = scored["lesion"]
-        # what a mean of a few cases hides: how many, and the middle case (one missed tumour moves the mean)
-        result[f"{name}_cases"] = int(scored["summary"]["n_cases"])
-        result[f"{name}_wt_median"] = scored["summary"]["per_case"]["WT"]["dice"]["median"]
+        # what a mean of a few cases hides: how many, the middle case, how far the mean can move (its 95 % CI)
+        wt = scored["summary"]["per_case"]["WT"]["dice"]
+        result |= {f"{name}_cases": int(scored["summary"]["n_cases"]), f"{name}_wt_median": wt["median"]}
+        result[f"{name}_wt_ci95"] = wt.get("ci95")
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2))
     if progress:
         from brats.report import print_demo_result

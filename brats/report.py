@@ -158,14 +158,17 @@ def _cohort_table(cohorts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]
     for region in ("WT", "TC", "ET", "NCR", "ED"):
         cells = ""
         for n in names:
-            dice = next((r.get("dice") for r in cohorts[n][0] if r["name"] == region), None)
-            cells += f"<td>{_fmt(dice)}</td>"
+            row = next((r for r in cohorts[n][0] if r["name"] == region), {})
+            ci = row.get("dice_ci95")
+            interval = "" if not ci else f" <small>[{_fmt(ci[0])}, {_fmt(ci[1])}]</small>"
+            cells += f"<td>{_fmt(row.get('dice'))}{interval}</td>"
         rows.append(f"<tr><td class='l'>{region} Dice</td>{cells}</tr>")
     for region in ("WT", "TC", "ET"):
         cells = "".join(f"<td>{_fmt(cohorts[n][1].get(f'{region}_f1'))}</td>" for n in names)
         rows.append(f"<tr><td class='l'>{region} lesion-wise F1</td>{cells}</tr>")
     return (
-        "<h2>Test split and stress cohort</h2><p>Mean Dice over cases; lesion-wise F1 from lesion TP/FP/FN "
+        "<h2>Test split and stress cohort</h2><p>Mean Dice over cases [95 % bootstrap interval of the mean: with "
+        "a few cases, one case more or less moves the mean that far]; lesion-wise F1 from lesion TP/FP/FN "
         "summed over the cases (official BraTS rules). The stress cohort (<code>brats synth --profile stress"
         "</code>, its own seed) is never trained or selected on: fainter lesions, more look-alikes, stronger "
         "artefacts (<code>docs/synthetic.md</code>).</p>"
@@ -272,8 +275,11 @@ def print_demo_result(result: dict, itk: str, total: float) -> None:
         dice = ", ".join(f"{k} {v:.3f}" for k, v in result[f"{name}_dice"].items() if v is not None)
         f1 = result[f"{name}_lesion"]["WT_f1"]
         med = result[f"{name}_wt_median"]
+        ci = result.get(f"{name}_wt_ci95")
         spread = (
-            f" (means of {result[f'{name}_cases']} cases; WT median {'-' if med is None else f'{med:.3f}'})"
+            f" (means of {result[f'{name}_cases']} cases"
+            + ("" if ci is None else f", WT 95 % CI {ci[0]:.3f}-{ci[1]:.3f}")
+            + f"; WT median {'-' if med is None else f'{med:.3f}'})"
         )
         label = f"{name} Dice:"
         print(f"{label:<14}{dice}{spread}; lesion-wise WT F1 {'-' if f1 is None else f'{f1:.3f}'}")

@@ -107,6 +107,19 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         assert result[f"{cohort}_cases"] == summary["n_cases"] == per_case["count"]
         assert result[f"{cohort}_wt_median"] == per_case["median"]
         line = next(x for x in printed.splitlines() if x.startswith(f"{cohort} Dice:"))
-        assert f"(means of {summary['n_cases']} cases; WT median {per_case['median']:.3f})" in line
+        # the mean's bootstrap interval where there are two cases or more (the stress cohort's 2), none for one
+        assert result[f"{cohort}_wt_ci95"] == per_case["ci95"]
+        if per_case["count"] < 2:
+            assert per_case["ci95"] is None
+            assert f"(means of {summary['n_cases']} cases; WT median {per_case['median']:.3f})" in line
+            continue
+        low, high = per_case["ci95"]
+        assert low <= per_case["mean"] <= high
+        assert (
+            f"(means of {summary['n_cases']} cases, WT 95 % CI {low:.3f}-{high:.3f}; "
+            f"WT median {per_case['median']:.3f})" in line
+        )
+        assert f"<small>[{low:.3f}, {high:.3f}]</small>" in html
+    assert result["stress_wt_ci95"] is not None  # the interval's branch ran
     assert "Test split and stress cohort" in html and "WT lesion-wise F1" in html
     assert "http://" not in html and "https://" not in html  # renders offline

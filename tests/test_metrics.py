@@ -36,6 +36,7 @@ from brats.evaluate import (
     structure_counts,
     summarize,
 )
+from brats.evaluate.interval import bootstrap_ci
 from brats.labels import LabelError
 
 torch.set_num_threads(1)
@@ -373,6 +374,11 @@ def test_cohort_scores_match_evaluate_case_and_pooling(tmp_path):
     # case 0 has ET empty in both masks: under "nan" its ET Dice and HD95 are left out and counted
     assert summary["per_case"]["ET"]["dice"]["count"] == 2 and summary["per_case"]["ET"]["dice"]["n_nan"] == 1
     assert summary["per_case"]["ET"]["hd95"]["n_nan"] == 1
+    # the mean Dice's bootstrap interval is over the same values as the mean, NaN left out
+    et = [row["ET_dice"] for row in rows if not np.isnan(row["ET_dice"])]
+    assert summary["per_case"]["ET"]["dice"]["ci95"] == pytest.approx(bootstrap_ci(et))
+    assert summary["per_case"]["WT"]["dice"]["ci95"] == pytest.approx(bootstrap_ci(wt))
+    assert "ci95" not in summary["per_case"]["WT"]["iou"]
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["per_case"]["ET"]["dice"]["count"] == 2 and on_disk["empty"] == "nan"
     text = format_summary(summary)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from brats.evaluate.cases import case_columns
+from brats.evaluate.interval import bootstrap_ci
 from brats.evaluate.lesionwise import METRICS as LESION_METRICS
 from brats.evaluate.lesionwise import REGIONS as LESION_REGIONS
 from brats.evaluate.metrics import (
@@ -39,17 +40,21 @@ CLASS_NAMES: tuple[str, ...] = ("background", "NCR", "ED", "ET")
 AGG_METRICS: tuple[str, ...] = (*OVERLAP_METRICS, "hd95", "vol_ref", "vol_pred", "vol_ref_ml", "vol_pred_ml")
 
 
-def _aggregate(values: list[float]) -> dict[str, Any]:
+def _aggregate(values: list[float], ci: bool = False) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
     ok = arr[~np.isnan(arr)]
     n = int(ok.size)
-    return {
+    out: dict[str, Any] = {
         "mean": float(ok.mean()) if n else None,
         "median": float(np.median(ok)) if n else None,
         "std": float(ok.std(ddof=1)) if n > 1 else None,
         "count": n,
         "n_nan": int(arr.size - n),
     }
+    if ci:
+        interval = bootstrap_ci(ok)
+        out["ci95"] = None if interval is None else list(interval)
+    return out
 
 
 def summarize(
@@ -61,11 +66,12 @@ def summarize(
     """Aggregate case rows and confusion matrices (both from :func:`brats.evaluate.cases.evaluate_case`).
 
     Returns:
-        ``{"n_cases", "empty", "per_case": {NAME: {metric: {mean, median, std, count, n_nan}}},
+        ``{"n_cases", "empty", "per_case": {NAME: {metric: {mean, median, std, count, n_nan} (+ ci95 for dice)}},
         "pooled": {NAME: {tp, fp, fn, tn, dice, iou, precision, recall, specificity, accuracy}},
         "confusion": {"classes", "voxels", "row_fraction"}}``.
         ``std`` is the sample standard deviation (ddof 1; None below 2 values); NaN values are left out of
-        mean/median/std and counted in ``n_nan``. Pooled ratios come from counts summed over all cases.
+        mean/median/std and counted in ``n_nan``. ``ci95``: the 95 % percentile bootstrap interval of the mean
+        Dice ``[low, high]`` (:func:`brats.evaluate.interval.bootstrap_ci`; None below 2 values). Pooled ratios come from counts summed over all cases.
         ``confusion`` is the sum of the cases' matrices over the training classes :data:`CLASS_NAMES`:
         ``voxels[r][p]`` voxels of reference class ``r`` were predicted as ``p``; ``row_fraction`` divides each
         row by its total (None for a class absent from every reference), so it says where each reference class
@@ -82,7 +88,7 @@ def summarize(
     totals = structure_counts(cm, STRUCTURES)
     for name in STRUCTURE_NAMES:
         metrics = [m for m in AGG_METRICS if m != "hd95" or name in HD95_NAMES]
-        per_case[name] = {m: _aggregate([r[f"{name}_{m}"] for r in rows]) for m in metrics}
+        per_case[name] = {m: _aggregate([r[f"{name}_{m}"] for r in rows], ci=m == "dice") for m in metrics}
         total = totals[name]
         scores = overlap_scores(total, empty)
         n_all = sum(total)
@@ -160,7 +166,8 @@ def report_rows(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
     Returns:
         ``(mean_rows, pooled_rows)``, one dict per structure NCR, ED, ET, TC, WT: ``mean_rows`` hold ``name``,
         ``n`` (cases with a Dice value) and the per-case means ``dice``, ``iou``, ``precision``, ``recall``,
-        ``specificity``, ``hd95`` (None for NCR and ED); ``pooled_rows`` hold ``name`` and the pooled ``dice``,
+        ``specificity``, ``hd95`` (None for NCR and ED), and ``dice_ci95``, the 95 % bootstrap interval of the
+        mean Dice (``[low, high]``, None below 2 cases or in a summary written before it existed); ``pooled_rows`` hold ``name`` and the pooled ``dice``,
         ``iou``, ``precision``, ``recall``, ``specificity``, ``accuracy``. Undefined values are None.
     """
     mean_rows, pooled_rows = [], []
@@ -168,6 +175,7 @@ def report_rows(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
         per, pooled = summary["per_case"][name], summary["pooled"][name]
         row: dict[str, Any] = {"name": name, "n": per["dice"]["count"]}
         row.update({m: per[m]["mean"] if m in per else None for m in (*OVERLAP_METRICS, "hd95")})
+        row["dice_ci95"] = per["dice"].get("ci95")
         mean_rows.append(row)
         pooled_rows.append({"name": name, **{m: pooled[m] for m in (*OVERLAP_METRICS, "accuracy")}})
     return json_safe(mean_rows), json_safe(pooled_rows)
