@@ -11,8 +11,8 @@ bf16 autocast is 1.5-1.7x faster than float32 on CPUs with bf16 instructions (AV
 
 The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_CACHE_DIR`` moves it), keyed by
 the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
-shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (a 1-minute load
-average of at least half the CPUs, :func:`machine_busy`) is marked ``busy``: other work slows both precisions
+shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (other processes
+using at least half the CPUs, sampled just before it: :func:`machine_busy`) is marked ``busy``: other work slows both precisions
 alike and hides bf16's gain, so the mark makes the next run that finds the machine quiet measure again and
 replace it, while runs on a still-busy machine keep its choice (the same precision, the same outputs). The
 returned record says what was chosen and why, with the probe's figures and the load; callers log it and keep it
@@ -43,6 +43,7 @@ __all__ = [
     "cpu_model",
     "cache_file",
     "probe_key",
+    "BUSY_WINDOW_S",
     "machine_busy",
     "choose_cpu_precision",
     "autocast",
@@ -84,18 +85,62 @@ def probe_key(kind: str, what: Any) -> str:
     return f"{cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{kind}|{digest}"
 
 
-def machine_busy() -> tuple[bool, float]:
-    """``(busy, load)``: the 1-minute load average and whether it is at least half the CPUs this process may
-    use (at least 1); ``(False, 0.0)`` where the OS has no load average. ``BRATS_PROBE_IGNORE_LOAD=1`` makes
-    every machine quiet (a test suite that needs one choice throughout, whatever its own load)."""
+#: Seconds over which :func:`machine_busy` samples the CPUs' use.
+BUSY_WINDOW_S = 0.3
+
+
+def _cpu_jiffies(cpus: set[int], stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """``(busy, total)`` clock ticks of ``cpus`` since boot (``/proc/stat``'s per-CPU lines; the ``cpu`` total
+    line where those do not cover ``cpus``); None where the file cannot be read."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return None
+    rows: dict[str, list[int]] = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and len(fields) >= 4:
+            rows[name] = [int(f) for f in fields[:8]]
+    picked = [rows[f"cpu{c}"] for c in cpus if f"cpu{c}" in rows]
+    if len(picked) < len(cpus):
+        picked = [rows["cpu"]] if "cpu" in rows else []
+    if not picked:
+        return None
+    total = sum(sum(r) for r in picked)
+    idle = sum(r[3] + (r[4] if len(r) > 4 else 0) for r in picked)  # idle + iowait
+    return total - idle, total
+
+
+def machine_busy(window: float = BUSY_WINDOW_S) -> tuple[bool, float]:
+    """``(busy, load)``: how many CPUs' worth of work other processes did over ``window`` seconds, and whether
+    it is at least half the CPUs this process may use.
+
+    Sampled from ``/proc/stat`` over the CPUs of this process's affinity while it sleeps, minus its own CPU
+    time (:func:`os.times`; idle OpenMP threads may spin meanwhile). The 1-minute load average that this used to
+    read counts the caller's own recent work, so on 2 cores a demo's probe, right after its own extraction, was
+    always "busy". Where ``/proc/stat`` cannot be read, the load average stands in (the caller included), and
+    where the OS has neither: ``(False, 0.0)``. ``BRATS_PROBE_IGNORE_LOAD=1`` makes every machine quiet (a test
+    suite that needs one choice throughout, whatever its own load).
+    """
     if os.environ.get("BRATS_PROBE_IGNORE_LOAD") == "1":
         return False, 0.0
+    cpus = (
+        set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    )
+    before, own_before = _cpu_jiffies(cpus), os.times()
+    if before is not None:
+        time.sleep(window)
+        after, own_after = _cpu_jiffies(cpus), os.times()
+        if after is not None and after[1] > before[1]:
+            share = (after[0] - before[0]) / (after[1] - before[1])  # of the CPUs' time, busy
+            own = (own_after.user + own_after.system - own_before.user - own_before.system) / window
+            load = round(max(0.0, share * len(cpus) - own), 2)
+            return load >= len(cpus) / 2, load
     try:
-        load = float(os.getloadavg()[0])
+        load = round(float(os.getloadavg()[0]), 2)
     except (OSError, AttributeError):
         return False, 0.0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return load >= max(1.0, cpus / 2), round(load, 2)
+    return load >= max(1.0, len(cpus) / 2), load
 
 
 def autocast(dtype: torch.dtype | None, device_type: str = "cpu") -> Any:
@@ -144,7 +189,7 @@ def choose_cpu_precision(
     Returns:
         ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "busy",
         "cached"}`` (the seconds and speed-up are None when nothing was measured; ``load`` and ``busy``: the
-        1-minute load average when measured and :func:`machine_busy`'s verdict).
+        CPUs other processes used when measured and :func:`machine_busy`'s verdict).
     """
     record: dict[str, Any] = {"cpu": cpu_model(), "fp32_s": None, "bf16_s": None, "speedup": None}
     if not cpu_has_bf16():
@@ -164,7 +209,7 @@ def choose_cpu_precision(
         "choice": choice,
         "reason": f"probe: bf16 {speedup:.2f}x float32 (chosen when >= {MIN_SPEEDUP}x)"
         + (
-            f"; measured on a busy machine (load average {load}), so measured again once it is quiet"
+            f"; measured on a busy machine (other processes used {load} CPUs), so measured again once it is quiet"
             if busy
             else ""
         ),

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,7 +102,7 @@ def test_a_busy_machines_probe_is_kept_while_busy_and_measured_again_when_quiet(
     monkeypatch.setattr(precision, "_time_steps", fake_time)
     first = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
     assert first["choice"] == "fp32" and first["busy"] and first["load"] == 3.2
-    assert "busy machine (load average 3.2)" in first["reason"]
+    assert "busy machine (other processes used 3.2 CPUs)" in first["reason"]
     again = precision.choose_cpu_precision(
         lambda: None, "train", {"model": "x"}
     )  # still busy: the same choice
@@ -108,8 +114,48 @@ def test_a_busy_machines_probe_is_kept_while_busy_and_measured_again_when_quiet(
     assert kept["cached"] and kept["choice"] == "bf16" and len(calls) == 4
 
 
-def test_machine_busy_reads_the_load_average(monkeypatch):
+STAT = """cpu  300 0 100 1000 50 0 0 0 0 0
+cpu0 100 0 50 500 25 0 0 0 0 0
+cpu1 200 0 50 500 25 0 0 0 0 0
+intr 12345
+"""
+
+
+def test_cpu_jiffies_reads_the_affinity_cpus(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text(STAT)
+    # busy = user + nice + system (+ irq ...), idle = idle + iowait
+    assert precision._cpu_jiffies({0}, stat) == (150, 675)
+    assert precision._cpu_jiffies({0, 1}, stat) == (400, 1450)
+    assert precision._cpu_jiffies({0, 7}, stat) == (400, 1450)  # cpu7 not listed: the total line
+    assert precision._cpu_jiffies({0}, tmp_path / "missing") is None
+
+
+def test_machine_busy_counts_other_processes_not_its_own(monkeypatch):
     monkeypatch.delenv("BRATS_PROBE_IGNORE_LOAD", raising=False)
+    monkeypatch.setattr(precision.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(precision.time, "sleep", lambda s: None)
+
+    def sample(busy_share: float, own_cpus: float):
+        # the CPUs' ticks over the window (2 CPUs x 30 ticks), of which busy_share busy; this process's own
+        # CPU seconds over the 0.3 s window: own_cpus CPUs' worth
+        ticks = iter([(1000, 5000), (1000 + round(60 * busy_share), 5060)])
+        times = iter([os.times_result((0.0, 0.0, 0, 0, 0)), os.times_result((own_cpus * 0.3, 0.0, 0, 0, 0))])
+        monkeypatch.setattr(precision, "_cpu_jiffies", lambda cpus: next(ticks))
+        monkeypatch.setattr(precision.os, "times", lambda: next(times))
+        return precision.machine_busy(window=0.3)
+
+    assert sample(1.0, 2.0) == (False, 0.0)  # both CPUs busy with this process's own threads: quiet
+    assert sample(1.0, 1.0) == (True, 1.0)  # one CPU's worth by others: half of 2, busy
+    assert sample(0.5, 0.0) == (True, 1.0)
+    assert sample(0.25, 0.0) == (False, 0.5)
+    monkeypatch.setenv("BRATS_PROBE_IGNORE_LOAD", "1")  # what the suite's conftest sets
+    assert precision.machine_busy() == (False, 0.0)
+
+
+def test_machine_busy_falls_back_on_the_load_average(monkeypatch):
+    monkeypatch.delenv("BRATS_PROBE_IGNORE_LOAD", raising=False)
+    monkeypatch.setattr(precision, "_cpu_jiffies", lambda cpus: None)  # no /proc/stat
     monkeypatch.setattr(precision.os, "getloadavg", lambda: (1.0, 0.0, 0.0))
     monkeypatch.setattr(precision.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert precision.machine_busy() == (True, 1.0)  # 2 CPUs: busy from a load of 1
@@ -123,9 +169,39 @@ def test_machine_busy_reads_the_load_average(monkeypatch):
 
     monkeypatch.setattr(precision.os, "getloadavg", no_load)
     assert precision.machine_busy() == (False, 0.0)
-    monkeypatch.setattr(precision.os, "getloadavg", lambda: (4.0, 0.0, 0.0))
-    monkeypatch.setenv("BRATS_PROBE_IGNORE_LOAD", "1")  # what the suite's conftest sets
-    assert precision.machine_busy() == (False, 0.0)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="no /proc/stat")
+def test_machine_busy_sees_spinning_processes_and_not_its_own_threads(monkeypatch):
+    monkeypatch.delenv("BRATS_PROBE_IGNORE_LOAD", raising=False)
+    n = len(os.sched_getaffinity(0))
+    if n > 8:
+        pytest.skip("more CPUs than this test should keep busy")
+    spin = "import time\nend = time.time() + 20\nwhile time.time() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        time.sleep(0.5)  # let them start
+        busy, load = precision.machine_busy(window=0.5)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert busy and load >= n / 2
+    # this process's own busy thread is not another process: quiet once the spinners are gone
+    stop = threading.Event()
+
+    def own_spin():
+        while not stop.is_set():
+            pass
+
+    thread = threading.Thread(target=own_spin)
+    thread.start()
+    try:
+        own_busy, own_load = precision.machine_busy(window=0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert not own_busy and own_load < n / 2
 
 
 def test_probe_excludes_the_warm_up_step(monkeypatch):
