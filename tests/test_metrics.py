@@ -383,6 +383,9 @@ def test_cohort_scores_match_evaluate_case_and_pooling(tmp_path):
     assert on_disk["per_case"]["ET"]["dice"]["count"] == 2 and on_disk["empty"] == "nan"
     text = format_summary(summary)
     assert all(name in text for name in ("NCR", "ED", "ET", "TC", "WT")) and "left out as NaN" in text
+    low, high = summary["per_case"]["WT"]["dice"]["ci95"]
+    wt_row = next(line for line in text.splitlines() if line.startswith("WT ") and "|" in line)
+    assert f" {low:.3f}-{high:.3f} " in wt_row and "95% CI" in text
 
 
 def test_summarize_mean_vs_pooled_by_hand():

@@ -66,12 +66,14 @@ def summarize(
     """Aggregate case rows and confusion matrices (both from :func:`brats.evaluate.cases.evaluate_case`).
 
     Returns:
-        ``{"n_cases", "empty", "per_case": {NAME: {metric: {mean, median, std, count, n_nan} (+ ci95 for dice)}},
+        ``{"n_cases", "empty", "per_case": {NAME: {metric: {mean, median, std, count, n_nan}}} (dice also
+        ci95),
         "pooled": {NAME: {tp, fp, fn, tn, dice, iou, precision, recall, specificity, accuracy}},
         "confusion": {"classes", "voxels", "row_fraction"}}``.
         ``std`` is the sample standard deviation (ddof 1; None below 2 values); NaN values are left out of
         mean/median/std and counted in ``n_nan``. ``ci95``: the 95 % percentile bootstrap interval of the mean
-        Dice ``[low, high]`` (:func:`brats.evaluate.interval.bootstrap_ci`; None below 2 values). Pooled ratios come from counts summed over all cases.
+        Dice ``[low, high]`` (:func:`brats.evaluate.interval.bootstrap_ci`; None below 2 values). Pooled ratios
+        come from counts summed over all cases.
         ``confusion`` is the sum of the cases' matrices over the training classes :data:`CLASS_NAMES`:
         ``voxels[r][p]`` voxels of reference class ``r`` were predicted as ``p``; ``row_fraction`` divides each
         row by its total (None for a class absent from every reference), so it says where each reference class
@@ -167,7 +169,8 @@ def report_rows(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
         ``(mean_rows, pooled_rows)``, one dict per structure NCR, ED, ET, TC, WT: ``mean_rows`` hold ``name``,
         ``n`` (cases with a Dice value) and the per-case means ``dice``, ``iou``, ``precision``, ``recall``,
         ``specificity``, ``hd95`` (None for NCR and ED), and ``dice_ci95``, the 95 % bootstrap interval of the
-        mean Dice (``[low, high]``, None below 2 cases or in a summary written before it existed); ``pooled_rows`` hold ``name`` and the pooled ``dice``,
+        mean Dice (``[low, high]``, None below 2 cases or in a summary written before it existed);
+        ``pooled_rows`` hold ``name`` and the pooled ``dice``,
         ``iou``, ``precision``, ``recall``, ``specificity``, ``accuracy``. Undefined values are None.
     """
     mean_rows, pooled_rows = [], []
@@ -249,11 +252,16 @@ def _num(value: float | None, width: int, digits: int = 3) -> str:
     return f"{value:{width}.{digits}f}"
 
 
+def _interval(ci: list[float] | None) -> str:
+    return "-" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """A printed table: one row per structure (NCR, ED, ET, TC, WT).
 
-    Columns: ``n`` (cases with a Dice value), per-case mean Dice and its std, median Dice, mean IoU,
-    precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision and recall. With
+    Columns: ``n`` (cases with a Dice value), per-case mean Dice, its std and 95 % bootstrap interval (``ci95``),
+    median Dice, mean IoU, precision, recall, specificity and HD95 (mm), then the pooled Dice, IoU, precision
+    and recall. With
     lesion-wise metrics, a second block (:func:`lesion_rows`): one row per region ET, TC, WT. Last, the pooled
     confusion matrix: per reference class, its voxels and the percentage of them predicted as each class.
     """
@@ -263,9 +271,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         return format_binary(summary)
     per, pooled = summary["per_case"], summary["pooled"]
     head = (
-        f"{'':5}{'':>4} | {'per-case mean over cases':^58} | {'pooled counts':^27}\n"
-        f"{'':5}{'n':>4} | {'Dice':>6} {'±std':>6} {'median':>6} {'IoU':>6} {'Prec':>6} {'Recall':>6} "
-        f"{'Spec':>6} {'HD95mm':>7} | {'Dice':>6} {'IoU':>6} {'Prec':>6} {'Recall':>6}"
+        f"{'':5}{'':>4} | {'per-case mean over cases':^70} | {'pooled counts':^27}\n"
+        f"{'':5}{'n':>4} | {'Dice':>6} {'±std':>6} {'95% CI':>11} {'median':>6} {'IoU':>6} {'Prec':>6} "
+        f"{'Recall':>6} {'Spec':>6} {'HD95mm':>7} | {'Dice':>6} {'IoU':>6} {'Prec':>6} {'Recall':>6}"
     )
     lines = [
         f"{summary['n_cases']} case(s), empty rule '{summary['empty']}'"
@@ -282,8 +290,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         hd = p["hd95"]["mean"] if "hd95" in p else None
         lines.append(
             f"{name:5}{p['dice']['count']:>4} | {_num(p['dice']['mean'], 6)} {_num(p['dice']['std'], 6)} "
-            f"{_num(p['dice']['median'], 6)} {_num(p['iou']['mean'], 6)} {_num(p['precision']['mean'], 6)} "
-            f"{_num(p['recall']['mean'], 6)} {_num(p['specificity']['mean'], 6, 4)} {_num(hd, 7, 2)} | "
+            f"{_interval(p['dice'].get('ci95')):>11} {_num(p['dice']['median'], 6)} {_num(p['iou']['mean'], 6)} "
+            f"{_num(p['precision']['mean'], 6)} {_num(p['recall']['mean'], 6)} "
+            f"{_num(p['specificity']['mean'], 6, 4)} {_num(hd, 7, 2)} | "
             f"{_num(q['dice'], 6)} {_num(q['iou'], 6)} {_num(q['precision'], 6)} {_num(q['recall'], 6)}"
         )
     nan_notes = [
