@@ -131,3 +131,6 @@ def test_run_evaluate_binary_cohort(tmp_path):
     saved = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert saved["detection"]["patient"]["specificity"] == 0.0
     assert "slice        8     1     1     1     5" in format_summary(s)
+    # two patients at Dice 2/3 and 0: the mean's bootstrap interval spans both (resampled means 0, 1/3, 2/3)
+    assert s["per_case"]["tumour"]["dice"]["ci95"] == pytest.approx([0.0, 2 / 3])
+    assert "Dice 0.333 (95% CI 0.000-0.667, median 0.333)" in format_summary(s)

@@ -151,7 +151,7 @@ def summarize_binary(
     from brats.evaluate.summary import _aggregate
 
     metrics = (*OVERLAP_METRICS, "hd95", "vol_ref", "vol_pred", "vol_ref_ml", "vol_pred_ml")
-    per_case = {_T: {m: _aggregate([r[f"{_T}_{m}"] for r in rows]) for m in metrics}}
+    per_case = {_T: {m: _aggregate([r[f"{_T}_{m}"] for r in rows], ci=m == "dice") for m in metrics}}
     total = Counts(*(int(sum(c[i] for c in counts)) for i in range(4)))
     pooled = {**total._asdict(), **overlap_scores(total, empty)}
     n_all = sum(total)
@@ -198,12 +198,17 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci else f"95% CI {ci[0]:.3f}-{ci[1]:.3f}, "
+
+
 def format_binary(summary: dict[str, Any]) -> str:
     """The printed tables of a binary summary: overlap (per-case mean and pooled), then detection."""
     p, q = summary["per_case"][_T], summary["pooled"][_T]
     lines = [
         f"{summary['n_cases']} patient(s), empty rule '{summary['empty']}'",
-        f"{'tumour':8} per-case mean: Dice {_num(p['dice']['mean'])} (median {_num(p['dice']['median'])}), "
+        f"{'tumour':8} per-case mean: Dice {_num(p['dice']['mean'])} ({_ci(p['dice'].get('ci95'))}median "
+        f"{_num(p['dice']['median'])}), "
         f"IoU {_num(p['iou']['mean'])}, precision {_num(p['precision']['mean'])}, "
         f"recall {_num(p['recall']['mean'])}, HD95 {_num(p['hd95']['mean'], 2)}",
         f"{'':8} pooled: Dice {_num(q['dice'])}, IoU {_num(q['iou'])}, precision {_num(q['precision'])}, "
