@@ -11,12 +11,12 @@ bf16 autocast is 1.5-1.7x faster than float32 on CPUs with bf16 instructions (AV
 
 The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_CACHE_DIR`` moves it), keyed by
 the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
-shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (other processes
-using at least half the CPUs, sampled just before it: :func:`machine_busy`) is marked ``busy``: other work slows both precisions
-alike and hides bf16's gain, so the mark makes the next run that finds the machine quiet measure again and
-replace it, while runs on a still-busy machine keep its choice (the same precision, the same outputs). The
-returned record says what was chosen and why, with the probe's figures and the load; callers log it and keep it
-with their outputs.
+shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (other
+processes using at least half the CPUs, sampled just before it: :func:`machine_busy`) is marked ``busy``: other
+work slows both precisions alike and hides bf16's gain, so the mark makes the next run that finds the machine
+quiet measure again and replace it, while runs on a still-busy machine keep its choice (the same precision,
+the same outputs). The returned record says what was chosen and why, with the probe's figures and the load;
+callers log it and keep it with their outputs.
 """
 
 from __future__ import annotations
