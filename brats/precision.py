@@ -100,7 +100,7 @@ def _cpu_jiffies(cpus: set[int], stat: Path = Path("/proc/stat")) -> tuple[int, 
     for line in lines:
         name, *fields = line.split()
         if name.startswith("cpu") and len(fields) >= 4:
-            rows[name] = [int(f) for f in fields[:8]]
+            rows[name] = [int(f) for f in fields[:7]]  # user .. softirq; not steal (another VM's), guest
     picked = [rows[f"cpu{c}"] for c in cpus if f"cpu{c}" in rows]
     if len(picked) < len(cpus):
         picked = [rows["cpu"]] if "cpu" in rows else []

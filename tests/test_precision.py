@@ -114,9 +114,9 @@ def test_a_busy_machines_probe_is_kept_while_busy_and_measured_again_when_quiet(
     assert kept["cached"] and kept["choice"] == "bf16" and len(calls) == 4
 
 
-STAT = """cpu  300 0 100 1000 50 0 0 0 0 0
-cpu0 100 0 50 500 25 0 0 0 0 0
-cpu1 200 0 50 500 25 0 0 0 0 0
+STAT = """cpu  300 0 100 1000 50 0 0 40 0 0
+cpu0 100 0 50 500 25 0 0 20 0 0
+cpu1 200 0 50 500 25 0 0 20 0 0
 intr 12345
 """
 
@@ -124,7 +124,8 @@ intr 12345
 def test_cpu_jiffies_reads_the_affinity_cpus(tmp_path):
     stat = tmp_path / "stat"
     stat.write_text(STAT)
-    # busy = user + nice + system (+ irq ...), idle = idle + iowait
+    # busy = user + nice + system (+ irq, softirq), idle = idle + iowait; steal (the 8th field: time the
+    # hypervisor gave another machine) is neither
     assert precision._cpu_jiffies({0}, stat) == (150, 675)
     assert precision._cpu_jiffies({0, 1}, stat) == (400, 1450)
     assert precision._cpu_jiffies({0, 7}, stat) == (400, 1450)  # cpu7 not listed: the total line
