@@ -38,4 +38,4 @@ print("minimum-version venv:", ", ".join(f"{n} {md.version(n)}" for n in names))
 PY
 PYTHONPATH=. "$MIN/bin/python" -m pytest -q -p no:cacheprovider \
   tests/test_config.py tests/test_faults.py tests/test_data_io.py tests/test_labels.py tests/test_postprocess.py \
-  tests/test_model.py tests/test_infer.py tests/test_augment.py "$@"
+  tests/test_model.py tests/test_infer.py tests/test_augment.py tests/test_interval.py "$@"
