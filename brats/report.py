@@ -167,8 +167,8 @@ def _cohort_table(cohorts: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]
         cells = "".join(f"<td>{_fmt(cohorts[n][1].get(f'{region}_f1'))}</td>" for n in names)
         rows.append(f"<tr><td class='l'>{region} lesion-wise F1</td>{cells}</tr>")
     return (
-        "<h2>Test split and stress cohort</h2><p>Mean Dice over cases [95 % bootstrap interval of the mean: with "
-        "a few cases, one case more or less moves the mean that far]; lesion-wise F1 from lesion TP/FP/FN "
+        "<h2>Test split and stress cohort</h2><p>Mean Dice over cases [95 % bootstrap interval of the mean: how "
+        "far a mean over this few cases can be trusted]; lesion-wise F1 from lesion TP/FP/FN "
         "summed over the cases (official BraTS rules). The stress cohort (<code>brats synth --profile stress"
         "</code>, its own seed) is never trained or selected on: fainter lesions, more look-alikes, stronger "
         "artefacts (<code>docs/synthetic.md</code>).</p>"
