@@ -196,11 +196,14 @@ def choose_cpu_precision(
         return record | {"choice": "fp32", "reason": "this CPU has no bf16 instructions", "cached": False}
     key = probe_key(kind, what)
     path = cache_file()
+    hit = _read_cache(path).get(key) if use_cache else None
+    if not (isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16")):
+        hit = None
+    if hit is not None and not hit.get("busy"):
+        return hit | {"cached": True, "key": key}  # a quiet machine's probe: the load is not even sampled
     busy, load = machine_busy()
-    if use_cache:
-        hit = _read_cache(path).get(key)
-        if isinstance(hit, dict) and hit.get("choice") in ("fp32", "bf16") and (busy or not hit.get("busy")):
-            return hit | {"cached": True, "key": key}  # else a busy machine's probe, and it is quiet now
+    if hit is not None and busy:
+        return hit | {"cached": True, "key": key}  # a busy machine's probe, and the machine is still busy
     fp32 = _time_steps(step, None, warmup, steps)
     bf16 = _time_steps(step, torch.bfloat16, warmup, steps)
     speedup = fp32 / bf16 if bf16 > 0 else 0.0

@@ -113,6 +113,12 @@ def test_a_busy_machines_probe_is_kept_while_busy_and_measured_again_when_quiet(
     kept = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
     assert kept["cached"] and kept["choice"] == "bf16" and len(calls) == 4
 
+    def no_sampling():
+        raise AssertionError("a quiet machine's cached probe needs no look at the load")
+
+    monkeypatch.setattr(precision, "machine_busy", no_sampling)  # sampling sleeps BUSY_WINDOW_S
+    assert precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})["choice"] == "bf16"
+
 
 STAT = """cpu  300 0 100 1000 50 0 0 40 0 0
 cpu0 100 0 50 500 25 0 0 20 0 0
