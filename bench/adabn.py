@@ -28,11 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from generalise import SELECT_SEED_OFFSET  # noqa: E402  (loads no torch)
 from results_io import load_now, read_result, write_result  # noqa: E402
 
 ARMS = ("base", "adabn")
 #: The selection cohorts of bench/generalise.py: name -> (seed offset, synth profile).
-COHORTS = {"select": (2000, "train"), "select_stress": (3000, "stress")}
+COHORTS = {
+    name: (offset, "stress" if name == "select_stress" else "train")
+    for name, offset in SELECT_SEED_OFFSET.items()
+}
 
 
 def _skip_single_values(module, args):
@@ -52,19 +56,22 @@ def adapted(model, case, settings, loaded):
     from brats.predict import predict_probabilities
 
     out = copy.deepcopy(model)
-    norms = [m for m in out.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in norms:
+    hooks = []
+    for bn in out.modules():
+        if not isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
+            continue
         bn.reset_running_stats()
         bn.momentum = None  # a plain average over the case's batches
         bn.train()
         # a batch with one value per channel (one small window, pooled to 1 x 1) has no statistics: it runs on
         # those gathered so far and leaves them as they are
-        bn.register_forward_pre_hook(_skip_single_values)
-        bn.register_forward_hook(_back_to_training)
+        hooks += [
+            bn.register_forward_pre_hook(_skip_single_values),
+            bn.register_forward_hook(_back_to_training),
+        ]
     predict_probabilities(out, case, settings, loaded=loaded)
-    for bn in norms:
-        bn._forward_pre_hooks.clear()
-        bn._forward_hooks.clear()
+    for hook in hooks:
+        hook.remove()
     return out.eval()
 
 
@@ -161,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         offset, profile = COHORTS[cohort]
         root = Path("runs") / f"select-{args.seed}-{args.select}" / cohort
         cached_cohort(root, args.select, args.seed + offset, profile, args.workers, None)
-        cohorts[cohort] = score_arms(checkpoint, root, args.run / f"bench_adabn_{cohort}")
+        # one folder per cohort and size: another --select never mixes its predictions with these
+        out = args.run / f"bench_adabn_{cohort}-{args.seed}-{args.select}"
+        cohorts[cohort] = score_arms(checkpoint, root, out)
     payload = {"run": str(args.run), "select": args.select, "seed": args.seed, "cohorts": cohorts}
     path = write_result(f"adabn-{args.name}", payload, before)
     print(json.dumps({"written": str(path)}))
