@@ -86,6 +86,8 @@ class TrainingState:
     #: number of steps averaged so far
     raw_model: dict[str, torch.Tensor] | None = None
     averaged_steps: int = 0
+    #: with ``loss.deep_supervision``: the auxiliary heads' weights (:mod:`brats.train.deep_supervision`)
+    aux_heads: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -128,6 +130,8 @@ class Checkpoint:
             state = dataclasses.asdict(self.training)
             if state["raw_model"] is None:
                 del state["raw_model"], state["averaged_steps"]
+            if state["aux_heads"] is None:
+                del state["aux_heads"]
             out.update(state)
         return out
 
@@ -173,6 +177,7 @@ def _training_state(raw: dict[str, Any], cfg: Config) -> TrainingState | None:
         rng=raw.get("rng") or {},
         raw_model=raw.get("raw_model"),
         averaged_steps=int(raw.get("averaged_steps", 0)),
+        aux_heads=raw.get("aux_heads"),
     )
 
 

@@ -75,6 +75,7 @@ def _worker(rank: int, world: int, port: int, cfg_dict: dict, out: str, skew: fl
             {
                 "initial": initial,
                 "final": trainer.model.state_dict(),
+                "trained": trainer.train_net.state_dict(),  # with loss.deep_supervision, the heads too
                 "saved": trainer.eval_model.state_dict(),
                 "result": result,
             },
@@ -145,3 +146,24 @@ def test_two_gloo_ranks_average_the_same_weights(tmp_path):
         assert torch.equal(ckpt.weights[key], value), key
         assert torch.equal(ckpt.training.raw_model[key], r0["final"][key]), key
     assert any(not torch.equal(r0["saved"][k], r0["final"][k]) for k in r0["final"])  # the average differs
+
+
+def test_two_gloo_ranks_train_the_same_deep_supervision_heads(tmp_path):
+    """loss.deep_supervision under DDP: the heads are inside the wrapped module, so their gradients are averaged
+    over the ranks too and both ranks end with the same heads (and network); last.pt keeps rank 0's heads."""
+    run = tmp_path / "run"
+    _store(run / "patches" / "train.h5", 8, 0)
+    _store(run / "patches" / "val.h5", 2, 1)
+    cfg = _config(run)
+    cfg["train"]["steps_per_epoch"] = 2
+    cfg["loss"] = {"deep_supervision": 2}
+    mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    heads = [k for k in r0["trained"] if k.startswith("heads.")]
+    assert len(heads) == 4
+    for key, value in r0["trained"].items():
+        assert torch.equal(value, r1["trained"][key]), key
+    saved = read_checkpoint(run / "checkpoints" / "last.pt").training.aux_heads
+    for key in heads:
+        assert torch.equal(saved[key.removeprefix("heads.")], r0["trained"][key]), key

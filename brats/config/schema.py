@@ -226,6 +226,14 @@ class LossConfig:
         "costs half the most a patch can cost.",
         gt=0,
     )
+    deep_supervision: int = _f(
+        0,
+        "Auxiliary outputs on the decoder's n stages before the last (smp Unet, 2D): each a 1 x 1 convolution "
+        "scored by this loss against the labels at its scale, weights halving per stage (nnU-Net's deep "
+        "supervision); training only, the saved model has no heads (brats/train/deep_supervision.py). 0: off.",
+        ge=0,
+        le=4,
+    )
 
 
 @dataclass

@@ -45,6 +45,7 @@ from brats.train.augment import build_transform
 from brats.train.augment3d import build_transform_3d
 from brats.train.batch_augment import build_batch_augment
 from brats.train.dataset import PatchDataset
+from brats.train.deep_supervision import deep_supervised
 from brats.train.log import metric_mode, plot_curves, write_metrics_csv
 from brats.train.losses import build_loss
 from brats.train.resume import restore, trainer_checkpoint
@@ -137,17 +138,18 @@ class Trainer:
         if tc.channels_last:
             self.model = self.model.to(memory_format=self.memory_format)
         self.average = build_average(self.model, tc.swa_start)  # None unless train.swa_start is set
-        self.optimizer = torch.optim.Adam(
-            [p for p in self.model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay
+        self.loss_fn = build_loss(cfg.loss, cfg.model.output == "regions", self.out_channels).to(
+            self.rt.device
         )
+        # loss.deep_supervision: heads on the decoder's stages, trained beside it (brats/train/deep_supervision.py)
+        self.train_net, self.train_loss = deep_supervised(self.model, cfg, self.out_channels, self.loss_fn)
+        params = [p for p in self.train_net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
         sc = tc.scheduler
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=sc.factor, patience=sc.patience, min_lr=sc.min_lr
         )
         self.scaler = torch.amp.GradScaler(self.rt.device.type, enabled=self.rt.use_scaler)
-        self.loss_fn = build_loss(cfg.loss, cfg.model.output == "regions", self.out_channels).to(
-            self.rt.device
-        )
         shape = (tc.batch_size, self.in_channels, *cfg.patches.size)
         model_loss = {"model": config_to_dict(cfg.model), "loss": config_to_dict(cfg.loss)}
         what = model_loss | {"input": list(shape), "cl": tc.channels_last}
@@ -158,10 +160,10 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         if resume:
             restore(self, self.paths["last"])
-        self.net: nn.Module = self.model
+        self.net: nn.Module = self.train_net
         if self.rt.distributed:
             ids = [self.rt.device] if self.rt.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = nn.parallel.DistributedDataParallel(self.train_net, device_ids=ids)
 
     # -- set-up -----------------------------------------------------------------------------------------------
 
@@ -269,7 +271,7 @@ class Trainer:
             x, y = self._batch(batch)
             with self._autocast():
                 logits = self.net(x)
-            loss = self.loss_fn(logits, y)
+            loss = self.train_loss(logits, y)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise TrainError(
