@@ -12,10 +12,10 @@ bf16 autocast is 1.5-1.7x faster than float32 on CPUs with bf16 instructions (AV
 The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_CACHE_DIR`` moves it), keyed by
 the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
 shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (other
-processes using at least half the CPUs, sampled just before it: :func:`machine_busy`) is marked ``busy``: other
-work slows both precisions alike and hides bf16's gain, so the mark makes the next run that finds the machine
-quiet measure again and replace it, while runs on a still-busy machine keep its choice (the same precision,
-the same outputs). The returned record says what was chosen and why, with the probe's figures and the load;
+processes using at least half the CPUs just before it, :func:`machine_busy`, or a quarter of them during its
+own timed steps, which use them all) is marked ``busy``: other work slows both precisions alike and hides bf16's gain, so the mark makes the
+next run that finds the machine quiet measure again and replace it, while runs on a still-busy machine keep its
+choice (the same precision, the same outputs). The returned record says what was chosen and why, with the probe's figures and the load;
 callers log it and keep it with their outputs.
 """
 
@@ -111,6 +111,44 @@ def _cpu_jiffies(cpus: set[int], stat: Path = Path("/proc/stat")) -> tuple[int, 
     return total - idle, total
 
 
+def _affinity() -> set[int]:
+    """The CPUs this process may run on."""
+    return (
+        set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    )
+
+
+def _other_load(
+    cpus: set[int],
+    before: tuple[int, int] | None,
+    after: tuple[int, int] | None,
+    own_before: os.times_result,
+    own_after: os.times_result,
+    seconds: float,
+) -> float | None:
+    """CPUs' worth of work that processes other than this one did on ``cpus`` between two :func:`_cpu_jiffies`
+    and :func:`os.times` readings ``seconds`` apart; None where a reading is missing or no tick passed."""
+    if before is None or after is None or after[1] <= before[1] or seconds <= 0:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])  # of the CPUs' time, busy
+    own = (own_after.user + own_after.system - own_before.user - own_before.system) / seconds
+    return round(max(0.0, share * len(cpus) - own), 2)
+
+
+def _timed_with_load(
+    run: Callable[[], Any], clock: Callable[[], float] = time.monotonic
+) -> tuple[Any, float | None]:
+    """``run()``'s result and the CPUs' worth of work other processes did while it ran (:func:`_other_load`;
+    None where ``/proc/stat`` cannot be read or ``BRATS_PROBE_IGNORE_LOAD=1``)."""
+    if os.environ.get("BRATS_PROBE_IGNORE_LOAD") == "1":
+        return run(), None
+    cpus = _affinity()
+    before, own_before, t0 = _cpu_jiffies(cpus), os.times(), clock()
+    result = run()
+    seconds = clock() - t0
+    return result, _other_load(cpus, before, _cpu_jiffies(cpus), own_before, os.times(), seconds)
+
+
 def machine_busy(window: float = BUSY_WINDOW_S) -> tuple[bool, float]:
     """``(busy, load)``: how many CPUs' worth of work other processes did over ``window`` seconds, and whether
     it is at least half the CPUs this process may use.
@@ -124,17 +162,12 @@ def machine_busy(window: float = BUSY_WINDOW_S) -> tuple[bool, float]:
     """
     if os.environ.get("BRATS_PROBE_IGNORE_LOAD") == "1":
         return False, 0.0
-    cpus = (
-        set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    )
+    cpus = _affinity()
     before, own_before = _cpu_jiffies(cpus), os.times()
     if before is not None:
         time.sleep(window)
-        after, own_after = _cpu_jiffies(cpus), os.times()
-        if after is not None and after[1] > before[1]:
-            share = (after[0] - before[0]) / (after[1] - before[1])  # of the CPUs' time, busy
-            own = (own_after.user + own_after.system - own_before.user - own_before.system) / window
-            load = round(max(0.0, share * len(cpus) - own), 2)
+        load = _other_load(cpus, before, _cpu_jiffies(cpus), own_before, os.times(), window)
+        if load is not None:
             return load >= len(cpus) / 2, load
     try:
         load = round(float(os.getloadavg()[0]), 2)
@@ -187,9 +220,10 @@ def choose_cpu_precision(
         use_cache: read and write the per-machine cache (a ``busy`` record is measured again on a quiet machine).
 
     Returns:
-        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "busy",
-        "cached"}`` (the seconds and speed-up are None when nothing was measured; ``load`` and ``busy``: the
-        CPUs other processes used when measured and :func:`machine_busy`'s verdict).
+        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "load_during",
+        "busy", "cached"}`` (the seconds and speed-up are None when nothing was measured; ``load`` and ``busy``: the
+        CPUs other processes used just before or, if more, during the timed steps (``load_during``: during them;
+        None where not measured) and whether that was at least half the CPUs before or a quarter during).
     """
     record: dict[str, Any] = {"cpu": cpu_model(), "fp32_s": None, "bf16_s": None, "speedup": None}
     if not cpu_has_bf16():
@@ -204,8 +238,12 @@ def choose_cpu_precision(
     busy, load = machine_busy()
     if hit is not None and busy:
         return hit | {"cached": True, "key": key}  # a busy machine's probe, and the machine is still busy
-    fp32 = _time_steps(step, None, warmup, steps)
-    bf16 = _time_steps(step, torch.bfloat16, warmup, steps)
+    (fp32, bf16), during = _timed_with_load(
+        lambda: (_time_steps(step, None, warmup, steps), _time_steps(step, torch.bfloat16, warmup, steps))
+    )
+    # the timed steps use every CPU: a quarter of them taken by others can move the ratio by more than the 1.1x margin
+    if during is not None:
+        busy, load = busy or during >= len(_affinity()) / 4, max(load, during)
     speedup = fp32 / bf16 if bf16 > 0 else 0.0
     choice = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
     record |= {
@@ -221,6 +259,7 @@ def choose_cpu_precision(
         "speedup": round(speedup, 3),
         "key": key,
         "load": load,
+        "load_during": during,
         "busy": busy,
     }
     if use_cache:

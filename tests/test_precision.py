@@ -120,6 +120,62 @@ def test_a_busy_machines_probe_is_kept_while_busy_and_measured_again_when_quiet(
     assert precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})["choice"] == "bf16"
 
 
+def test_load_during_the_timed_steps_is_measured(monkeypatch):
+    """Other processes' CPUs while the probe's steps ran: the CPUs' busy ticks minus this process's own time."""
+    monkeypatch.delenv("BRATS_PROBE_IGNORE_LOAD", raising=False)
+    monkeypatch.setattr(precision, "_affinity", lambda: {0, 1})
+    times_now = os.times
+
+    def during(busy_ticks: int, own_seconds: float):
+        # 2 CPUs x 100 ticks over the run's 1 s, busy_ticks of them busy; own_seconds of this process's CPU
+        ticks = iter([(0, 0), (busy_ticks, 200)])
+        times = iter([os.times_result((0.0, 0.0, 0, 0, 0)), os.times_result((own_seconds, 0.0, 0, 0, 0))])
+        monkeypatch.setattr(precision, "_cpu_jiffies", lambda cpus: next(ticks))
+        monkeypatch.setattr(precision.os, "times", lambda: next(times))
+        clock = iter([10.0, 11.0])
+        return precision._timed_with_load(lambda: "ran", clock=lambda: next(clock))
+
+    assert during(200, 2.0) == ("ran", 0.0)  # both CPUs busy with this process: nobody else
+    assert during(200, 0.8) == ("ran", 1.2)  # 2 CPUs busy, 0.8 of them this process: 1.2 by others
+    assert during(50, 0.5) == ("ran", 0.0)
+    monkeypatch.setattr(precision.os, "times", times_now)
+    monkeypatch.setattr(precision, "_cpu_jiffies", lambda cpus: None)  # no /proc/stat
+    assert precision._timed_with_load(lambda: "ran") == ("ran", None)
+    monkeypatch.setenv("BRATS_PROBE_IGNORE_LOAD", "1")
+    assert precision._timed_with_load(lambda: "ran") == ("ran", None)
+
+
+def test_a_probe_disturbed_while_it_measures_is_busy(monkeypatch, cache_dir):
+    """Quiet just before the probe, but another process took 1.2 of 2 CPUs while it timed its steps (bf16 looked
+    1.07x): the record is busy, so the next run on a quiet machine measures again (a bench base run took
+    float32 this way on 2026-12-07 while a type check ran beside it)."""
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "machine_busy", lambda: (False, 0.1))
+    monkeypatch.setattr(precision, "_affinity", lambda: {0, 1})
+    loads = iter([0.3, 0.5, 1.2, 0.0])
+
+    def timed(run, clock=None):
+        load = next(loads)
+        quiet = {None: 0.39, torch.bfloat16: 0.23}
+        disturbed = {None: 0.30, torch.bfloat16: 0.28}
+        monkeypatch.setattr(precision, "_time_steps", lambda s, d, w, n: (disturbed if load else quiet)[d])
+        return run(), load
+
+    monkeypatch.setattr(precision, "_timed_with_load", timed)
+    # 2 CPUs: busy from half a CPU taken from the timed steps (a quarter of them)
+    below = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"}, use_cache=False)
+    assert not below["busy"] and below["load"] == 0.3 and below["load_during"] == 0.3
+    half = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"}, use_cache=False)
+    assert half["busy"] and half["load"] == 0.5
+    first = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
+    assert first["choice"] == "fp32" and first["busy"] and first["load"] == 1.2
+    assert "busy machine (other processes used 1.2 CPUs)" in first["reason"]
+    again = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})  # quiet now: measured again
+    assert not again["cached"] and again["choice"] == "bf16" and not again["busy"] and again["load"] == 0.1
+    kept = precision.choose_cpu_precision(lambda: None, "train", {"model": "x"})
+    assert kept["cached"] and kept["choice"] == "bf16"
+
+
 STAT = """cpu  300 0 100 1000 50 0 0 40 0 0
 cpu0 100 0 50 500 25 0 0 20 0 0
 cpu1 200 0 50 500 25 0 0 20 0 0
