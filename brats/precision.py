@@ -13,10 +13,10 @@ The result is cached per machine in ``~/.cache/brats/precision.json`` (``BRATS_C
 the CPU model string, the torch version, the thread count and a hash of what was probed (model config, input
 shape, kind), so the probe runs once per machine and model. A probe measured on a busy machine (other
 processes using at least half the CPUs just before it, :func:`machine_busy`, or a quarter of them during its
-own timed steps, which use them all) is marked ``busy``: other work slows both precisions alike and hides bf16's gain, so the mark makes the
-next run that finds the machine quiet measure again and replace it, while runs on a still-busy machine keep its
-choice (the same precision, the same outputs). The returned record says what was chosen and why, with the probe's figures and the load;
-callers log it and keep it with their outputs.
+own timed steps, which use them all) is marked ``busy``: other work slows both precisions alike and hides
+bf16's gain, so the mark makes the next run that finds the machine quiet measure again and replace it, while
+runs on a still-busy machine keep its choice (the same precision, the same outputs). The returned record says
+what was chosen and why, with the probe's figures and the load; callers log it and keep it with their outputs.
 """
 
 from __future__ import annotations
@@ -220,10 +220,11 @@ def choose_cpu_precision(
         use_cache: read and write the per-machine cache (a ``busy`` record is measured again on a quiet machine).
 
     Returns:
-        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load", "load_during",
-        "busy", "cached"}`` (the seconds and speed-up are None when nothing was measured; ``load`` and ``busy``: the
-        CPUs other processes used just before or, if more, during the timed steps (``load_during``: during them;
-        None where not measured) and whether that was at least half the CPUs before or a quarter during).
+        ``{"choice": "bf16" | "fp32", "reason", "cpu", "key", "fp32_s", "bf16_s", "speedup", "load",
+        "load_during", "busy", "cached"}`` (the seconds and speed-up are None when nothing was measured;
+        ``load``: the CPUs other processes used just before or, if more, during the timed steps;
+        ``load_during``: during them, None where not measured; ``busy``: at least half the CPUs before or a
+        quarter during).
     """
     record: dict[str, Any] = {"cpu": cpu_model(), "fp32_s": None, "bf16_s": None, "speedup": None}
     if not cpu_has_bf16():
@@ -241,7 +242,7 @@ def choose_cpu_precision(
     (fp32, bf16), during = _timed_with_load(
         lambda: (_time_steps(step, None, warmup, steps), _time_steps(step, torch.bfloat16, warmup, steps))
     )
-    # the timed steps use every CPU: a quarter of them taken by others can move the ratio by more than the 1.1x margin
+    # the timed steps use every CPU: a quarter of them taken by others can move the ratio past the 1.1x margin
     if during is not None:
         busy, load = busy or during >= len(_affinity()) / 4, max(load, during)
     speedup = fp32 / bf16 if bf16 > 0 else 0.0
