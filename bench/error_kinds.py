@@ -2,6 +2,7 @@
 
     python bench/error_kinds.py --name b39r --run /tmp/gx/b39r --select-root runs/select-0-32
     python bench/error_kinds.py --table b39r b39-s1       # saved results; run nothing
+    python bench/error_kinds.py --yardstick DIR           # the yardstick alone, on the references under DIR
 
 Reads the predictions that ``bench/generalise.py --select`` wrote for the two selection cohorts (post-processed,
 the files it scored; ``RUN/bench_<cohort>/predictions``) and the cohorts' references, and sorts every wrong
@@ -19,7 +20,8 @@ the mean it would be with one kind of error put right and the others left (a fal
 negative counted as found). The empty rules are BraTS's: a tumour-free case scores 1 when nothing is predicted
 and 0 otherwise. The last column is a yardstick, not a model: the mean Dice of the reference against itself
 grown by one voxel (6-connected), what a segmentation that is one voxel too large everywhere would score. The
-test split and the stress cohort are not read.
+test split and the stress cohort are not read. ``--yardstick DIR`` prints the yardstick alone for the cases under
+DIR, from their references (no prediction is read), so it can be quoted for a test split as well.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_predictions import selection_cli  # noqa: E402
 from size_bins import BINS, COHORTS  # noqa: E402
+
+from brats.errors import BratsError  # noqa: E402
 
 EDGE_MM = 2.0
 KINDS = ("false lesion", "edge", "missed lesion", "far")
@@ -210,10 +214,29 @@ def table(records: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def yardstick(root: Path) -> str:
+    """Each case's reference WT volume and :func:`grown_dice` under ``root``, and their mean: the references
+    alone, no prediction (``--yardstick ROOT``, for a test split whose predictions are not to be read)."""
+    from brats.data import discover_cases, load_seg
+    from brats.data.nifti import load_geometry
+
+    rows, values = [], []
+    for case in discover_cases(root):
+        ref = load_seg(case) > 0
+        ml = float(ref.sum()) * float(np.prod(load_geometry(case.seg).spacing)) / 1000.0
+        values.append(grown_dice(ref))
+        rows.append(f"{case.case_id}: WT {ml:.1f} mL, grown 1 voxel {values[-1]:.3f}")
+    return "\n".join([*rows, f"mean over {len(values)} cases: {np.mean(values):.3f}"])
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
+        if args[:1] == ["--yardstick"] and len(args) == 2:
+            print(yardstick(Path(args[1])))
+            return 0
         return selection_cli(argv, __doc__, "errors", measure, table)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, BratsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -146,3 +146,18 @@ def test_reads_a_cohort_and_its_predictions(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and missing.name in err and "no prediction" in err
     assert not (Path(error_kinds.__file__).parent / "results" / "errors-x.json").exists()
+
+
+def test_yardstick_reads_references_only(tmp_path, capsys):
+    from brats.data import discover_cases, load_seg
+    from brats.synth import generate_cohort
+
+    generate_cohort(tmp_path / "cases", 2, seed=5, shape=(48, 48, 40))
+    want = [error_kinds.grown_dice(load_seg(c) > 0) for c in discover_cases(tmp_path / "cases")]
+    assert error_kinds.main(["--yardstick", str(tmp_path / "cases")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[-1] == f"mean over 2 cases: {np.mean(want):.3f}"
+    assert lines[0].endswith(f"grown 1 voxel {want[0]:.3f}")
+    assert error_kinds.main(["--yardstick", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere" in err
