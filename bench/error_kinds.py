@@ -37,6 +37,7 @@ from raw_predictions import selection_cli  # noqa: E402
 from size_bins import BINS, COHORTS  # noqa: E402
 
 from brats.errors import BratsError  # noqa: E402
+from brats.evaluate.metrics import dice_from_counts  # noqa: E402
 
 EDGE_MM = 2.0
 KINDS = ("false lesion", "edge", "missed lesion", "far")
@@ -44,8 +45,8 @@ _FULL = np.ones((3, 3, 3), bool)
 
 
 def _dice(tp: float, fp: float, fn: float) -> float:
-    """WT Dice with BraTS's empty rule (no reference and no prediction: 1)."""
-    return 1.0 if tp + fp + fn == 0 else 2.0 * tp / (2.0 * tp + fp + fn)
+    """WT Dice with BraTS's empty rule (no reference and no prediction: 1), as the evaluation computes it."""
+    return dice_from_counts(tp, fp, fn, "brats")
 
 
 def error_kinds(pred: np.ndarray, ref: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict:
@@ -171,14 +172,12 @@ def summarise(per_case: dict[str, dict]) -> dict:
         else 0.0
         for kind in KINDS
     }
-    edge = {side: sum(c["counts"][f"edge {side}"] for c in per_case.values()) for side in ("fp", "fn")}
-    return {
-        "bins": bins,
-        "share": share,
-        "wrong_voxels": int(wrong),
-        "edge_fp": edge["fp"],
-        "edge_fn": edge["fn"],
+    sides = {
+        f"{kind}_{side}": sum(c["counts"][f"{kind} {side}"] for c in per_case.values())
+        for kind in ("edge", "far")
+        for side in ("fp", "fn")
     }
+    return {"bins": bins, "share": share, "wrong_voxels": int(wrong), **sides}
 
 
 def measure(run: Path, select_root: Path) -> dict:
@@ -195,7 +194,7 @@ def measure(run: Path, select_root: Path) -> dict:
 
 def table(records: dict[str, dict]) -> str:
     """Two Markdown tables: mean WT Dice by size bin as predicted and with each kind put right; each kind's
-    share of the wrong voxels, and the edge's wrong voxels outside the reference (false positives) and inside it
+    share of the wrong voxels, and the edge's and far voxels outside the reference (false positives) and inside it
     (false negatives)."""
     head = "| result | cohort | reference | cases | WT | " + " | ".join(f"no {k}" for k in KINDS)
     lines = [head + " | grown 1 voxel |", "| --- | --- | --- | --- |" + " --- |" * (len(KINDS) + 2)]
@@ -204,13 +203,14 @@ def table(records: dict[str, dict]) -> str:
             for label, row in s["bins"].items():
                 cells = " | ".join(f"{row[k]:.3f}" for k in ("WT", *KINDS, "grown"))
                 lines.append(f"| {name} | {cohort} | {label} | {row['cases']} | {cells} |")
-    lines += ["", "| result | cohort | wrong voxels | " + " | ".join(KINDS) + " | edge outside / inside |"]
-    lines.append("| --- | --- | --- |" + " --- |" * (len(KINDS) + 1))
+    head = "| result | cohort | wrong voxels | " + " | ".join(KINDS)
+    lines += ["", head + " | edge outside / inside | far outside / inside |"]
+    lines.append("| --- | --- | --- |" + " --- |" * (len(KINDS) + 2))
     for name, rec in records.items():
         for cohort, s in rec["result"]["summary"].items():
             cells = " | ".join(f"{100 * s['share'][k]:.1f}%" for k in KINDS)
-            edge = f"{s['edge_fp']} / {s['edge_fn']}"
-            lines.append(f"| {name} | {cohort} | {s['wrong_voxels']} | {cells} | {edge} |")
+            sides = " | ".join(f"{s[f'{k}_fp']} / {s[f'{k}_fn']}" for k in ("edge", "far"))
+            lines.append(f"| {name} | {cohort} | {s['wrong_voxels']} | {cells} | {sides} |")
     return "\n".join(lines)
 
 

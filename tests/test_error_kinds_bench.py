@@ -59,6 +59,26 @@ def test_kinds_by_hand():
     assert error_kinds.corrected_dice(got, "far") == pytest.approx(2 * 72 / (2 * 72 + 25 + 16))
 
 
+def test_dice_as_the_evaluation_computes_it(tmp_path):
+    """On a generated case, its reference shifted by two voxels and a false blob added: the Dice as predicted is
+    the evaluation's WT Dice, and each kind put right lands between it and 1."""
+    from brats.data import discover_cases, load_seg
+    from brats.evaluate.metrics import region_dice
+    from brats.labels import get_scheme, to_classes
+    from brats.synth import generate_cohort
+
+    generate_cohort(tmp_path, 1, seed=3, shape=(48, 48, 40))
+    case = discover_cases(tmp_path)[0]
+    ref = to_classes(load_seg(case), get_scheme("brats2021"))
+    pred = np.roll(ref, 2, axis=0)
+    pred[:3, :3, :3] = 2
+    counts = error_kinds.error_kinds(pred > 0, ref > 0)
+    assert counts["fp"] > 0 and counts["fn"] > 0 and counts["false lesion fp"] > 0
+    assert error_kinds.corrected_dice(counts) == pytest.approx(region_dice(pred, ref)["WT"])
+    for kind in error_kinds.KINDS:
+        assert error_kinds.corrected_dice(counts) <= error_kinds.corrected_dice(counts, kind) <= 1.0
+
+
 def test_spacing_moves_the_edge():
     """On 2 mm slices the slab is still 2 mm from the cube (edge) but the column's first voxel is 4 mm (far)."""
     pred, ref = _scene()
@@ -108,8 +128,8 @@ def test_summary_by_bin_and_share():
     )
     text = error_kinds.table({"r": {"result": {"summary": {"select": s}}}})
     assert "| r | select | free | 1 | 0.000 | 1.000 | 0.000 | 0.000 | 0.000 | 1.000 |" in text
-    assert (s["edge_fp"], s["edge_fn"]) == (17, 8)
-    assert "| r | select | 56 | 28.6% | 44.6% | 14.3% | 12.5% | 17 / 8 |" in text
+    assert (s["edge_fp"], s["edge_fn"], s["far_fp"], s["far_fn"]) == (17, 8, 3, 4)
+    assert "| r | select | 56 | 28.6% | 44.6% | 14.3% | 12.5% | 17 / 8 | 3 / 4 |" in text
 
 
 def test_grown_yardstick_on_a_slab():
