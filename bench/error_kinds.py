@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_predictions import selection_cli  # noqa: E402
-from size_bins import BINS, COHORTS  # noqa: E402
+from size_bins import BINS, COHORTS, bin_label  # noqa: E402
 
 from brats.errors import BratsError  # noqa: E402
 from brats.evaluate.metrics import dice_from_counts  # noqa: E402
@@ -113,39 +113,34 @@ def grown_dice(ref: np.ndarray) -> float:
     return _dice(float(ref.sum()), float((grown & ~ref).sum()), 0.0)
 
 
-def _bin(ml: float) -> str:
-    if ml <= 0:
-        return BINS[0][0]
-    return next(label for label, lo, hi in BINS[1:] if lo <= ml < hi)
-
-
 def cohort_cases(run: Path, root: Path, cohort: str) -> dict[str, dict]:
     """Per case of ``root``: its reference WT volume, size bin, :func:`error_kinds` counts and the yardstick.
 
     Raises:
-        FileNotFoundError: a case without a prediction in ``RUN/bench_<cohort>/predictions`` (one line, naming it).
+        FileNotFoundError: a case without a prediction in ``RUN/bench_<cohort>/predictions``, or with one older
+            than the run's ``checkpoints/best.pt`` (one line, naming it).
     """
     from brats.data import discover_cases, load_seg
     from brats.data.nifti import load_geometry, load_label_file
     from brats.labels import get_scheme
 
     scheme = get_scheme("brats2021")
-
     folder = run / f"bench_{cohort}" / "predictions"
+    ckpt = run / "checkpoints" / "best.pt"
+    trained = ckpt.stat().st_mtime if ckpt.is_file() else 0.0
     out: dict[str, dict] = {}
     for case in discover_cases(root):
         path = folder / f"{case.case_id}.nii.gz"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: no prediction (score the run with bench/generalise.py --select first)"
-            )
+        if not path.is_file() or path.stat().st_mtime < trained:
+            why = "no prediction" if not path.is_file() else f"older than {ckpt}"
+            raise FileNotFoundError(f"{path}: {why} (score the run with bench/generalise.py --select first)")
         pred = load_label_file(path, scheme, True) > 0
         ref = load_seg(case) > 0
         spacing = tuple(float(z) for z in load_geometry(path).spacing)
         ml = float(ref.sum()) * float(np.prod(spacing)) / 1000.0
         out[case.case_id] = {
             "WT_ml": round(ml, 4),
-            "bin": _bin(ml),
+            "bin": bin_label(ml),
             "counts": error_kinds(pred, ref, spacing),
             "grown": round(grown_dice(ref), 6),
         }

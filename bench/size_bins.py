@@ -9,14 +9,20 @@ they differ (``python bench/generalise.py --table A B --by-size``).
 
 from __future__ import annotations
 
-__all__ = ["BINS", "size_bins", "size_table"]
+__all__ = ["BINS", "bin_label", "size_bins", "size_table"]
 
 #: (label, low mL inclusive, high mL exclusive); the first bin is the tumour-free cases.
 BINS = (("free", 0.0, 0.0), ("< 3 mL", 0.0, 3.0), ("3-20 mL", 3.0, 20.0), (">= 20 mL", 20.0, float("inf")))
 COHORTS = ("select", "select_stress")
 
 
-def _label(ml: float) -> str:
+def bin_label(ml: float) -> str:
+    """The size bin of a reference whole-tumour volume in mL (``free`` for 0).
+
+    Example:
+        >>> [bin_label(v) for v in (0.0, 2.9, 3.0, 20.0)]
+        ['free', '< 3 mL', '3-20 mL', '>= 20 mL']
+    """
     if ml <= 0:
         return BINS[0][0]
     return next(label for label, lo, hi in BINS[1:] if lo <= ml < hi)
@@ -31,7 +37,7 @@ def size_bins(per_case: dict[str, dict]) -> dict[str, tuple[float, int]]:
     """
     groups: dict[str, list[float]] = {}
     for v in per_case.values():
-        groups.setdefault(_label(float(v["WT_ml"])), []).append(float(v["WT"]))
+        groups.setdefault(bin_label(float(v["WT_ml"])), []).append(float(v["WT"]))
     return {
         label: (sum(groups[label]) / len(groups[label]), len(groups[label]))
         for label, *_ in BINS

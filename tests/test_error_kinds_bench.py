@@ -160,6 +160,16 @@ def test_reads_a_cohort_and_its_predictions(tmp_path, capsys):
         assert got["summary"][cohort]["bins"]["all"]["WT"] == 1.0
         assert got["summary"][cohort]["wrong_voxels"] == 0
     json.dumps(got)  # it is saved as JSON
+    # a checkpoint newer than the predictions: they belong to an earlier model and are refused
+    import os
+
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.pt").write_bytes(b"")
+    stale = next((run / "bench_select_stress" / "predictions").iterdir())
+    os.utime(stale, (0, 0))
+    with pytest.raises(FileNotFoundError, match=f"{stale.name}: older than .*best.pt"):
+        error_kinds.measure(run, root)
+    stale.touch()
     missing = next((run / "bench_select" / "predictions").iterdir())
     missing.unlink()
     code = error_kinds.main(["--name", "x", "--run", str(run), "--select-root", str(root)])
