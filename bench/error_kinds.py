@@ -113,6 +113,11 @@ def grown_dice(ref: np.ndarray) -> float:
     return _dice(float(ref.sum()), float((grown & ~ref).sum()), 0.0)
 
 
+def _ml(mask: np.ndarray, spacing) -> float:
+    """The volume of ``mask`` in mL on a grid of ``spacing`` mm."""
+    return float(mask.sum()) * float(np.prod([float(v) for v in spacing])) / 1000.0
+
+
 def cohort_cases(run: Path, root: Path, cohort: str) -> dict[str, dict]:
     """Per case of ``root``: its reference WT volume, size bin, :func:`error_kinds` counts and the yardstick.
 
@@ -137,7 +142,7 @@ def cohort_cases(run: Path, root: Path, cohort: str) -> dict[str, dict]:
         pred = load_label_file(path, scheme, True) > 0
         ref = load_seg(case) > 0
         spacing = tuple(float(z) for z in load_geometry(path).spacing)
-        ml = float(ref.sum()) * float(np.prod(spacing)) / 1000.0
+        ml = _ml(ref, spacing)
         out[case.case_id] = {
             "WT_ml": round(ml, 4),
             "bin": bin_label(ml),
@@ -218,7 +223,7 @@ def yardstick(root: Path) -> str:
     rows, values = [], []
     for case in discover_cases(root):
         ref = load_seg(case) > 0
-        ml = float(ref.sum()) * float(np.prod(load_geometry(case.seg).spacing)) / 1000.0
+        ml = _ml(ref, load_geometry(case.seg).spacing)
         values.append(grown_dice(ref))
         rows.append(f"{case.case_id}: WT {ml:.1f} mL, grown 1 voxel {values[-1]:.3f}")
     return "\n".join([*rows, f"mean over {len(values)} cases: {np.mean(values):.3f}"])
